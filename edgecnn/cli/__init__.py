@@ -1,0 +1,41 @@
+"""The ``edgecnn`` command line.
+
+Each command lives in its own thin module: it parses arguments, loads the
+recipe or run, and calls one stage function. Heavy libraries (torch, the
+export backends) are imported inside the command bodies so ``edgecnn --help``
+stays instant. A ``UserError`` anywhere becomes plain lines on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from edgecnn.cli import data, eval, info, train, validate
+from edgecnn.errors import UserError
+
+app = typer.Typer(
+    name="edgecnn",
+    help="Train, quantize, export and profile small image classifiers for edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train.train)
+app.command("eval")(eval.eval_run)
+app.command("info")(info.info)
+app.command("validate")(validate.validate)
+app.add_typer(data.app, name="data")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        for line in e.lines:
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; finished epochs are saved, resume with --resume", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,103 @@
+"""The recipe schema.
+
+Every section forbids unknown keys, so a typo is an error rather than a
+silently ignored setting. Defaults describe a small run on the built-in
+dataset; the shipped recipes spell out what they change.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = Field("cnn_attn", description="registry name, see `edgecnn info --help`")
+    heads: int = Field(8, ge=1, description="attention heads (cnn_attn only)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head")
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from edgecnn.models.registry import model_names
+
+        names = model_names()
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ValueError(f"unknown model; {hint}choose one of: {', '.join(names)}")
+        return name
+
+
+class DataConfig(Section):
+    source: Literal["synth", "folder"] = "synth"
+    root: Path | None = Field(None, description="folder with train/ and val/ (source: folder)")
+    image_size: int = Field(64, ge=8, le=1024)
+    num_classes: int | None = Field(
+        10, ge=2, description="synth: classes generated; folder: first N class folders in sorted order"
+    )
+    classes: list[str] | None = Field(None, description="folder: explicit class folder names")
+    train_per_class: int = Field(200, ge=1, description="synth: training images per class")
+    val_per_class: int = Field(50, ge=1, description="synth: validation images per class")
+    mean: list[float] = Field([0.5, 0.5, 0.5], min_length=1)
+    std: list[float] = Field([0.25, 0.25, 0.25], min_length=1)
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+
+    @field_validator("root")
+    @classmethod
+    def _expand_home(cls, root: Path | None) -> Path | None:
+        return root.expanduser() if root is not None else None
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, std: list[float]) -> list[float]:
+        if any(s <= 0 for s in std):
+            raise ValueError("every std must be > 0")
+        return std
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}; give one per band")
+        if self.source == "folder" and self.root is None:
+            raise ValueError("source: folder needs data.root (a folder with train/ and val/)")
+        if self.source == "synth" and self.num_classes is None:
+            raise ValueError("source: synth needs data.num_classes")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError("data.classes lists a class twice")
+        return self
+
+
+class AugmentConfig(Section):
+    hflip: float = Field(0.5, ge=0.0, le=1.0, description="probability of a horizontal flip")
+    vflip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a vertical flip")
+    rotation: float = Field(0.0, ge=0.0, le=180.0, description="max rotation in degrees")
+    distortion: float = Field(0.0, ge=0.0, le=1.0, description="random elastic distortion strength")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    step_size: int = Field(30, ge=1, description="StepLR: epochs between decays")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="StepLR: decay factor")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+
+
+class Recipe(Section):
+    name: str = Field(..., min_length=1, description="run name; default run folder is runs/<name>")
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    train: TrainConfig = TrainConfig()

@@ -1,0 +1,94 @@
+"""The run folder: what a training run writes, and how later stages read it back.
+
+A run folder holds ``recipe.yaml`` (resolved), ``env.json``, ``metrics.csv``,
+``last.pt`` and ``best.pt`` (checkpoints), ``train.log`` and, after
+``edgecnn eval``, ``eval.json``. Later stages (eval, export, bench, report)
+read only these files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from edgecnn.config import Recipe
+from edgecnn.config.load import validate_recipe
+from edgecnn.errors import UserError
+from edgecnn.train.checkpoint import load_checkpoint
+
+RECIPE = "recipe.yaml"
+ENV = "env.json"
+METRICS = "metrics.csv"
+LAST = "last.pt"
+BEST = "best.pt"
+LOG = "train.log"
+EVAL = "eval.json"
+
+
+def is_run(path: Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / RECIPE).is_file()
+
+
+def read_run_recipe(run: Path) -> Recipe:
+    """The resolved recipe stored in a run folder.
+
+    Raises:
+        UserError: not a run folder, or its recipe no longer validates.
+    """
+    run = Path(run)
+    if not is_run(run):
+        raise UserError(f"{run}: not a run folder (no {RECIPE}); pass a folder written by edgecnn train")
+    try:
+        data = yaml.safe_load((run / RECIPE).read_text()) or {}
+    except yaml.YAMLError:
+        raise UserError(f"{run / RECIPE}: damaged (not valid YAML); restore it from the original recipe") from None
+    return validate_recipe(data)
+
+
+def build_for_recipe(recipe: Recipe, num_classes: int) -> nn.Module:
+    from edgecnn.models import build_model
+
+    settings = recipe.model.model_dump(exclude={"name"})
+    return build_model(recipe.model.name, num_classes, len(recipe.data.mean), **settings)
+
+
+def load_trained(run: Path, which: str = "best") -> tuple[Recipe, nn.Module, list[str], dict]:
+    """Rebuild a run's model with its trained weights, in eval mode on the CPU.
+
+    Args:
+        run: the run folder.
+        which: ``"best"`` (highest validation accuracy) or ``"last"``.
+
+    Returns:
+        (recipe, model, class names, checkpoint dict)
+
+    Raises:
+        UserError: not a run, no checkpoint yet, or a damaged checkpoint.
+    """
+    run = Path(run)
+    recipe = read_run_recipe(run)
+    path = run / (BEST if which == "best" else LAST)
+    if which == "best" and not path.exists():
+        path = run / LAST
+    state = load_checkpoint(path)
+    classes = list(state["classes"])
+    model = build_for_recipe(recipe, len(classes))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise UserError(f"{path}: weights do not fit the model in {run / RECIPE} ({first})") from None
+    model.eval()
+    return recipe, model, classes, state
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` takes a GPU when one is present."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda but no CUDA GPU is visible; use train.device=auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
