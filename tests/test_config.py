@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from edgecnn.config import Recipe, dump_recipe, load_recipe, parse_overrides
+from edgecnn.errors import UserError
+from conftest import RECIPES, cli
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(path: Path):
+    recipe = load_recipe(path)
+    assert isinstance(recipe, Recipe)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# edgecnn ") and path.name in first, "each recipe starts with the command that runs it"
+
+
+def test_overrides_are_typed_and_applied():
+    r = load_recipe(RECIPES / "quickstart.yaml", ["train.epochs=3", "data.mean=[0.1,0.2,0.3]", "model.name=cnn"])
+    assert r.train.epochs == 3 and r.data.mean == [0.1, 0.2, 0.3] and r.model.name == "cnn"
+
+
+def test_resolved_recipe_round_trips(tmp_path: Path):
+    r = load_recipe(RECIPES / "cnn_attn.yaml")
+    (tmp_path / "r.yaml").write_text(dump_recipe(r))
+    assert load_recipe(tmp_path / "r.yaml") == r
+
+
+def test_all_errors_are_collected_with_keys_values_and_hints():
+    with pytest.raises(UserError) as e:
+        load_recipe(RECIPES / "quickstart.yaml",
+                    ["train.epoch=3", "train.batch_size=0", "data.source=web", "model.name=resnet35", "trian.lr=1"])
+    lines = e.value.lines
+    assert len(lines) == 5
+    text = "\n".join(lines)
+    assert "train.epoch: unknown key" in text and "did you mean 'train.epochs'" in text
+    assert "train.batch_size = 0" in text and "greater than or equal to 1" in text
+    assert "data.source = 'web'" in text and "'synth' or 'folder'" in text
+    assert "did you mean 'resnet34'" in text
+    assert "did you mean 'train'" in text
+
+
+def test_unknown_key_in_file(tmp_path: Path):
+    p = tmp_path / "r.yaml"
+    p.write_text("name: x\ntrain:\n  epochs: 2\n  learning_rate: 0.1\n")
+    with pytest.raises(UserError, match=r"train.learning_rate: unknown key.*allowed here: epochs"):
+        load_recipe(p)
+
+
+def test_cross_field_rules():
+    with pytest.raises(UserError, match="data.root"):
+        load_recipe(RECIPES / "quickstart.yaml", ["data.source=folder"])
+    with pytest.raises(UserError, match="mean has 2 values but std has 3"):
+        load_recipe(RECIPES / "quickstart.yaml", ["data.mean=[0.5,0.5]"])
+
+
+@pytest.mark.parametrize("content,match", [
+    (None, "no such file"),
+    ("name: [unclosed", "not valid YAML"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("seed: 1\n", "name: required key is missing"),
+])
+def test_bad_files(tmp_path: Path, content, match):
+    p = tmp_path / "r.yaml"
+    if content is not None:
+        p.write_text(content)
+    with pytest.raises(UserError, match=match):
+        load_recipe(p)
+
+
+def test_bad_override_words():
+    with pytest.raises(UserError, match="expected dotted.key=value"):
+        parse_overrides(["train.epochs"])
+    with pytest.raises(UserError, match="seed is a value, not a section"):
+        load_recipe(RECIPES / "quickstart.yaml", ["seed.x=1"])
+
+
+def test_cli_validate_prints_one_line_per_error_and_exits_2():
+    proc = cli("validate", "recipes/quickstart.yaml", "train.epoch=3", "model.heads=abc")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 2, proc.stderr
+    ok = cli("validate", "recipes/cnn_attn.yaml", "train.epochs=5")
+    assert ok.returncode == 0 and "valid recipe" in ok.stdout
