@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class ModelConfig(Section):
@@ -41,7 +41,7 @@ class DataConfig(Section):
     root: Path | None = Field(None, description="folder with train/ and val/ (source: folder)")
     image_size: int = Field(64, ge=8, le=1024)
     num_classes: int | None = Field(
-        10, ge=2, description="synth: classes generated; folder: first N class folders in sorted order"
+        None, ge=2, description="synth: classes generated (default 10); folder: first N class folders in sorted order (default all)"
     )
     classes: list[str] | None = Field(None, description="folder: explicit class folder names")
     train_per_class: int = Field(200, ge=1, description="synth: training images per class")
@@ -69,7 +69,7 @@ class DataConfig(Section):
         if self.source == "folder" and self.root is None:
             raise ValueError("source: folder needs data.root (a folder with train/ and val/)")
         if self.source == "synth" and self.num_classes is None:
-            raise ValueError("source: synth needs data.num_classes")
+            self.num_classes = 10
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError("data.classes lists a class twice")
         return self

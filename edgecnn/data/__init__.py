@@ -1,0 +1,84 @@
+"""Datasets and batch transforms.
+
+Two sources, chosen by ``data.source`` in a recipe:
+
+- ``synth``: the built-in shapes-with-band-signatures dataset, generated in
+  memory (``synth.py``); needs no download, so the demo and tests use it.
+- ``folder``: an ImageNet-mini style tree ``<root>/{train,val}/<class>/<image>``
+  (``folder.py``).
+
+Both yield ``(uint8 [C, H, W], label)``; ``transforms.py`` turns those into
+normalised, augmented float batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch.utils.data import Dataset
+
+from edgecnn.data.folder import IMAGE_EXTENSIONS, ImageFolder, list_classes, load_image, to_rgb
+from edgecnn.data.synth import SHAPES, SynthDataset, class_signatures, synth_class_names, write_synth
+from edgecnn.data.transforms import Augment, collate, normalize
+from edgecnn.errors import UserError
+
+if TYPE_CHECKING:
+    from edgecnn.config.schema import DataConfig
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SHAPES",
+    "Augment",
+    "ImageFolder",
+    "SynthDataset",
+    "build_datasets",
+    "class_signatures",
+    "collate",
+    "list_classes",
+    "load_image",
+    "normalize",
+    "synth_class_names",
+    "to_rgb",
+    "write_synth",
+]
+
+
+def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3) -> tuple[Dataset, Dataset, list[str]]:
+    """The train and val datasets a recipe's ``data`` section describes.
+
+    Args:
+        data_cfg: the recipe's ``data`` section.
+        seed: the recipe seed; only the synthetic source uses it.
+        bands: spectral bands; folders always load as RGB, so only synth supports other values.
+
+    Returns:
+        ``(train, val, class_names)``; label ``i`` is ``class_names[i]``.
+
+    Raises:
+        UserError: the folder layout is wrong (see ``list_classes`` and
+            ``ImageFolder``), val lacks a training class, or ``bands`` is not 3 for a folder.
+    """
+    if data_cfg.source == "synth":
+        train = SynthDataset(data_cfg.num_classes, data_cfg.train_per_class, data_cfg.image_size, seed, "train", bands)
+        val = SynthDataset(data_cfg.num_classes, data_cfg.val_per_class, data_cfg.image_size, seed, "val", bands)
+        return train, val, train.classes
+
+    if bands != 3:
+        raise UserError(
+            f"data.source folder loads images as RGB (3 bands), not {bands}; use 3 bands or data.source synth"
+        )
+    root = Path(data_cfg.root).expanduser()
+    classes = list_classes(root / "train", data_cfg.num_classes, data_cfg.classes)
+    # Labels are indices into the training class list, so val must hold the
+    # same folders; extra val folders are ignored.
+    val_dir = root / "val"
+    if not val_dir.is_dir():
+        raise UserError(f"{val_dir} is not a folder; expected {root}/val/<class>/<image> as in ImageNet-mini")
+    missing = [c for c in classes if not (val_dir / c).is_dir()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UserError(f"{val_dir} lacks class folders that train has: {shown}; val needs every training class")
+    train = ImageFolder(root / "train", classes, data_cfg.image_size)
+    val = ImageFolder(val_dir, classes, data_cfg.image_size)
+    return train, val, classes

@@ -1,0 +1,218 @@
+"""Image-folder datasets laid out like ImageNet-mini: ``<root>/<split>/<class>/<image>``.
+
+Loading is written on Pillow alone (torchvision does not import on this
+stack). ``load_image`` is public so prediction decodes a user's photo
+exactly the way training decoded the dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from edgecnn.errors import UserError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+# What Pillow raises on a broken or hostile file. Anything else is a bug and
+# should surface.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def _layout_hint(split_dir: Path) -> str:
+    return f"expected {split_dir.parent}/{split_dir.name}/<class>/<image> as in ImageNet-mini"
+
+
+def list_classes(split_dir: Path, num_classes: int | None, classes: list[str] | None) -> list[str]:
+    """The class folders of one split, in the order that defines the labels.
+
+    Args:
+        split_dir: e.g. ``<root>/train``.
+        num_classes: take the first N class folders in sorted order; ``None`` takes all.
+        classes: exactly these class folders, in this order; when given,
+            ``num_classes`` is ignored.
+
+    Raises:
+        UserError: the root or the split folder is missing, it holds no class
+            folders, fewer than ``num_classes``, or a listed class is missing.
+    """
+    split_dir = Path(split_dir).expanduser()
+    root = split_dir.parent
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist; {_layout_hint(split_dir)}")
+    if not split_dir.is_dir():
+        raise UserError(f"{split_dir} is not a folder; {_layout_hint(split_dir)}")
+    # Hidden folders (.ipynb_checkpoints, .DS_Store-style clutter) are never classes.
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise UserError(f"{split_dir} has no class folders; {_layout_hint(split_dir)}")
+    if classes is not None:
+        if not classes:
+            raise UserError("data.classes is an empty list; name the class folders to use, or leave it out")
+        missing = [c for c in classes if c not in found]
+        if missing:
+            raise UserError(
+                f"{split_dir} has no class folder {', '.join(missing)}; "
+                f"fix data.classes (found {len(found)} classes, e.g. {', '.join(found[:3])})"
+            )
+        return list(classes)
+    if num_classes is not None:
+        if len(found) < num_classes:
+            raise UserError(
+                f"{split_dir} has {len(found)} class folders but data.num_classes is {num_classes}; "
+                f"lower data.num_classes or add class folders"
+            )
+        return found[:num_classes]
+    return found
+
+
+class ImageFolder(Dataset):
+    """The images of one split, labelled by the index of their class folder in ``classes``.
+
+    Files are found by extension (case-insensitive, also in subfolders of a
+    class folder) and sorted, so the sample order is the same on every
+    machine. Each file's header is opened at scan time (no pixel decode);
+    files Pillow cannot identify are left out and listed in ``skipped``. A
+    file whose pixels turn out to be broken later (a truncated download)
+    yields ``None`` from ``__getitem__``; ``collate`` drops it.
+
+    Args:
+        split_dir: e.g. ``<root>/train``.
+        classes: class folder names, from ``list_classes``.
+        image_size: side of the square output images.
+
+    Attributes:
+        classes: the class names, index = label.
+        samples: ``(path, label)`` for every usable file.
+        skipped: files with an image extension that are not readable images.
+
+    Raises:
+        UserError: a class folder is missing, or no file in the split is a readable image.
+    """
+
+    def __init__(self, split_dir: Path, classes: list[str], image_size: int):
+        split_dir = Path(split_dir).expanduser()
+        self.classes = list(classes)
+        self.image_size = image_size
+        self.samples: list[tuple[Path, int]] = []
+        self.skipped: list[Path] = []
+        for label, name in enumerate(self.classes):
+            class_dir = split_dir / name
+            if not class_dir.is_dir():
+                raise UserError(f"{class_dir} is not a folder; {_layout_hint(split_dir)}")
+            for path in sorted(class_dir.rglob("*")):
+                # Dot-files with an image suffix are macOS resource forks (._x.jpg), not images.
+                if path.suffix.lower() not in IMAGE_EXTENSIONS or path.name.startswith(".") or not path.is_file():
+                    continue
+                if _readable_header(path):
+                    self.samples.append((path, label))
+                else:
+                    self.skipped.append(path)
+        if not self.samples:
+            extra = f" ({len(self.skipped)} files could not be read)" if self.skipped else ""
+            raise UserError(
+                f"{split_dir} has no readable images{extra}; {_layout_hint(split_dir)} "
+                f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
+        path, label = self.samples[i]
+        try:
+            return load_image(path, self.image_size), label
+        except _DECODE_ERRORS:
+            return None
+
+
+def _readable_header(path: Path) -> bool:
+    try:
+        with Image.open(path):  # reads the header only; pixels are decoded lazily
+            return True
+    except _DECODE_ERRORS:
+        return False
+
+
+def load_image(path: Path, image_size: int) -> Tensor:
+    """Decode an image file into a uint8 ``[3, image_size, image_size]`` tensor.
+
+    Any Pillow mode becomes RGB (see ``to_rgb``); the shorter side is resized
+    to ``image_size`` with antialiased bilinear filtering and the centre is
+    cropped to a square.
+
+    Raises:
+        OSError, ValueError, SyntaxError, EOFError: the file is not a decodable image
+            (Pillow's own errors, e.g. ``OSError`` for a truncated file).
+    """
+    with Image.open(path) as im:
+        if im.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the image is much
+            # bigger than needed: several times faster, and the result is
+            # still at least image_size on the shorter side.
+            im.draft(im.mode, (image_size, image_size))
+        rgb = to_rgb(im)
+    w, h = rgb.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    # Resizing only the centre square is the same as resize-shorter-side then
+    # centre-crop, minus the work on pixels the crop would throw away.
+    # Pillow's resize filters antialias when shrinking.
+    square = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert an image of any Pillow mode to 8-bit RGB.
+
+    Transparent images (RGBA, LA, palette with transparency) are composited
+    over white, as a viewer shows them, rather than keeping whatever colour
+    hides under transparent pixels. 16-bit and 32-bit greyscale are scaled
+    to 0..255 (see ``_wide_to_8bit``).
+
+    Raises:
+        OSError: the pixel data is truncated or corrupt.
+    """
+    im.load()  # decode now, while the caller's file is still open
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")  # the palette alone loses which index is transparent
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return Image.fromarray(_wide_to_8bit(im), "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im).convert("RGB")
+    # L, 1, P, CMYK (Pillow undoes Adobe's inverted CMYK JPEGs), YCbCr, LAB, HSV.
+    return im.convert("RGB")
+
+
+def _wide_to_8bit(im: Image.Image) -> np.ndarray:
+    """Scale a 16-bit, 32-bit integer or float greyscale image to uint8.
+
+    Fixed scales keep brightness comparable between images where the range
+    is known: 16-bit modes divide by 257 (65535 -> 255). For ``I`` and ``F``
+    the values decide: data already in 0..255 (or 0..1 for floats) keeps its
+    scale, data in 0..65535 is treated as 16-bit, anything else is stretched
+    from its own minimum to maximum.
+    """
+    a = np.nan_to_num(np.asarray(im).astype(np.float64))
+    if im.mode.startswith("I;16"):
+        scaled = a / 257.0
+    else:
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if im.mode == "F" and 0.0 <= lo and hi <= 1.0:
+            scaled = a * 255.0
+        elif 0.0 <= lo and hi <= 255.0:
+            scaled = a
+        elif 0.0 <= lo and hi <= 65535.0:
+            scaled = a / 257.0
+        else:
+            scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
