@@ -207,7 +207,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                loss_sum += float(loss) * len(y)
+                loss_sum += loss.item() * len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 progress.update(task, advance=1, loss=loss_sum / seen)
