@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from edgecnn.cli import data, eval, info, train, validate
+from edgecnn.cli import data, eval, info, prune, train, validate
 from edgecnn.errors import UserError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("train")(train.train)
 app.command("eval")(eval.eval_run)
 app.command("info")(info.info)
 app.command("validate")(validate.validate)
+app.command("prune")(prune.prune)
 app.add_typer(data.app, name="data")
 
 

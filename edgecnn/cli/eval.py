@@ -2,17 +2,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 
 def eval_run(
     run: Annotated[Path, typer.Argument(help="run folder written by edgecnn train")],
+    channels: Annotated[Optional[str], typer.Option(
+        help="band subset to evaluate, e.g. RG (missing bands zero-filled), or 'all' for every subset")] = None,
     which: Annotated[str, typer.Option(help="checkpoint: best or last")] = "best",
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Evaluate a run on its validation split; writes RUN/eval.json."""
+    """Evaluate a run on its validation split (per band subset for band-robust runs); writes RUN/eval.json."""
     from rich.console import Console
 
     from edgecnn.errors import UserError
@@ -20,10 +22,13 @@ def eval_run(
 
     if which not in ("best", "last"):
         raise UserError(f"--which {which!r}: choose best or last")
-    result = evaluate_run(run, which)
+    result = evaluate_run(run, which, channels)
     if json_out:
         print(json.dumps(result, indent=2))
         return
     console = Console()
     console.print(paper_table([result], title=f"{run} ({result['images']} val images, epoch {result['epoch']})"))
+    if result["subsets"]:
+        rows = [{"bands": name, **m} for name, m in result["subsets"].items()]
+        console.print(paper_table(rows, title="per band subset (missing bands zero-filled)", first="bands"))
     console.print("MACs are multiply-accumulates (the paper's 'FLOPs' column counts the same thing).")

@@ -32,6 +32,27 @@ def _num_classes(recipe, run: Path | None) -> int:
     raise UserError("cannot tell the number of classes: set data.num_classes (or data.classes) in the recipe")
 
 
+def _subset_costs(model, bands: list[str], size: int) -> dict:
+    """MACs per band subset for band-aware models: with the mask as input, and
+    folded into a plain convolution over the present bands where that is exact."""
+    from edgecnn.data.bands import all_subsets, presence_mask, subset_name
+    from edgecnn.models.registry import takes_mask
+    from edgecnn.models.stats import measure_cost
+
+    if not takes_mask(model):
+        return {}
+    out = {}
+    for s in all_subsets(bands):
+        mask = presence_mask(s, bands)
+        entry = {"macs": measure_cost(model, size, len(bands), mask).macs}
+        if getattr(model.conv1, "attention_mode", None) == "mask":
+            from edgecnn.models.dynamic_conv import folded_model
+
+            entry["macs_folded"] = measure_cost(folded_model(model, mask), size, len(s)).macs
+        out[subset_name(s, bands)] = entry
+    return out
+
+
 def info(
     target: Annotated[Path, typer.Argument(help="recipe YAML or run folder")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.key=value (recipes only)")] = None,
@@ -43,6 +64,7 @@ def info(
     from rich.table import Table
 
     from edgecnn.config import load_recipe
+    from edgecnn.data.bands import presence_mask
     from edgecnn.models.stats import measure_cost
     from edgecnn.train import run as R
 
@@ -51,10 +73,14 @@ def info(
     size = input_size or recipe.data.image_size
     n_classes = _num_classes(recipe, run)
     model = R.build_for_recipe(recipe, n_classes)
-    cost = measure_cost(model, size, len(recipe.data.mean))
+    bands = recipe.data.bands
+    per_subset = _subset_costs(model, bands, size)
+    full = (presence_mask(bands, bands),) if per_subset else ()
+    cost = measure_cost(model, size, len(bands), *full)
     result = {
         "model": recipe.model.name, "params": cost.params, "macs": cost.macs, "input_size": size,
-        "in_chans": cost.in_chans, "num_classes": n_classes, "per_module": cost.per_module, "note": NOTE,
+        "in_chans": cost.in_chans, "bands": bands, "num_classes": n_classes, "per_module": cost.per_module,
+        "per_subset": per_subset, "note": NOTE,
     }
     if json_out:
         print(json.dumps(result, indent=2))
@@ -67,4 +93,12 @@ def info(
     table.add_row("[bold]total[/]", f"[bold]{cost.params:,}[/]", f"[bold]{cost.macs:,}[/]")
     console = Console()
     console.print(table)
+    if per_subset:
+        sub = Table(title="MACs per band subset")
+        for col in ("bands", "MACs (mask input)", "MACs folded (plain conv stem)"):
+            sub.add_column(col, justify="left" if col == "bands" else "right")
+        for name, c in per_subset.items():
+            folded = c.get("macs_folded")
+            sub.add_row(name, f"{c['macs']:,}", f"{folded:,}" if folded is not None else "n/a (input attention)")
+        console.print(sub)
     console.print(f"{cost.params / 1e6:.3f} M parameters, {cost.macs / 1e9:.3f} GMACs. {NOTE}.")

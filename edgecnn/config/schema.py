@@ -22,6 +22,7 @@ class ModelConfig(Section):
     name: str = Field("cnn_attn", description="registry name, see `edgecnn info --help`")
     heads: int = Field(8, ge=1, description="attention heads (cnn_attn only)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head")
+    num_kernels: int = Field(4, ge=1, description="kernel sets in a DynamicConv2D stem (resnet34_dynconv*)")
 
     @field_validator("name")
     @classmethod
@@ -46,6 +47,7 @@ class DataConfig(Section):
     classes: list[str] | None = Field(None, description="folder: explicit class folder names")
     train_per_class: int = Field(200, ge=1, description="synth: training images per class")
     val_per_class: int = Field(50, ge=1, description="synth: validation images per class")
+    bands: list[str] = Field(["R", "G", "B"], min_length=1, description="names of the input bands, in order")
     mean: list[float] = Field([0.5, 0.5, 0.5], min_length=1)
     std: list[float] = Field([0.25, 0.25, 0.25], min_length=1)
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
@@ -66,6 +68,10 @@ class DataConfig(Section):
     def _consistent(self) -> DataConfig:
         if len(self.mean) != len(self.std):
             raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}; give one per band")
+        if len(self.mean) != len(self.bands):
+            raise ValueError(f"{len(self.bands)} bands {self.bands} but {len(self.mean)} mean/std values; give one per band")
+        if len({b.upper() for b in self.bands}) != len(self.bands) or any(not b.strip() or "," in b for b in self.bands):
+            raise ValueError(f"data.bands {self.bands}: names must be unique, non-empty and free of commas")
         if self.source == "folder" and self.root is None:
             raise ValueError("source: folder needs data.root (a folder with train/ and val/)")
         if self.source == "synth" and self.num_classes is None:
@@ -90,6 +96,11 @@ class TrainConfig(Section):
     weight_decay: float = Field(5e-4, ge=0.0)
     step_size: int = Field(30, ge=1, description="StepLR: epochs between decays")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="StepLR: decay factor")
+    band_subsets: Literal["none", "per_batch", "per_sample"] = Field(
+        "none",
+        description="train on random band subsets (subset size uniform, then the subset); "
+        "missing bands are zero-filled and band-aware models also get the presence mask",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
 

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from edgecnn.models import dynamic_conv
 from edgecnn.models.cnn_attn import CNNAttention
 from edgecnn.models.resnet import ResNet
 
@@ -45,6 +46,15 @@ def cnn(num_classes: int, in_chans: int = 3, dropout: float = 0.0) -> nn.Module:
 def resnet34(num_classes: int, in_chans: int = 3) -> nn.Module:
     """The paper's baseline."""
     return ResNet((3, 4, 6, 3), num_classes, in_chans)
+
+
+register("resnet34_dynconv")(dynamic_conv.resnet34_dynconv)  # paper-faithful: attention from the image
+register("resnet34_dynconv_pruned")(dynamic_conv.resnet34_dynconv_pruned)  # attention from the mask: foldable
+
+
+def takes_mask(model: nn.Module) -> bool:
+    """Band-aware models take a presence mask as a second input: ``model(x, mask)``."""
+    return "mask" in inspect.signature(model.forward).parameters
 
 
 def build_model(name: str, num_classes: int, in_chans: int = 3, **settings: Any) -> nn.Module:

@@ -48,7 +48,7 @@ class ResNet(nn.Module):
         stem_conv: nn.Module | None = None,
     ):
         super().__init__()
-        self.conv1 = stem_conv or nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -69,6 +69,8 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
+        if stem_conv is not None:  # after the init above, which would overwrite its weights
+            self.conv1 = stem_conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

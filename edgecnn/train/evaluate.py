@@ -7,51 +7,69 @@ from pathlib import Path
 
 import torch
 
+from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
-from edgecnn.train.loop import evaluate
+from edgecnn.train.loop import evaluate, evaluate_subsets, is_band_robust
 
 
-def evaluate_run(run: Path, which: str = "best") -> dict:
+def evaluate_run(run: Path, which: str = "best", channels: str | None = None) -> dict:
     """Accuracy, macro precision/recall/F1, params and MACs of a run's checkpoint.
 
-    The result is also written to ``run/eval.json``.
+    Band-robust runs (trained on band subsets, or with a band-aware stem) are
+    also evaluated on every non-empty band subset, missing bands zero-filled,
+    as in the paper's Table 2. The result is written to ``run/eval.json``.
+
+    Args:
+        run: the run folder.
+        which: ``"best"`` or ``"last"`` checkpoint.
+        channels: ``None`` (full bands, plus every subset for band-robust runs),
+            ``"all"`` (every subset, for any run) or one subset such as ``"RG"``.
 
     Raises:
-        UserError: not a run, missing/damaged checkpoint, or data problems.
+        UserError: not a run, missing/damaged checkpoint, an unknown or empty
+            band subset, or data problems.
     """
     from edgecnn.data import build_datasets
+    from edgecnn.data.bands import all_subsets, parse_subset, presence_mask
+    from edgecnn.models.registry import takes_mask
     from edgecnn.models.stats import measure_cost
 
     run = Path(run)
     recipe, model, classes, state = R.load_trained(run, which)
+    cfg = recipe.data
+    if channels is None:
+        subsets = all_subsets(cfg.bands) if is_band_robust(recipe, model) else []
+    elif channels.strip().lower() == "all":
+        subsets = all_subsets(cfg.bands)
+    else:
+        subsets = [parse_subset(channels, cfg.bands)]  # validates before any work
     device = R.pick_device(recipe.train.device)
-    _, val_ds, data_classes = build_datasets(recipe.data, recipe.seed)
+    _, val_ds, data_classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
     if list(data_classes) != classes:
-        from edgecnn.errors import UserError
-
         raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
                         "point data.root at the same dataset")
-    cfg = recipe.data
-    metrics = evaluate(model.to(device), val_ds, len(classes), cfg.mean, cfg.std,
-                       recipe.train.batch_size, cfg.workers, device)
-    cost = measure_cost(model.cpu(), cfg.image_size, len(cfg.mean))
+    kw = dict(batch_size=recipe.train.batch_size, workers=cfg.workers, device=device)
+    model = model.to(device)
+    metrics = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, **kw)
+    per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, cfg.bands, subsets, **kw)
+    model = model.cpu()
+    extra = (presence_mask(cfg.bands, cfg.bands),) if takes_mask(model) else ()
+    cost = measure_cost(model, cfg.image_size, len(cfg.bands), *extra)
+    keys = ("accuracy", "precision", "recall", "f1", "loss", "images")
     result = {
         "model": recipe.model.name,
         "run": str(run),
         "checkpoint": which if (run / (R.BEST if which == "best" else R.LAST)).exists() else "last",
         "epoch": state["epoch"],
         "split": "val",
-        "images": metrics["images"],
-        "accuracy": metrics["accuracy"],
-        "precision": metrics["precision"],
-        "recall": metrics["recall"],
-        "f1": metrics["f1"],
-        "loss": metrics["loss"],
+        **{k: metrics[k] for k in keys},
         "params": cost.params,
         "macs": cost.macs,
         "input_size": cfg.image_size,
+        "bands": cfg.bands,
         "num_classes": len(classes),
+        "subsets": {name: {k: m[k] for k in keys} for name, m in per_subset.items()},
         "device": str(device),
         "torch": torch.__version__,
     }
@@ -59,16 +77,19 @@ def evaluate_run(run: Path, which: str = "best") -> dict:
     return result
 
 
-def paper_table(rows: list[dict], title: str = "") -> "rich.table.Table":  # noqa: F821
-    """Rows in the paper's column order: Accuracy, Precision, Recall, F1-score, FLOPs (MACs), Params."""
+def paper_table(rows: list[dict], title: str = "", first: str = "model") -> "rich.table.Table":  # noqa: F821
+    """Rows in the paper's column order: Accuracy, Precision, Recall, F1-score, then MACs and Params
+    where the rows carry them (the per-subset table, like the paper's Table 2, has neither)."""
     from rich.table import Table
 
+    cost = all("macs" in r for r in rows)
     table = Table(title=title or None)
-    for col in ("model", "Accuracy", "Precision", "Recall", "F1-score", "MACs", "Params"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    cols = [first, "Accuracy", "Precision", "Recall", "F1-score"] + (["MACs", "Params"] if cost else [])
+    for col in cols:
+        table.add_column(col, justify="left" if col == first else "right")
     for r in rows:
-        table.add_row(
-            r["model"], f"{r['accuracy']:.2%}", f"{r['precision']:.2%}", f"{r['recall']:.2%}", f"{r['f1']:.2%}",
-            f"{r['macs'] / 1e9:.3f} G", f"{r['params'] / 1e6:.3f} M",
-        )
+        cells = [r[first], f"{r['accuracy']:.2%}", f"{r['precision']:.2%}", f"{r['recall']:.2%}", f"{r['f1']:.2%}"]
+        if cost:
+            cells += [f"{r['macs'] / 1e9:.3f} G", f"{r['params'] / 1e6:.3f} M"]
+        table.add_row(*cells)
     return table

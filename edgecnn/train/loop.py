@@ -32,12 +32,6 @@ from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_ch
 from edgecnn.train.env import environment
 from edgecnn.train.metrics import confusion, summarize
 
-METRIC_FIELDS = [
-    "epoch", "lr", "train_loss", "train_accuracy",
-    "val_loss", "val_accuracy", "val_precision", "val_recall", "val_f1", "seconds",
-]
-
-
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
     """A shuffled epoch as index batches. A lone last sample joins the previous
     batch, because BatchNorm cannot train on a batch of one."""
@@ -68,16 +62,33 @@ def prepare(x: torch.Tensor, device: torch.device, mean: list[float], std: list[
     return normalize(x, mean, std)
 
 
+def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, band_aware: bool) -> torch.Tensor:
+    """Run ``model`` with bands missing where ``mask`` is 0.
+
+    Missing bands are zero-filled after normalisation (the dataset mean), which
+    is what a plain model sees in deployment when a band drops; a band-aware
+    model (``takes_mask``) also gets the mask itself.
+    """
+    if mask is None:
+        return model(x)
+    m = mask.to(x.device)
+    x = x * (m[:, :, None, None] if m.dim() == 2 else m[None, :, None, None])
+    return model(x, m) if band_aware else model(x)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
              batch_size: int = 64, workers: int = 0, device: torch.device | None = None,
-             transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+             mask: torch.Tensor | None = None) -> dict[str, float]:
     """Loss, accuracy and macro precision/recall/F1 of ``model`` on ``ds``.
 
     Args:
-        transform: applied to the normalised batch before the model (e.g. dropping bands).
+        mask: band presence mask ``[bands]``; ``None`` means all bands present.
     """
+    from edgecnn.models.registry import takes_mask
+
     device = device or next(model.parameters()).device
+    band_aware = takes_mask(model)
     model.eval()
     batches = [list(range(i, min(i + batch_size, len(ds)))) for i in range(0, len(ds), batch_size)]
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -85,10 +96,7 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
     for x, y in make_loader(ds, batches, workers, device):
         if len(y) == 0:
             continue
-        x = prepare(x, device, mean, std)
-        if transform is not None:
-            x = transform(x)
-        logits = model(x)
+        logits = forward(model, prepare(x, device, mean, std), mask, band_aware)
         y = y.to(device)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         n += len(y)
@@ -96,9 +104,25 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
     return {"loss": loss_sum / max(n, 1), **summarize(cm), "images": n}
 
 
+def evaluate_subsets(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
+                     bands: list[str], subsets: list[list[str]], **kw: Any) -> dict[str, dict[str, float]]:
+    """``evaluate`` once per band subset, keyed by subset name ("RGB", "RG", ...)."""
+    from edgecnn.data.bands import presence_mask, subset_name
+
+    return {subset_name(s, bands): evaluate(model, ds, num_classes, mean, std, mask=presence_mask(s, bands), **kw)
+            for s in subsets}
+
+
+def is_band_robust(recipe: Recipe, model: nn.Module) -> bool:
+    """Runs whose quality is judged on every band subset, not only on full bands."""
+    from edgecnn.models.registry import takes_mask
+
+    return recipe.train.band_subsets != "none" or takes_mask(model)
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
@@ -144,6 +168,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             resume, a recipe mismatch on resume, or a data problem.
     """
     from edgecnn.data import Augment, build_datasets
+    from edgecnn.data.bands import all_subsets, sample_subset_mask, sample_subset_masks
+    from edgecnn.models.registry import takes_mask
 
     console = console or Console()
     out = Path(out)
@@ -153,8 +179,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
     device = R.pick_device(tc.device)
 
     torch.manual_seed(recipe.seed)  # model init
-    train_ds, val_ds, classes = build_datasets(cfg, recipe.seed)
+    bands = cfg.bands
+    train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(bands))
     model = R.build_for_recipe(recipe, len(classes)).to(device)
+    band_aware, robust = takes_mask(model), is_band_robust(recipe, model)
     opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
     gen = torch.Generator().manual_seed(recipe.seed)  # shuffling and augmentation
@@ -202,7 +230,12 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
                     continue
                 x = prepare(x, device, cfg.mean, cfg.std, aug, gen)
                 y = y.to(device, non_blocking=True)
-                logits = model(x)
+                mask = None
+                if tc.band_subsets == "per_batch":
+                    mask = sample_subset_mask(len(bands), gen)
+                elif tc.band_subsets == "per_sample":
+                    mask = sample_subset_masks(len(y), len(bands), gen)
+                logits = forward(model, x, mask, band_aware)
                 loss = F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -217,31 +250,44 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             lr = opt.param_groups[0]["lr"]
             sched.step()
             val = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, tc.batch_size, cfg.workers, device)
+            per_subset = {}
+            if robust:  # every subset, every epoch: the point of these runs is all of them
+                per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands,
+                                              all_subsets(bands)[1:], batch_size=tc.batch_size,
+                                              workers=cfg.workers, device=device)
             row = {
                 "epoch": epoch + 1, "lr": lr,
                 "train_loss": round(loss_sum / max(seen, 1), 6), "train_accuracy": round(correct / max(seen, 1), 6),
                 "val_loss": round(val["loss"], 6), "val_accuracy": round(val["accuracy"], 6),
                 "val_precision": round(val["precision"], 6), "val_recall": round(val["recall"], 6),
-                "val_f1": round(val["f1"], 6), "seconds": round(time.perf_counter() - t0, 2),
+                "val_f1": round(val["f1"], 6),
             }
+            if robust:
+                accs = [val["accuracy"]] + [m["accuracy"] for m in per_subset.values()]
+                row |= {f"val_accuracy_{name}": round(m["accuracy"], 6) for name, m in per_subset.items()}
+                row["val_accuracy_subset_mean"] = round(sum(accs) / len(accs), 6)
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            # Band-robust runs keep the checkpoint that is best over all subsets.
+            score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
             history.append(row)
             state = {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "epoch": epoch + 1, "history": history, "classes": classes,
-                "best_accuracy": max(best, val["accuracy"]),
+                "best_accuracy": max(best, score), "bands": bands,
             }
             # best first: a kill between the two writes then never leaves a
             # "last" that is newer than a best it should have replaced.
-            if val["accuracy"] > best:
-                best = val["accuracy"]
+            if score > best:
+                best = score
                 save_checkpoint(out / R.BEST, state)
             save_checkpoint(out / R.LAST, state)
             _write_metrics(out / R.METRICS, history)
             log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+            subsets_note = f"  mean over band subsets {score:.1%}" if robust else ""
             console.print(
                 f"epoch {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  train acc {row['train_accuracy']:.1%}  "
-                f"val acc {row['val_accuracy']:.1%}  val F1 {row['val_f1']:.1%}  ({row['seconds']:.1f}s)"
+                f"val acc {row['val_accuracy']:.1%}  val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
             )
-    log.info("finished: best val accuracy %.4f", best)
+    log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
     return history

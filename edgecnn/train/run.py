@@ -52,7 +52,7 @@ def build_for_recipe(recipe: Recipe, num_classes: int) -> nn.Module:
     from edgecnn.models import build_model
 
     settings = recipe.model.model_dump(exclude={"name"})
-    return build_model(recipe.model.name, num_classes, len(recipe.data.mean), **settings)
+    return build_model(recipe.model.name, num_classes, len(recipe.data.bands), **settings)
 
 
 def load_trained(run: Path, which: str = "best") -> tuple[Recipe, nn.Module, list[str], dict]:
