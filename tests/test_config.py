@@ -52,6 +52,10 @@ def test_cross_field_rules():
         load_recipe(RECIPES / "quickstart.yaml", ["data.source=folder"])
     with pytest.raises(UserError, match="mean has 2 values but std has 3"):
         load_recipe(RECIPES / "quickstart.yaml", ["data.mean=[0.5,0.5]"])
+    with pytest.raises(UserError, match=r"4 bands \['R', 'G', 'B', 'NIR'\] but 3 mean/std values"):
+        load_recipe(RECIPES / "quickstart.yaml", ["data.bands=[R,G,B,NIR]"])
+    with pytest.raises(UserError, match="names must be unique"):
+        load_recipe(RECIPES / "quickstart.yaml", ["data.bands=[R,r,B]"])
 
 
 @pytest.mark.parametrize("content,match", [
