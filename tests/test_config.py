@@ -87,3 +87,14 @@ def test_cli_validate_prints_one_line_per_error_and_exits_2():
     assert len(errors) == 2, proc.stderr
     ok = cli("validate", "recipes/cnn_attn.yaml", "train.epochs=5")
     assert ok.returncode == 0 and "valid recipe" in ok.stdout
+
+
+def test_help_does_not_import_heavy_libraries():
+    """`edgecnn --help` stays instant because no command module imports torch at load time."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgecnn.cli; print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert "train" in cli("--help").stdout
