@@ -51,6 +51,7 @@ class DataConfig(Section):
     mean: list[float] = Field([0.5, 0.5, 0.5], min_length=1)
     std: list[float] = Field([0.25, 0.25, 0.25], min_length=1)
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    on_device: bool = Field(False, description="synth on a GPU: keep the whole dataset in GPU memory")
 
     @field_validator("root")
     @classmethod
@@ -74,6 +75,8 @@ class DataConfig(Section):
             raise ValueError(f"data.bands {self.bands}: names must be unique, non-empty and free of commas")
         if self.source == "folder" and self.root is None:
             raise ValueError("source: folder needs data.root (a folder with train/ and val/)")
+        if self.on_device and self.source != "synth":
+            raise ValueError("data.on_device keeps the built-in dataset on the GPU; it needs source: synth")
         if self.source == "synth" and self.num_classes is None:
             self.num_classes = 10
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
@@ -102,7 +105,10 @@ class TrainConfig(Section):
         "missing bands are zero-filled and band-aware models also get the presence mask",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, description="CPU threads per process (default: cores / local processes)")
+    amp: bool = Field(False, description="bf16 autocast for the forward pass (GPU fast path)")
+    channels_last: bool = Field(False, description="NHWC memory layout (faster convolutions on GPUs)")
+    compile: bool = Field(False, description="torch.compile the model (slow first epoch, faster after)")
 
 
 class Recipe(Section):

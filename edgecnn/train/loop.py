@@ -1,10 +1,18 @@
 """Training: SGD with momentum, StepLR, cross-entropy; a checkpoint every epoch.
 
 Read top to bottom: ``train`` prepares the run folder, builds data and model,
-restores state when resuming, then loops over epochs. Everything random
-(shuffling, augmentation, dropout, init) comes from seeded generators whose
-state goes into every checkpoint, so a run killed at any point and resumed
-with ``--resume`` produces the same epochs and metrics as one that never stopped.
+restores state when resuming, then loops over epochs (``_train_epoch`` is one
+pass). Everything random (shuffling, augmentation, band subsets, dropout,
+init) comes from seeded generators whose state goes into every checkpoint, so
+a run killed at any point and resumed with ``--resume`` produces the same
+epochs and metrics as one that never stopped.
+
+Under ``torchrun`` every rank draws the same global batches from the same
+generator and trains on its strided share of each (what DistributedSampler
+does, but driven by the checkpointed generator, so a DDP run sees exactly the
+batches a single process would); gradients are averaged by
+DistributedDataParallel, metrics are summed over ranks, and rank 0 alone
+writes files and prints.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from edgecnn.train.env import environment
+from edgecnn.train import dist as D
 from edgecnn.train.metrics import confusion, summarize
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -42,9 +51,14 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[l
     return batches
 
 
-def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -> DataLoader:
+def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -> Any:
+    """Batches of (uint8 images, labels). A dataset already on ``device`` (the
+    built-in one with ``data.on_device``) is sliced in place: no workers, no copies."""
     from edgecnn.data import collate
 
+    images = getattr(ds, "images", None)
+    if images is not None and images.device == device and device.type != "cpu":
+        return ((images[torch.tensor(b, device=device)], ds.labels[torch.tensor(b, device=device)]) for b in batches)
     return DataLoader(
         ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
         pin_memory=device.type == "cuda", persistent_workers=False,
@@ -79,29 +93,38 @@ def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, band_a
 @torch.no_grad()
 def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
              batch_size: int = 64, workers: int = 0, device: torch.device | None = None,
-             mask: torch.Tensor | None = None) -> dict[str, float]:
+             mask: torch.Tensor | None = None, dist: D.Dist = D.Dist(),
+             channels_last: bool = False) -> dict[str, float]:
     """Loss, accuracy and macro precision/recall/F1 of ``model`` on ``ds``.
 
     Args:
         mask: band presence mask ``[bands]``; ``None`` means all bands present.
+        dist: under DDP each rank evaluates every ``world``-th image and the
+            confusion matrices are summed, so the figures cover the whole split once.
     """
     from edgecnn.models.registry import takes_mask
 
     device = device or next(model.parameters()).device
     band_aware = takes_mask(model)
     model.eval()
-    batches = [list(range(i, min(i + batch_size, len(ds)))) for i in range(0, len(ds), batch_size)]
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    loss_sum, n = 0.0, 0
+    mine = list(range(dist.rank, len(ds), dist.world))
+    batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for x, y in make_loader(ds, batches, workers, device):
         if len(y) == 0:
             continue
-        logits = forward(model, prepare(x, device, mean, std), mask, band_aware)
+        x = prepare(x, device, mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = forward(model, x, mask, band_aware).float()
         y = y.to(device)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        n += len(y)
-        cm += confusion(logits.argmax(1).cpu(), y.cpu(), num_classes)
-    return {"loss": loss_sum / max(n, 1), **summarize(cm), "images": n}
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        cm += confusion(logits.argmax(1), y, num_classes)
+    D.all_sum(cm, dist)
+    D.all_sum(loss_sum, dist)
+    n = int(cm.sum())
+    return {"loss": float(loss_sum) / max(n, 1), **summarize(cm.cpu()), "images": n}
 
 
 def evaluate_subsets(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
@@ -158,7 +181,7 @@ def _check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
 
 
 def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> list[dict]:
-    """Train ``recipe`` into the run folder ``out``.
+    """Train ``recipe`` into the run folder ``out`` (one process, or one rank under torchrun).
 
     Returns:
         The per-epoch metric rows (also in ``out/metrics.csv``).
@@ -168,126 +191,189 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             resume, a recipe mismatch on resume, or a data problem.
     """
     from edgecnn.data import Augment, build_datasets
-    from edgecnn.data.bands import all_subsets, sample_subset_mask, sample_subset_masks
     from edgecnn.models.registry import takes_mask
 
-    console = console or Console()
-    out = Path(out)
-    _check_run_folder(out, recipe, resume)
-    cfg, tc = recipe.data, recipe.train
-    torch.set_num_threads(tc.threads or os.cpu_count() or 1)
+    cfg, tc, out = recipe.data, recipe.train, Path(out)
     device = R.pick_device(tc.device)
+    dist = D.init(device.type == "cuda")
+    if device.type == "cuda" and dist.active:
+        device = torch.device("cuda", dist.local_rank)
+    console = (console or Console()) if dist.main else Console(quiet=True)
+    try:
+        _check_run_folder(out, recipe, resume)
+        D.barrier(dist)  # nobody writes before every rank has checked the folder
+        # Ranks on one machine share its cores; oversubscribing them is 10x slower, not 10% slower.
+        torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // dist.local_world))
 
-    torch.manual_seed(recipe.seed)  # model init
-    bands = cfg.bands
-    train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(bands))
-    model = R.build_for_recipe(recipe, len(classes)).to(device)
-    band_aware, robust = takes_mask(model), is_band_robust(recipe, model)
-    opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
-    gen = torch.Generator().manual_seed(recipe.seed)  # shuffling and augmentation
-    aug = Augment(**recipe.augment.model_dump())
-    aug = aug if aug.enabled else None
+        torch.manual_seed(recipe.seed)  # model init: identical on every rank
+        train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
+        if cfg.on_device and device.type == "cuda":
+            for ds in (train_ds, val_ds):  # the built-in dataset lives on the GPU: no loader can starve it
+                ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
+        model = R.build_for_recipe(recipe, len(classes)).to(device)
+        if tc.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
+        gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
+        aug = Augment(**recipe.augment.model_dump())
 
-    start, history, best = 0, [], -1.0
-    if resume:
-        state = load_checkpoint(out / R.LAST, map_location=device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start, history, best = state["epoch"], list(state["history"]), state["best_accuracy"]
-        if start >= tc.epochs:
-            console.print(f"[green]{out} is already finished ({start} epochs); nothing to do.[/]")
-            return history
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / R.RECIPE, dump_recipe(recipe))
-    atomic_write_text(out / R.ENV, json.dumps(environment() | {"device": str(device)}, indent=2))
-    log = _logger(out)
-    log.info("%s epoch %d of %d on %s: %d train / %d val images, %d classes",
-             "resumed at" if resume else "started at", start, tc.epochs, device, len(train_ds), len(val_ds), len(classes))
-    skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
-    if skipped:
-        log.info("skipped %d unreadable files: %s", len(skipped), ", ".join(map(str, skipped[:20])))
-        console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
+        start, history, best = 0, [], -1.0
+        if resume:
+            state = load_checkpoint(out / R.LAST, map_location=device)
+            if "optimizer" not in state:
+                raise UserError(f"{out / R.LAST} holds no optimizer state (written by edgecnn prune?); it cannot be resumed")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            start, history, best = state["epoch"], list(state["history"]), state["best_accuracy"]
+            if start >= tc.epochs:
+                console.print(f"[green]{out} is already finished ({start} epochs); nothing to do.[/]")
+                return history
 
-    console.print(f"training [bold]{recipe.model.name}[/] on {device}: {len(train_ds)} train / "
-                  f"{len(val_ds)} val images, {len(classes)} classes -> {out}")
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
-        for epoch in range(start, tc.epochs):
-            t0 = time.perf_counter()
-            model.train()
-            batches = epoch_batches(len(train_ds), tc.batch_size, gen)
-            task = progress.add_task(f"epoch {epoch + 1}/{tc.epochs}", total=len(batches), loss=0.0)
-            loss_sum, correct, seen, dropped = 0.0, 0, 0, 0
-            for (x, y), idx in zip(make_loader(train_ds, batches, cfg.workers, device), batches):
-                dropped += len(idx) - len(y)
-                if len(y) < 2:  # everything in the batch was unreadable
-                    progress.advance(task)
-                    continue
-                x = prepare(x, device, cfg.mean, cfg.std, aug, gen)
-                y = y.to(device, non_blocking=True)
-                mask = None
-                if tc.band_subsets == "per_batch":
-                    mask = sample_subset_mask(len(bands), gen)
-                elif tc.band_subsets == "per_sample":
-                    mask = sample_subset_masks(len(y), len(bands), gen)
-                logits = forward(model, x, mask, band_aware)
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.item() * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
-                progress.update(task, advance=1, loss=loss_sum / seen)
-            progress.remove_task(task)
-            if dropped:
-                log.info("epoch %d: %d images failed to decode and were skipped", epoch + 1, dropped)
-            lr = opt.param_groups[0]["lr"]
-            sched.step()
-            val = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, tc.batch_size, cfg.workers, device)
-            per_subset = {}
-            if robust:  # every subset, every epoch: the point of these runs is all of them
-                per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands,
-                                              all_subsets(bands)[1:], batch_size=tc.batch_size,
-                                              workers=cfg.workers, device=device)
-            row = {
-                "epoch": epoch + 1, "lr": lr,
-                "train_loss": round(loss_sum / max(seen, 1), 6), "train_accuracy": round(correct / max(seen, 1), 6),
-                "val_loss": round(val["loss"], 6), "val_accuracy": round(val["accuracy"], 6),
-                "val_precision": round(val["precision"], 6), "val_recall": round(val["recall"], 6),
-                "val_f1": round(val["f1"], 6),
-            }
-            if robust:
-                accs = [val["accuracy"]] + [m["accuracy"] for m in per_subset.values()]
-                row |= {f"val_accuracy_{name}": round(m["accuracy"], 6) for name, m in per_subset.items()}
-                row["val_accuracy_subset_mean"] = round(sum(accs) / len(accs), 6)
-            row["seconds"] = round(time.perf_counter() - t0, 2)
-            # Band-robust runs keep the checkpoint that is best over all subsets.
-            score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
-            history.append(row)
-            state = {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "epoch": epoch + 1, "history": history, "classes": classes,
-                "best_accuracy": max(best, score), "bands": bands,
-            }
-            # best first: a kill between the two writes then never leaves a
-            # "last" that is newer than a best it should have replaced.
-            if score > best:
-                best = score
-                save_checkpoint(out / R.BEST, state)
-            save_checkpoint(out / R.LAST, state)
-            _write_metrics(out / R.METRICS, history)
-            log.info("epoch %d: %s", epoch + 1, json.dumps(row))
-            subsets_note = f"  mean over band subsets {score:.1%}" if robust else ""
-            console.print(
-                f"epoch {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  train acc {row['train_accuracy']:.1%}  "
-                f"val acc {row['val_accuracy']:.1%}  val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
-            )
-    log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
-    return history
+        # What runs the steps: SyncBatchNorm + DDP across GPUs (gloo has no SyncBatchNorm:
+        # on CPUs each rank normalises with its own share of the batch), then optionally compiled.
+        net = model
+        if dist.active:
+            if device.type == "cuda":
+                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        if tc.compile:
+            net = torch.compile(net)
+
+        log = None
+        if dist.main:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / R.RECIPE, dump_recipe(recipe))
+            env = environment() | {"device": str(device), "world_size": dist.world}
+            atomic_write_text(out / R.ENV, json.dumps(env, indent=2))
+            log = _logger(out)
+            log.info("%s epoch %d of %d on %s x %d: %d train / %d val images, %d classes",
+                     "resumed at" if resume else "started at", start, tc.epochs, device, dist.world,
+                     len(train_ds), len(val_ds), len(classes))
+            skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
+            if skipped:
+                log.info("skipped %d unreadable files: %s", len(skipped), ", ".join(map(str, skipped[:20])))
+                console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
+        ranks = f" x {dist.world} processes" if dist.active else ""
+        console.print(f"training [bold]{recipe.model.name}[/] on {device}{ranks}: {len(train_ds)} train / "
+                      f"{len(val_ds)} val images, {len(classes)} classes -> {out}")
+
+        robust = is_band_robust(recipe, model)
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
+        with Progress(*columns, console=console, transient=True, disable=not dist.main) as progress:
+            for epoch in range(start, tc.epochs):
+                t0 = time.perf_counter()
+                stats = _train_epoch(net, train_ds, recipe, opt, gen, aug if aug.enabled else None,
+                                     takes_mask(model), device, dist, progress, f"epoch {epoch + 1}/{tc.epochs}")
+                if stats["dropped"] and log:
+                    log.info("epoch %d: %d images failed to decode and were skipped", epoch + 1, stats["dropped"])
+                lr = opt.param_groups[0]["lr"]
+                sched.step()
+                row = {"epoch": epoch + 1, "lr": lr, "train_loss": round(stats["loss"], 6),
+                       "train_accuracy": round(stats["accuracy"], 6)}
+                row |= _validate(model, val_ds, len(classes), recipe, device, dist, robust)
+                row["seconds"] = round(time.perf_counter() - t0, 2)
+                # Band-robust runs keep the checkpoint that is best over all subsets.
+                score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
+                history.append(row)
+                if dist.main:
+                    state = {
+                        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "epoch": epoch + 1, "history": history, "classes": classes,
+                        "best_accuracy": max(best, score), "bands": cfg.bands,
+                    }
+                    # best first: a kill between the two writes then never leaves a
+                    # "last" that is newer than a best it should have replaced.
+                    if score > best:
+                        save_checkpoint(out / R.BEST, state)
+                    save_checkpoint(out / R.LAST, state)
+                    _write_metrics(out / R.METRICS, history)
+                    log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+                best = max(best, score)
+                subsets_note = f"  mean over band subsets {score:.1%}" if robust else ""
+                console.print(
+                    f"epoch {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  "
+                    f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}  "
+                    f"val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
+                )
+                D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
+        if log:
+            log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
+        return history
+    finally:
+        D.shutdown(dist)
+
+
+def _train_epoch(net: nn.Module, ds: Dataset, recipe: Recipe, opt: torch.optim.Optimizer,
+                 gen: torch.Generator, aug: Callable | None, band_aware: bool, device: torch.device,
+                 dist: D.Dist, progress: Progress, title: str) -> dict[str, float]:
+    """One pass over the training split; returns loss and accuracy summed over all ranks."""
+    from edgecnn.data.bands import sample_subset_mask, sample_subset_masks
+
+    cfg, tc = recipe.data, recipe.train
+    net.train()
+    batches = epoch_batches(len(ds), tc.batch_size, gen)
+    if dist.active:
+        # Every rank drew the same global batches; each takes every world-th image of each.
+        # A global batch too small to give each rank two images (BatchNorm needs two) is dropped.
+        batches = [b[dist.rank :: dist.world] for b in batches if len(b) >= 2 * dist.world]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp)
+    task = progress.add_task(title, total=len(batches), loss=0.0)
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+    dropped, steps, shown = 0, 0, 0.0
+    for (x, y), idx in zip(make_loader(ds, batches, cfg.workers, device), batches):
+        dropped += len(idx) - len(y)
+        # All ranks must take the same steps (DDP reduces gradients in lockstep), so a batch
+        # that lost its images to unreadable files is skipped everywhere or nowhere.
+        if D.all_min(len(y), dist, device) < 2:
+            progress.advance(task)
+            continue
+        x = prepare(x, device, cfg.mean, cfg.std, aug, gen)
+        if tc.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        mask = None
+        if tc.band_subsets == "per_batch":
+            mask = sample_subset_mask(len(cfg.bands), gen)
+        elif tc.band_subsets == "per_sample":
+            mask = sample_subset_masks(len(y), len(cfg.bands), gen)
+        with autocast:
+            logits = forward(net, x, mask, band_aware)
+            loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # Accumulated on the device: a .item() per step would wait for the GPU every step.
+        totals += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                               torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        steps += 1
+        if device.type == "cpu" or steps % 20 == 1:  # reading the loss waits for a GPU: not every step
+            shown = float(totals[0] / totals[2])
+        progress.update(task, advance=1, loss=shown)
+    progress.remove_task(task)
+    D.all_sum(totals, dist)
+    seen = max(float(totals[2]), 1.0)
+    return {"loss": float(totals[0]) / seen, "accuracy": float(totals[1]) / seen, "dropped": dropped}
+
+
+def _validate(model: nn.Module, val_ds: Dataset, num_classes: int, recipe: Recipe, device: torch.device,
+              dist: D.Dist, robust: bool) -> dict[str, float]:
+    """The validation columns of a metrics row (per band subset for band-robust runs)."""
+    from edgecnn.data.bands import all_subsets
+
+    cfg, tc = recipe.data, recipe.train
+    kw = dict(batch_size=tc.batch_size, workers=cfg.workers, device=device, dist=dist, channels_last=tc.channels_last)
+    val = evaluate(model, val_ds, num_classes, cfg.mean, cfg.std, **kw)
+    row = {f"val_{k}": round(val[k], 6) for k in ("loss", "accuracy", "precision", "recall", "f1")}
+    if robust:  # every subset, every epoch: the point of these runs is all of them
+        per_subset = evaluate_subsets(model, val_ds, num_classes, cfg.mean, cfg.std, cfg.bands,
+                                      all_subsets(cfg.bands)[1:], **kw)
+        accs = [val["accuracy"]] + [m["accuracy"] for m in per_subset.values()]
+        row |= {f"val_accuracy_{name}": round(m["accuracy"], 6) for name, m in per_subset.items()}
+        row["val_accuracy_subset_mean"] = round(sum(accs) / len(accs), 6)
+    return row

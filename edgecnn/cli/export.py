@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="run folder written by edgecnn train")],
+    target: Annotated[str, typer.Option(help="runtime to export for: executorch, openvino or onnx")],
+    int8: Annotated[bool, typer.Option("--int8", help="post-training INT8, calibrated on training images")] = False,
+    channels: Annotated[Optional[str], typer.Option(
+        help="band subset the artifact takes, e.g. RG (folded for resnet34_dynconv_pruned, zero-filled "
+             "inside the graph otherwise); default all bands")] = None,
+    calib: Annotated[int, typer.Option(min=1, help="calibration images for --int8")] = 256,
+    out: Annotated[Optional[Path], typer.Option(help="folder for the artifact (default RUN/export)")] = None,
+) -> None:
+    """Export a run for an edge runtime and check it with that runtime; writes the artifact and a JSON sidecar."""
+    from edgecnn.export import export_run
+
+    r = export_run(run, target, int8=int8, channels=channels, calib=calib, out=out)
+    p, a, t = r["parity"], r["parity"]["artifact"], r["parity"]["pytorch"]
+    runtime = f"{r['runtime']['name']} {r['runtime']['version']}"
+    print(f"wrote {r['path']} ({r['size_bytes'] / 1e6:.2f} MB) and {Path(r['sidecar']).name}")
+    inputs = ", ".join(f"{i['name']} {i['shape']}" for i in r["inputs"])
+    print(f"inputs: {inputs}; bands: {r['band_handling']}")
+    print(f"parity ({runtime}, {p['images']} val images): top-1 agreement {p['top1_agreement']:.1%}, "
+          f"max |logit diff| {p['max_abs_logit_diff']:.2g}; "
+          f"accuracy {a['accuracy']:.1%} (PyTorch {t['accuracy']:.1%}), F1 {a['f1']:.1%} (PyTorch {t['f1']:.1%})")
+    d = r.get("delegation")
+    if d:
+        outside = ", ".join(f"{op} x{n}" for op, n in d["ops_outside"].items()) or "nothing"
+        print(f"XNNPACK: {d['delegated_subgraphs']} delegated subgraphs; left on portable kernels: {outside}")

@@ -1,0 +1,211 @@
+"""What every export target shares: the artifact record, its file names, atomic writes, the sidecar.
+
+An artifact is one model file a runtime opens (``.pte``, ``.xml``, ``.onnx``),
+plus any companion files (OpenVINO's ``.bin``), plus a JSON sidecar
+``<artifact>.json`` that says everything a later stage needs to feed it:
+input shapes and names, band subset, normalisation, class names, and a parity
+record measured with the real runtime. ``predict`` and ``bench`` read only
+these files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgecnn.errors import UserError
+
+# A loaded artifact: float32 arrays in the sidecar's input order (batch 1) -> logits [1, classes].
+Runner = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+class Target(Protocol):
+    """What each target module (``executorch``, ``openvino``, ``onnx``) provides.
+
+    ``export`` writes the artifact atomically to ``path`` (and its companions)
+    and returns the target-specific part of the sidecar; ``load`` opens an
+    artifact with the target's runtime and returns a ``Runner``; ``runtime``
+    names the runtime, its version and the settings ``load`` uses by default.
+    """
+
+    NAME: str
+    SUFFIX: str
+    REQUIRES: tuple[str, ...]  # import names the target needs
+    REQUIRES_INT8: tuple[str, ...]  # and what --int8 adds
+
+    def companions(self, path: Path) -> list[Path]: ...
+
+    def export(self, graph: "Deployable", path: Path, int8: bool, calibration: list) -> dict: ...  # noqa: F821
+
+    def load(self, path: Path, config: dict | None = None) -> Runner: ...
+
+    def runtime(self) -> dict: ...
+
+
+@dataclass
+class Artifact:
+    """An exported model on disk and its sidecar record.
+
+    Attributes:
+        path: the file a runtime opens.
+        files: every file the artifact consists of (``path`` first).
+        sidecar: the record written to ``sidecar_path``.
+    """
+
+    path: Path
+    files: list[Path] = field(default_factory=list)
+    sidecar: dict = field(default_factory=dict)
+
+    @property
+    def sidecar_path(self) -> Path:
+        return sidecar_path(self.path)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.files)
+
+
+def artifact_name(model: str, target: str, precision: str, subset: str | None, suffix: str) -> str:
+    """``cnn_attn-executorch-int8.pte``; ``...-RG.onnx`` for a band subset.
+
+    Commas (``R,G,NIR``) become ``+`` so the name stays one shell word.
+    """
+    tail = f"-{subset.replace(',', '+')}" if subset else ""
+    return f"{model}-{target}-{precision}{tail}{suffix}"
+
+
+def sidecar_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".json")
+
+
+def read_sidecar(path: Path) -> dict:
+    """The sidecar of an artifact (pass the artifact or the ``.json``).
+
+    Raises:
+        UserError: no sidecar, or not JSON.
+    """
+    path = Path(path)
+    side = path if path.suffix == ".json" else sidecar_path(path)
+    if not side.is_file():
+        raise UserError(f"{path}: no sidecar {side.name} next to it; export it with edgecnn export")
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{side}: damaged (not valid JSON); export the artifact again") from None
+
+
+@contextmanager
+def temp_names(final: Sequence[Path]) -> Iterator[list[Path]]:
+    """Temporary siblings for ``final`` paths, sharing one stem; renamed over ``final`` on success.
+
+    Exporters write to the temporary names; when the block ends without an
+    error the files are renamed in the given order with ``os.replace`` (atomic
+    on one file system), so a killed export never leaves a half-written
+    artifact under its real name. List companions first (OpenVINO: ``.bin``
+    before ``.xml``): the file a runtime opens then appears last, when
+    everything it refers to is in place. On error the temporaries are removed.
+
+    The shared stem matters for OpenVINO, which finds the ``.bin`` by the ``.xml``'s stem.
+    """
+    folder = Path(final[0]).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, stem = tempfile.mkstemp(dir=folder, prefix=f".{Path(final[0]).stem}.", suffix=".tmp")
+    os.close(fd)
+    temps = [Path(f"{stem}{Path(f).suffix}") for f in final]
+    try:
+        yield temps
+        for tmp, dst in zip(temps, final):
+            with open(tmp, "rb+") as f:  # on disk before the rename makes it visible
+                os.fsync(f.fileno())
+            os.replace(tmp, dst)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        Path(stem).unlink(missing_ok=True)
+
+
+def write_sidecar(artifact: Artifact) -> None:
+    from edgecnn.train.checkpoint import atomic_write_text
+
+    atomic_write_text(artifact.sidecar_path, json.dumps(artifact.sidecar, indent=2) + "\n")
+
+
+# -- failures ------------------------------------------------------------------------------
+
+_OURS = Path(__file__).resolve().parents[1]  # edgecnn/
+
+
+def _model_frame(exc: BaseException) -> str | None:
+    """``edgecnn/models/cnn_attn.py:50 (forward)``: the deepest frame of model code the failure passed through.
+
+    Non-strict ``torch.export`` runs the model's Python, so its frames are in the
+    traceback, and torch quotes them as ``File "...", line N, in fn``. Model code
+    is any file outside the Python installation and outside this package's
+    export and quantize code.
+    """
+    frames = [(f.filename, f.lineno, f.name) for f in traceback.extract_tb(exc.__traceback__)]
+    frames += [(m[0], int(m[1]), m[2]) for m in re.findall(r'File "([^"]+)", line (\d+), in (\w+)', str(exc))]
+    installed = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    skipped = [*installed, _OURS / "export", _OURS / "quantize"]
+
+    def is_model_code(file: str) -> bool:
+        path = Path(file).resolve()
+        return not file.startswith("<") and "site-packages" not in path.parts \
+            and not any(path.is_relative_to(p) for p in skipped)
+
+    mine = [f for f in frames if is_model_code(f[0])]
+    if not mine:
+        return None
+    file, line, fn = mine[-1]
+    path = Path(file).resolve()
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return f"{shown}:{line} ({fn})"
+
+
+_FIX = "try another --target, or leave out --int8 to see whether quantization causes it"
+
+
+def export_failed(what: str, stage: str, exc: BaseException, fix: str = _FIX) -> UserError:
+    """One line for an exporter's exception: the stage, its first line, the op and model code it names.
+
+    Exporter messages run to pages; the first line names the problem, and the
+    op (``aten.xxx``) and the model source line are what a user can act on.
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip() if text else type(exc).__name__
+    if len(first) > 300:
+        first = first[:297] + "..."
+    parts = [f"{what} failed while {stage}: {first}"]
+    op = re.search(r"\b(?:aten|torch\.ops\.aten)[.:]+\w+(?:\.\w+)?", text)
+    if op and op.group(0) not in first:
+        parts.append(f"op {op.group(0)}")
+    where = _model_frame(exc)
+    if where:
+        parts.append(f"at {where}")
+    return UserError("; ".join([*parts, fix]))
+
+
+def torch_export(module, example: tuple) -> "torch.export.ExportedProgram":  # noqa: F821
+    """``torch.export.export`` with its failures turned into one-line ``UserError`` s.
+
+    Raises:
+        UserError: the model cannot be captured as a graph.
+    """
+    import torch
+
+    try:
+        return torch.export.export(module, example)
+    except Exception as e:  # torch raises many types here; all mean "this model does not export"
+        raise export_failed("export", "capturing the model graph (torch.export)", e,
+                            fix="every target starts from torch.export; change the model code it names") from None

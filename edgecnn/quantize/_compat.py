@@ -1,0 +1,78 @@
+"""The one place that imports torchao, executorch and nncf.
+
+These packages move their public functions between releases (PT2E moved
+from ``torch.ao`` to ``torchao``, ``XNNPACKQuantizer`` from torch into
+executorch), so the paths used with the pinned versions live here and
+nowhere else. Each accessor imports lazily, so importing ``edgecnn`` costs
+nothing, and turns a missing package into the one-line install hint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib import metadata
+from types import SimpleNamespace
+
+from edgecnn.errors import UserError
+
+INSTALL_HINT = "pip install 'edgecnn[export]'"
+
+
+def require(*packages: str, purpose: str = "export") -> None:
+    """Fail with the install hint when any of ``packages`` (import names) is missing.
+
+    Raises:
+        UserError: a package is not installed.
+    """
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise UserError(f"{purpose} needs {', '.join(missing)}, which is not installed; run {INSTALL_HINT}")
+
+
+def version(distribution: str) -> str | None:
+    """Installed version of a distribution (``None`` when absent), for sidecars."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def executorch() -> SimpleNamespace:
+    """ExecuTorch lowering, runtime and delegation report (executorch 1.4)."""
+    require("executorch", purpose="the executorch target")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    return SimpleNamespace(
+        XnnpackPartitioner=XnnpackPartitioner,
+        get_delegation_info=get_delegation_info,
+        to_edge_transform_and_lower=to_edge_transform_and_lower,
+        Runtime=Runtime,
+    )
+
+
+def pt2e_xnnpack() -> SimpleNamespace:
+    """PT2E quantization (torchao 0.18) with the XNNPACK quantizer (executorch 1.4)."""
+    require("torchao", "executorch", purpose="int8 for the executorch target")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    return SimpleNamespace(
+        XNNPACKQuantizer=XNNPACKQuantizer,
+        get_symmetric_quantization_config=get_symmetric_quantization_config,
+        prepare_pt2e=prepare_pt2e,
+        convert_pt2e=convert_pt2e,
+    )
+
+
+def nncf():
+    """The nncf package (3.4): ``nncf.quantize`` and ``nncf.Dataset``."""
+    require("nncf", "openvino", purpose="int8 for the openvino target")
+    import nncf as _nncf
+
+    return _nncf

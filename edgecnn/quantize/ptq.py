@@ -1,0 +1,146 @@
+"""Post-training INT8 quantization, one function per backend.
+
+Each function takes the float graph in the form its backend quantizes
+(a ``torch.export`` module, an OpenVINO model, an ONNX file) and the
+calibration samples, and returns the quantized graph together with the
+settings worth recording in the artifact's sidecar.
+
+A calibration sample is a tuple of float tensors, one per graph input, batch 1:
+the graphs are exported with a static batch of one, so calibration feeds them
+one image at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from edgecnn.quantize import _compat
+
+Sample = tuple[Tensor, ...]
+
+
+def pt2e_xnnpack(module: torch.nn.Module, example: Sample, calibration: Sequence[Sample],
+                 keep_float: Sequence[type] = ()) -> tuple[torch.nn.Module, dict]:
+    """PT2E quantization for XNNPACK: symmetric INT8, per-channel weights.
+
+    Args:
+        module: the float model in eval mode.
+        example: one sample, used to trace.
+        calibration: samples whose activation ranges set the INT8 scales.
+        keep_float: module types left in float. A ``DynamicConv2D`` mixes its
+            kernel at run time; quantized, that kernel would need a run-time
+            per-channel quantize op, which ExecuTorch lacks ("Missing out
+            variants: quantize_per_channel"), and XNNPACK does not take a
+            convolution with a computed weight anyway.
+
+    Returns:
+        (the converted module, ready for ``torch.export.export`` again; settings for the sidecar)
+    """
+    api = _compat.pt2e_xnnpack()
+    quantizer = api.XNNPACKQuantizer()
+    quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True))
+    for module_type in keep_float:
+        quantizer.set_module_type(module_type, None)
+    # PT2E works on the pre-dispatch graph that export(...).module() returns.
+    graph = torch.export.export(module, example).module()
+    prepared = api.prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for sample in calibration:
+            prepared(*sample)
+    converted = api.convert_pt2e(prepared)
+    settings = {
+        "method": "PT2E post-training (torchao prepare_pt2e / convert_pt2e)",
+        "quantizer": "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True))",
+        "weights": "int8 symmetric per-channel",
+        "activations": "int8 (scales from calibration min/max)",
+        "calibration_images": len(calibration),
+        "kept_float": [t.__name__ for t in keep_float],
+    }
+    return converted, settings
+
+
+def nncf_openvino(model, calibration: Sequence[Sample]) -> tuple[object, dict]:
+    """NNCF post-training quantization of an OpenVINO model (``openvino.Model``).
+
+    Quantizing the converted OpenVINO model, rather than the PyTorch one, is the
+    path NNCF supports best: no tracing of its own, and the result is the IR
+    that is saved.
+
+    Args:
+        model: the float ``openvino.Model``.
+        calibration: samples, one tuple per image, in the model's input order.
+
+    Returns:
+        (the quantized ``openvino.Model``; settings for the sidecar)
+    """
+    nncf = _compat.nncf()
+    # OpenVINO takes a list of arrays in input order for a multi-input model.
+    dataset = nncf.Dataset(list(calibration), lambda sample: [t.numpy() for t in sample])
+    quantized = nncf.quantize(model, dataset, subset_size=len(calibration))
+    settings = {
+        "method": "nncf.quantize on the OpenVINO model (default preset: performance, symmetric)",
+        "quantizer": f"nncf {_compat.version('nncf')}",
+        "weights": "int8 symmetric per-channel",
+        "activations": "int8 symmetric per-tensor (uint8 after ReLU; scales from calibration)",
+        "calibration_images": len(calibration),
+        "fast_bias_correction": True,
+    }
+    return quantized, settings
+
+
+def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration: Sequence[Sample],
+                       workdir: Path) -> dict:
+    """Static QDQ quantization of the ONNX file ``src`` into ``dst`` with onnxruntime.
+
+    Args:
+        src: the float ONNX model.
+        dst: where the INT8 model is written.
+        input_names: the model's input names, in the order of each sample.
+        calibration: samples.
+        workdir: a scratch folder for the pre-processed model.
+
+    Returns:
+        settings for the sidecar.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # Shape inference and graph fusions before calibration, as onnxruntime
+    # recommends: quantizing an unfused graph puts QDQ pairs between ops that
+    # later fuse (Conv+Relu), which costs accuracy and speed.
+    pre = workdir / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(src), str(pre))
+        preprocessed = True
+    except Exception:  # pre-processing is an optimisation: quantize the plain graph if it fails
+        pre, preprocessed = src, False
+
+    class Reader(CalibrationDataReader):
+        """One input feed per calibration sample."""
+
+        def __init__(self):
+            self._feeds = iter([{n: t.numpy() for n, t in zip(input_names, sample)} for sample in calibration])
+
+        def get_next(self) -> dict | None:
+            return next(self._feeds, None)
+
+    # U8 activations with S8 per-channel weights: the combination onnxruntime's
+    # x86 CPU kernels are built for (see quantize_static's docstring); it also runs on ARM.
+    quantize_static(
+        str(pre), str(dst), Reader(),
+        quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=False,
+    )
+    return {
+        "method": "onnxruntime.quantization.quantize_static",
+        "quantizer": "QDQ format, MinMax calibration",
+        "weights": "int8 symmetric per-channel",
+        "activations": "uint8 asymmetric per-tensor",
+        "reduce_range": False,
+        "pre_processed": preprocessed,
+        "calibration_images": len(calibration),
+    }

@@ -1,0 +1,191 @@
+"""Export to ExecuTorch, OpenVINO and ONNX, checked with each real runtime.
+
+One tiny cnn_attn run and one tiny resnet34_dynconv_pruned run are trained
+once for the module; every export below reads them. Exports run in-process
+(the backends import once); the CLI is exercised for a band subset and for errors.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgecnn.errors import UserError
+from conftest import ROOT, TINY, cli
+
+torch.set_num_threads(1)  # two cores, shared
+
+TARGETS = ("executorch", "openvino", "onnx")
+SIDECAR_KEYS = {
+    "artifact", "files", "size_bytes", "model", "target", "precision", "runtime", "inputs", "outputs", "bands",
+    "channels", "input_bands", "band_handling", "image_size", "normalization", "classes", "export",
+    "quantization", "parity", "source",
+}
+
+# Until `export` is registered in edgecnn/cli/__init__.py, run the same entry point
+# (edgecnn.cli.main, which turns UserError into exit 2) with the command added.
+_ENTRY = (
+    "from edgecnn.cli import app, main\n"
+    "from edgecnn.cli.export import export\n"
+    "if not any(c.name == 'export' for c in app.registered_commands):\n"
+    "    app.command('export')(export)\n"
+    "main()\n"
+)
+
+
+def export_cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200", PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-c", _ENTRY, "export", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def attn_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("export") / "attn"
+    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
+    return run
+
+
+@pytest.fixture(scope="module")
+def dynconv_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("export") / "dynconv"
+    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_pruned", "train.epochs=1",
+        "--out", str(run), check=True)
+    return run
+
+
+def val_images(run: Path) -> list[torch.Tensor]:
+    """The run's validation images, normalised as the exporter feeds them: [1, bands, S, S] each."""
+    from edgecnn.data import build_datasets
+    from edgecnn.train.loop import prepare
+    from edgecnn.train.run import read_run_recipe
+
+    recipe = read_run_recipe(run)
+    _, val, _ = build_datasets(recipe.data, recipe.seed, len(recipe.data.bands))
+    return [prepare(val[i][0][None], torch.device("cpu"), recipe.data.mean, recipe.data.std) for i in range(len(val))]
+
+
+def test_every_target_in_both_precisions(attn_run: Path):
+    from edgecnn.export import export_run, load_artifact
+
+    records = {}
+    for target in TARGETS:
+        for int8 in (False, True):
+            r = export_run(attn_run, target, int8=int8, calib=16)
+            precision = "int8" if int8 else "fp32"
+            records[target, precision] = r
+            path = Path(r["path"])
+            assert path.parent == attn_run / "export"
+            assert path.name.startswith(f"cnn_attn-{target}-{precision}.")
+            assert SIDECAR_KEYS <= set(r), SIDECAR_KEYS - set(r)
+            side = json.loads(Path(r["sidecar"]).read_text())
+            assert side["artifact"] == path.name and side["precision"] == precision
+            assert side["inputs"] == [{"name": "image", "shape": [1, 3, 16, 16], "dtype": "float32"}]
+            assert side["classes"] == r["classes"] and len(side["classes"]) == 3
+            assert side["normalization"]["mean"] == [0.5, 0.5, 0.5] and side["image_size"] == 16
+            assert side["runtime"]["version"]
+            assert side["size_bytes"] == sum(f.stat().st_size for f in path.parent.glob(path.stem + ".*")
+                                             if f.suffix != ".json")
+            parity = side["parity"]
+            assert parity["images"] == 3 * 4
+            for k in ("accuracy", "precision", "recall", "f1"):
+                assert 0 <= parity["artifact"][k] <= 1
+            if int8:
+                assert side["quantization"]["calibration_images"] == 16
+                assert parity["top1_agreement"] >= 0.5 and parity["max_abs_logit_diff"] < 2.0  # sane, not exact
+            else:
+                assert side["quantization"] is None
+                assert parity["top1_agreement"] >= 0.9 and parity["max_abs_logit_diff"] < 1e-3
+            if target == "executorch":
+                d = side["delegation"]
+                assert d["delegated_subgraphs"] >= 1 and isinstance(d["ops_outside"], dict)
+            # The runner later stages use gives the logits parity measured.
+            run, _ = load_artifact(path)
+            assert run([np.zeros((1, 3, 16, 16), np.float32)]).shape == (1, 3)
+
+    assert (attn_run / "export" / "cnn_attn-openvino-fp32.bin").is_file()
+    assert records["openvino", "fp32"]["runtime"]["config"] == {"INFERENCE_PRECISION_HINT": "f32"}
+    # No temporaries left behind by the atomic writes.
+    assert not [f for f in (attn_run / "export").iterdir() if f.name.startswith(".")]
+    # cnn_attn's 1.2 M weights dominate every file even at 16 px, so INT8 must be about 4x smaller.
+    for target in TARGETS:
+        fp32, int8 = records[target, "fp32"]["size_bytes"], records[target, "int8"]["size_bytes"]
+        assert int8 < 0.35 * fp32, (target, fp32, int8)
+
+
+def test_band_subset_folds_dynconv_via_cli(dynconv_run: Path):
+    """--channels RG on a mask-attention model: a plain ResNet over 2 bands, equal to the full model with B zero."""
+    from edgecnn.export import load_artifact
+    from edgecnn.train.run import load_trained
+
+    proc = export_cli(str(dynconv_run), "--target", "onnx", "--channels", "gr")
+    assert proc.returncode == 0, proc.stderr
+    path = dynconv_run / "export" / "resnet34_dynconv_pruned-onnx-fp32-RG.onnx"
+    assert str(path) in proc.stdout and "top-1 agreement" in proc.stdout
+    run, side = load_artifact(path)
+    assert side["channels"] == "RG" and side["input_bands"] == ["R", "G"]
+    assert side["inputs"] == [{"name": "image", "shape": [1, 2, 16, 16], "dtype": "float32"}]
+    assert side["band_handling"].startswith("folded")
+    assert side["parity"]["max_abs_logit_diff"] < 1e-4
+
+    _, model, _, _ = load_trained(dynconv_run)
+    mask = torch.tensor([1.0, 1.0, 0.0])
+    for x in val_images(dynconv_run)[:4]:
+        expected = model(x * mask[None, :, None, None], mask)
+        got = torch.from_numpy(run([x[:, :2].numpy()]))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+def test_band_aware_model_takes_the_mask_as_input(dynconv_run: Path):
+    """Without --channels one artifact serves every subset: image plus presence mask."""
+    from edgecnn.export import export_run, load_artifact
+    from edgecnn.train.run import load_trained
+
+    r = export_run(dynconv_run, "openvino")
+    assert [i["name"] for i in r["inputs"]] == ["image", "mask"] and r["inputs"][1]["shape"] == [3]
+    assert r["parity"]["max_abs_logit_diff"] < 1e-3
+    run, _ = load_artifact(r["path"])
+    _, model, _, _ = load_trained(dynconv_run)
+    x = val_images(dynconv_run)[0]
+    for mask in ([0.0, 1.0, 1.0], [1.0, 0.0, 0.0]):  # bands dropping at run time
+        mask = torch.tensor(mask)
+        masked = x * mask[None, :, None, None]
+        got = torch.from_numpy(run([masked.numpy(), mask.numpy()]))
+        torch.testing.assert_close(got, model(masked, mask), rtol=0, atol=1e-3)
+
+
+def test_errors_exit_2_without_traceback(attn_run: Path):
+    for args, message in [
+        (("--target", "tflite"), "unknown target 'tflite'; choose one of: executorch, openvino, onnx"),
+        (("--target", "onnxx"), "did you mean 'onnx'?"),
+        (("--target", "onnx", "--channels", "RX"), "unknown band 'X'"),
+    ]:
+        proc = export_cli(str(attn_run), *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith("error: ") and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_backend_names_the_extra():
+    from edgecnn.quantize import _compat
+
+    with pytest.raises(UserError, match=r"pip install 'edgecnn\[export\]'"):
+        _compat.require("surely_not_installed_backend", purpose="the test target")
+
+
+def test_export_failure_is_one_line():
+    from edgecnn.export.artifact import torch_export
+
+    class DataDependent(torch.nn.Module):
+        def forward(self, x):
+            return x.nonzero()[: int(x.sum())]  # output size depends on the values
+
+    with pytest.raises(UserError) as err:
+        torch_export(DataDependent(), (torch.ones(2, 2),))
+    message = str(err.value)
+    assert len(err.value.lines) == 1 and "capturing the model graph" in message
+    assert "test_export.py:" in message and "(forward)" in message  # where in the model it failed
