@@ -21,7 +21,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[dev]"
+	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[dev,export]"
 	touch $@ $(VENV)/.core
 
 install: $(VENV)/.core

@@ -27,21 +27,8 @@ SIDECAR_KEYS = {
     "quantization", "parity", "source",
 }
 
-# Until `export` is registered in edgecnn/cli/__init__.py, run the same entry point
-# (edgecnn.cli.main, which turns UserError into exit 2) with the command added.
-_ENTRY = (
-    "from edgecnn.cli import app, main\n"
-    "from edgecnn.cli.export import export\n"
-    "if not any(c.name == 'export' for c in app.registered_commands):\n"
-    "    app.command('export')(export)\n"
-    "main()\n"
-)
-
-
 def export_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-c", _ENTRY, "export", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return cli("export", *args)
 
 
 @pytest.fixture(scope="module")

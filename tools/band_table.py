@@ -49,11 +49,11 @@ def main() -> None:
     table = []
     for name, label, overrides in ROWS + [("dynconv_mask_pruned", "  ... after edgecnn prune", None)]:
         run = args.out / name
-        if overrides is not None and not (run / "best.pt").exists():
+        if overrides is not None:  # --resume finishes an interrupted run and is a no-op on a finished one
             resume = ["--resume"] if (run / "last.pt").exists() else []
             print(f"training {name} ...", flush=True)
             edgecnn("train", RECIPE, *overrides, *args.overrides, f"name={name}", "--out", str(run), *resume)
-        if overrides is None and not (run / "best.pt").exists():
+        elif not (run / "prune.json").exists():
             print("pruning ...", flush=True)
             edgecnn("prune", str(args.out / "dynconv_mask"), "--out", str(run))
         ev = json.loads(edgecnn("eval", str(run), "--channels", "all", "--json"))

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from edgecnn.cli import data, eval, info, prune, train, validate
+from edgecnn.cli import data, eval, export, info, prune, train, validate
 from edgecnn.errors import UserError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("eval")(eval.eval_run)
 app.command("info")(info.info)
 app.command("validate")(validate.validate)
 app.command("prune")(prune.prune)
+app.command("export")(export.export)
 app.add_typer(data.app, name="data")
 
 

@@ -162,7 +162,7 @@ def _logger(run: Path) -> logging.Logger:
     return log
 
 
-def _check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
+def check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
     """Never overwrite a run silently; only resume the same recipe."""
     exists = R.is_run(out) or (out / R.LAST).exists()
     if exists and not resume:
@@ -200,7 +200,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         device = torch.device("cuda", dist.local_rank)
     console = (console or Console()) if dist.main else Console(quiet=True)
     try:
-        _check_run_folder(out, recipe, resume)
+        check_run_folder(out, recipe, resume)
+        if tc.batch_size % dist.world:
+            raise UserError(f"train.batch_size={tc.batch_size} is the global batch; make it a multiple of the "
+                            f"{dist.world} processes so every rank's share is equal")
         D.barrier(dist)  # nobody writes before every rank has checked the folder
         # Ranks on one machine share its cores; oversubscribing them is 10x slower, not 10% slower.
         torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // dist.local_world))
