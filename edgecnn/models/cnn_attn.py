@@ -24,6 +24,27 @@ class ConvBlock(nn.Sequential):
         )
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last dim, computed from ops XNNPACK delegates.
+
+    ExecuTorch's XNNPACK partitioner (1.4) has no LayerNorm, so
+    ``native_layer_norm`` would run on a portable kernel between two delegate
+    calls. Written out (mean, subtract, square, mean, rsqrt, scale, shift) every
+    op is delegable, provided the means are what XNNPACK's ``mean.dim`` takes:
+    a 4-D tensor averaged over its last two dims with ``keepdim``; hence the
+    ``[..., 1, C]`` view. Same ``weight`` and ``bias`` as ``nn.LayerNorm``
+    (checkpoints and parameter count are unchanged) and equal to it within 1e-5.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x4 = x.unsqueeze(-2)  # [B, N, C] -> [B, N, 1, C]
+        mean = x4.mean(dim=(-2, -1), keepdim=True)
+        centred = x4 - mean
+        var = (centred * centred).mean(dim=(-2, -1), keepdim=True)  # biased, as nn.LayerNorm
+        y = centred * torch.rsqrt(var + self.eps)
+        return (y * self.weight + self.bias).squeeze(-2)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over spatial positions, residual, then LayerNorm.
 
@@ -32,6 +53,12 @@ class SelfAttention(nn.Module):
     reject or leave outside the XNNPACK delegate. The weights are the same as
     ``nn.MultiheadAttention`` (one packed qkv projection and one output
     projection), so the parameter count matches the paper's model.
+
+    The shapes are chosen so that ExecuTorch's XNNPACK delegate takes every op:
+    q, k and v are slices of the qkv output along its last dim (indexing a
+    stacked dim exports as ``select_copy``, which XNNPACK lacks), and the heads
+    are folded into the batch so both products are 3-D ``bmm`` (a 4-D ``@``
+    exports as ``expand_copy`` + ``bmm`` with the expands left outside).
     """
 
     def __init__(self, dim: int, heads: int):
@@ -42,15 +69,20 @@ class SelfAttention(nn.Module):
         self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        n, d = h * w, c // self.heads
         t = x.flatten(2).transpose(1, 2)  # [B, N, C], one token per position
-        qkv = self.qkv(t).reshape(b, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, heads, N, C/heads]
-        attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
-        o = (attn @ v).transpose(1, 2).reshape(b, h * w, c)
+        qkv = self.qkv(t)
+
+        def per_head(z: torch.Tensor) -> torch.Tensor:  # [B, N, C] -> [B * heads, N, C / heads]
+            return z.reshape(b, n, self.heads, d).transpose(1, 2).reshape(b * self.heads, n, d)
+
+        q, k, v = (per_head(qkv[..., i * c : (i + 1) * c]) for i in range(3))
+        attn = torch.softmax(torch.bmm(q * self.scale, k.transpose(1, 2)), dim=-1)  # [B * heads, N, N]
+        o = torch.bmm(attn, v).reshape(b, self.heads, n, d).transpose(1, 2).reshape(b, n, c)
         t = self.norm(t + self.proj(o))
         return t.transpose(1, 2).reshape(b, c, h, w)
 

@@ -1,0 +1,103 @@
+"""Training and evaluation throughput (``edgecnn bench-train``): images per second, as flat rows.
+
+What is timed is the step the training loop runs (normalise, augment,
+forward, loss, backward, SGD update; or normalise + forward in eval mode) on
+a fixed batch of random images of the recipe's shape, so the figure is the
+model's and the device's, not the data loader's. GPU steps are timed with a
+synchronize after each one.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from edgecnn.config import Recipe
+from edgecnn.train import run as R
+from edgecnn.train.env import cpu_model
+from edgecnn.train.loop import forward, prepare
+
+
+def _time_steps(step, steps: int, warmup: int, device: torch.device) -> list[float]:
+    for _ in range(warmup):  # first steps pay for allocation, autotuning and (with compile) compilation
+        step()
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_train(recipe: Recipe, steps: int = 10, warmup: int = 3, num_classes: int | None = None) -> list[dict]:
+    """One row for training and one for evaluation throughput of ``recipe``'s model.
+
+    Raises:
+        UserError: ``train.device=cuda`` without a GPU.
+    """
+    from edgecnn.data import Augment
+    from edgecnn.data.bands import sample_subset_mask
+    from edgecnn.models.registry import takes_mask
+
+    cfg, tc = recipe.data, recipe.train
+    device = R.pick_device(tc.device)
+    torch.set_num_threads(tc.threads or os.cpu_count() or 1)
+    torch.manual_seed(recipe.seed)
+    classes = num_classes or len(cfg.classes or []) or cfg.num_classes or 50
+    model = R.build_for_recipe(recipe, classes).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if tc.compile else model
+    band_aware = takes_mask(model)
+    opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    aug = Augment(**recipe.augment.model_dump())
+    aug = aug if aug.enabled else None
+    images = torch.randint(0, 256, (tc.batch_size, len(cfg.bands), cfg.image_size, cfg.image_size),
+                           dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, classes, (tc.batch_size,), generator=gen).to(device)
+    if device.type == "cuda":
+        images = images.pin_memory()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp)
+
+    def batch(augment):
+        x = prepare(images, device, cfg.mean, cfg.std, augment, gen)
+        return x.contiguous(memory_format=torch.channels_last) if tc.channels_last else x
+
+    def train_step():
+        mask = sample_subset_mask(len(cfg.bands), gen) if tc.band_subsets != "none" else None
+        with autocast:
+            loss = F.cross_entropy(forward(net, batch(aug), mask, band_aware).float(), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def eval_step():
+        with autocast:
+            forward(net, batch(None), None, band_aware)
+
+    rows = []
+    for mode, step in (("train", train_step), ("eval", eval_step)):
+        net.train(mode == "train")
+        times = _time_steps(step, steps, warmup, device)
+        p50 = statistics.median(times)
+        rows.append({
+            "recipe": recipe.name, "model": recipe.model.name, "mode": mode,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+            "device_type": device.type, "batch": tc.batch_size, "image_size": cfg.image_size,
+            "images_per_s": round(tc.batch_size / p50, 2),
+            "step_ms_p50": round(1000 * p50, 3), "step_ms_mean": round(1000 * statistics.fmean(times), 3),
+            "step_ms_cv": round(statistics.pstdev(times) / statistics.fmean(times), 4),
+            "steps": steps, "warmup": warmup, "amp": tc.amp, "channels_last": tc.channels_last,
+            "compile": tc.compile, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        })
+    return rows

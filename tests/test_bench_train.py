@@ -1,0 +1,22 @@
+import json
+from pathlib import Path
+
+from conftest import cli
+
+
+def test_bench_train_rows(tmp_path: Path):
+    out = tmp_path / "rows.json"
+    args = ["recipes/quickstart.yaml", "data.image_size=16", "train.batch_size=4", "train.threads=1",
+            "--steps", "2", "--warmup", "1", "--json", str(out)]
+    proc = cli("bench-train", *args, check=True)
+    assert "images/s" in proc.stdout
+    cli("bench-train", *args, "train.channels_last=true", check=True)  # appends
+    rows = json.loads(out.read_text())
+    assert [r["mode"] for r in rows] == ["train", "eval", "train", "eval"]
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["step_ms_p50"] > 0 and r["batch"] == 4 and r["image_size"] == 16
+        assert r["device_type"] == "cpu" and r["threads"] == 1
+    assert rows[2]["channels_last"] is True
+    # Band-robust models bench with their mask input.
+    cli("bench-train", "recipes/quickstart_dynconv.yaml", "data.image_size=16", "train.batch_size=4",
+        "train.threads=1", "--steps", "1", "--warmup", "0", check=True)
