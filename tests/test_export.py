@@ -176,3 +176,53 @@ def test_export_failure_is_one_line():
     message = str(err.value)
     assert len(err.value.lines) == 1 and "capturing the model graph" in message
     assert "test_export.py:" in message and "(forward)" in message  # where in the model it failed
+
+
+# Ops that may stay outside the XNNPACK delegate: they only reshape or copy memory
+# (``getitem``, which unpacks a delegate's outputs, is not counted at all).
+GLUE = {"aten_view_copy_default", "aten_squeeze_copy_dims", "aten_unsqueeze_copy_default", "aten_alias_copy_default",
+        "dim_order_ops__clone_dim_order_default", "dim_order_ops__to_dim_order_copy_default"}
+
+
+def test_delegable_layernorm_is_nn_layernorm():
+    from edgecnn.export.delegable import DelegableLayerNorm, for_xnnpack
+    from edgecnn.models import build_model
+
+    torch.manual_seed(0)
+    ln = torch.nn.LayerNorm(256)
+    torch.nn.init.normal_(ln.weight)
+    torch.nn.init.normal_(ln.bias)
+    swapped = for_xnnpack(torch.nn.Sequential(ln))[0]
+    assert isinstance(swapped, DelegableLayerNorm) and type(ln) is torch.nn.LayerNorm  # a copy, the original kept
+    assert swapped.state_dict().keys() == ln.state_dict().keys()
+    x = torch.randn(2, 49, 256) * 3 + 1
+    torch.testing.assert_close(swapped(x), ln(x), atol=1e-5, rtol=1e-5)
+
+    model = build_model("cnn_attn", 50)
+    ready = for_xnnpack(model)
+    assert isinstance(ready.attention.norm, DelegableLayerNorm)
+    assert ready.state_dict().keys() == model.state_dict().keys()
+    assert sum(p.numel() for p in ready.parameters()) == 1_238_834
+
+
+def test_cnn_attn_runs_entirely_inside_xnnpack(tmp_path: Path):
+    """fp32 and INT8: one delegated subgraph and no compute op on portable kernels.
+
+    At 32 px (4 attention positions): the graph's structure does not depend on
+    the size (checked by hand at 224: the same single subgraph, nothing outside).
+    """
+    from edgecnn.export import executorch
+    from edgecnn.export.deployable import deployable
+    from edgecnn.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn_attn", 10).eval()
+    graph = deployable(model, ["R", "G", "B"], 32, None)
+    calibration = [(torch.randn(1, 3, 32, 32),) for _ in range(4)]
+    x = torch.randn(1, 3, 32, 32)
+    for int8 in (False, True):
+        path = tmp_path / f"attn-{int8}.pte"
+        d = executorch.export(graph, path, int8, calibration)["delegation"]
+        assert d["delegated_subgraphs"] == 1 and set(d["ops_outside"]) <= GLUE, d
+        got = torch.from_numpy(executorch.load(path)([x.numpy()]))
+        torch.testing.assert_close(got, model(x), atol=0.5 if int8 else 1e-4, rtol=0)

@@ -34,7 +34,8 @@ class Target(Protocol):
     """What each target module (``executorch``, ``openvino``, ``onnx``) provides.
 
     ``export`` writes the artifact atomically to ``path`` (and its companions)
-    and returns the target-specific part of the sidecar; ``load`` opens an
+    and returns the target-specific part of the sidecar (``quantized``: a model
+    quantized already by QAT, exported as it is); ``load`` opens an
     artifact with the target's runtime and returns a ``Runner``; ``runtime``
     names the runtime, its version and the settings ``load`` uses by default.
     """
@@ -46,7 +47,8 @@ class Target(Protocol):
 
     def companions(self, path: Path) -> list[Path]: ...
 
-    def export(self, graph: "Deployable", path: Path, int8: bool, calibration: list) -> dict: ...  # noqa: F821
+    def export(self, graph: "Deployable", path: Path, int8: bool, calibration: list,  # noqa: F821
+               quantized: tuple | None = None) -> dict: ...
 
     def load(self, path: Path, config: dict | None = None) -> Runner: ...
 
@@ -103,6 +105,34 @@ def read_sidecar(path: Path) -> dict:
         return json.loads(side.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{side}: damaged (not valid JSON); export the artifact again") from None
+
+
+# What predict and bench read from a sidecar; a file without them was not written by edgecnn export.
+REQUIRED_KEYS = ("artifact", "files", "inputs", "bands", "input_bands", "image_size", "normalization", "classes")
+
+
+def check_sidecar(path: Path, sidecar: dict) -> None:
+    """Make sure ``sidecar`` describes the artifact at ``path`` as it is on disk now.
+
+    Raises:
+        UserError: keys missing, the sidecar names another file, or a file's size
+            differs from the one recorded at export (overwritten or truncated since).
+    """
+    path = Path(path)
+    side = sidecar_path(path)
+    missing = [k for k in REQUIRED_KEYS if k not in sidecar] if isinstance(sidecar, dict) else list(REQUIRED_KEYS)
+    if missing:
+        raise UserError(f"{side}: damaged (no {', '.join(missing)}); export the artifact again")
+    if sidecar["artifact"] != path.name:
+        raise UserError(f"{side} describes {sidecar['artifact']}, not {path.name}; "
+                        "keep each artifact with its own sidecar, or export again")
+    for name, size in sidecar["files"].items():
+        f = path.parent / name
+        if not f.is_file():
+            raise UserError(f"{path}: its file {name} is missing; export the artifact again")
+        if f.stat().st_size != size:
+            raise UserError(f"{f} is {f.stat().st_size} bytes but its sidecar says {size}: the file changed "
+                            "after export; export it again so the sidecar matches")
 
 
 @contextmanager

@@ -48,8 +48,15 @@ def delegation_summary(graph_module) -> dict:
     }
 
 
-def export(graph, path: Path, int8: bool, calibration: list) -> dict:
+def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None) -> dict:
     """Write ``graph`` (a ``Deployable``) to ``path`` as a ``.pte``.
+
+    LayerNorms are rewritten with ops XNNPACK takes (``delegable.for_xnnpack``)
+    and kept in float by INT8, so the whole model runs inside the delegate.
+
+    Args:
+        quantized: ``(module, quantization section)`` of a model quantized already
+            (QAT: ``convert_pt2e`` with the learned scales); exported as it is.
 
     Returns:
         The target's sidecar sections: ``export``, ``quantization`` (``None`` for fp32), ``delegation``.
@@ -57,6 +64,7 @@ def export(graph, path: Path, int8: bool, calibration: list) -> dict:
     Raises:
         UserError: executorch or torchao missing, or the model does not export or lower.
     """
+    from edgecnn.export.delegable import KEEP_FLOAT, for_xnnpack
     from edgecnn.quantize import ptq
 
     et = _compat.executorch()
@@ -64,12 +72,16 @@ def export(graph, path: Path, int8: bool, calibration: list) -> dict:
         "export": {"exporter": "torch.export -> to_edge_transform_and_lower(XnnpackPartitioner) -> to_executorch"},
         "quantization": None,
     }
-    module = graph.module
-    if int8:
-        try:
-            module, sections["quantization"] = ptq.pt2e_xnnpack(module, graph.example, calibration, graph.keep_float)
-        except Exception as e:
-            raise export_failed("executorch int8", "quantizing with PT2E (XNNPACKQuantizer)", e) from None
+    if quantized is not None:  # QAT: converted already, with the scales it learned
+        module, sections["quantization"] = quantized
+    else:
+        module = for_xnnpack(graph.module)
+        if int8:
+            try:
+                module, sections["quantization"] = ptq.pt2e_xnnpack(module, graph.example, calibration,
+                                                                    (*graph.keep_float, *KEEP_FLOAT))
+            except Exception as e:
+                raise export_failed("executorch int8", "quantizing with PT2E (XNNPACKQuantizer)", e) from None
     program = torch_export(module, graph.example)
     try:
         edge = et.to_edge_transform_and_lower(program, partitioner=[et.XnnpackPartitioner()])

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from edgecnn.errors import UserError
 from edgecnn.export.artifact import Runner, export_failed, temp_names
 from edgecnn.quantize import _compat
 
@@ -58,8 +59,11 @@ def _to_onnx(graph, path: Path) -> str:
             raise export_failed("onnx export", "converting to ONNX (torch.onnx.export)", dynamo_error) from None
 
 
-def export(graph, path: Path, int8: bool, calibration: list) -> dict:
+def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None) -> dict:
     """Write ``graph`` (a ``Deployable``) to ``path`` as ``.onnx``.
+
+    Args:
+        quantized: must be ``None``: no QAT backend produces models for onnxruntime.
 
     Returns:
         The target's sidecar sections: ``export`` and ``quantization`` (``None`` for fp32).
@@ -69,6 +73,9 @@ def export(graph, path: Path, int8: bool, calibration: list) -> dict:
     """
     _compat.require("onnx", "onnxscript", "onnxruntime", purpose="the onnx target")
     from edgecnn.quantize import ptq
+
+    if quantized is not None:
+        raise UserError("the onnx target has no QAT path; export the float run with --target onnx --int8")
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-onnx-") as work:
         work = Path(work)

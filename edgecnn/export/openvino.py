@@ -37,8 +37,13 @@ def companions(path: Path) -> list[Path]:
     return [Path(path).with_suffix(".bin")]
 
 
-def export(graph, path: Path, int8: bool, calibration: list) -> dict:
+def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None) -> dict:
     """Write ``graph`` (a ``Deployable``) to ``path`` (``.xml``) and its ``.bin``.
+
+    Args:
+        quantized: ``(module, quantization section)`` of a PyTorch model with
+            fake-quantize ops already (QAT); converted as it is, its FakeQuantize
+            ranges becoming the IR's, instead of quantizing with NNCF here.
 
     Returns:
         The target's sidecar sections: ``export`` and ``quantization`` (``None`` for fp32).
@@ -51,7 +56,7 @@ def export(graph, path: Path, int8: bool, calibration: list) -> dict:
 
     from edgecnn.quantize import ptq
 
-    program = torch_export(graph.module, graph.example)
+    program = torch_export(graph.module if quantized is None else quantized[0], graph.example)
     try:
         model = ov.convert_model(program)
     except Exception as e:
@@ -67,7 +72,9 @@ def export(graph, path: Path, int8: bool, calibration: list) -> dict:
         "export": {"exporter": "openvino.convert_model(torch.export.export(...)); save_model(compress_to_fp16=False)"},
         "quantization": None,
     }
-    if int8:
+    if quantized is not None:
+        sections["quantization"] = quantized[1]
+    elif int8:
         try:
             model, sections["quantization"] = ptq.nncf_openvino(model, calibration)
         except Exception as e:

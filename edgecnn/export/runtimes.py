@@ -60,15 +60,17 @@ def load_artifact(path: Path, config: dict | None = None):
         ``sidecar["inputs"]`` order and returns logits ``[1, classes]``.
 
     Raises:
-        UserError: missing file or sidecar, unknown suffix, or the runtime is not installed.
+        UserError: missing file or sidecar, a sidecar that does not match the file,
+            unknown suffix, or the runtime is not installed.
     """
-    from edgecnn.export.artifact import read_sidecar
+    from edgecnn.export.artifact import check_sidecar, read_sidecar
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file; export one with edgecnn export RUN --target ...")
     module = target_module(target_of(path))
     sidecar = read_sidecar(path)
+    check_sidecar(path, sidecar)
     if config is None:
         config = sidecar.get("runtime", {}).get("config")
     return module.load(path, config), sidecar

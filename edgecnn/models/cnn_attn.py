@@ -24,27 +24,6 @@ class ConvBlock(nn.Sequential):
         )
 
 
-class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` over the last dim, computed from ops XNNPACK delegates.
-
-    ExecuTorch's XNNPACK partitioner (1.4) has no LayerNorm, so
-    ``native_layer_norm`` would run on a portable kernel between two delegate
-    calls. Written out (mean, subtract, square, mean, rsqrt, scale, shift) every
-    op is delegable, provided the means are what XNNPACK's ``mean.dim`` takes:
-    a 4-D tensor averaged over its last two dims with ``keepdim``; hence the
-    ``[..., 1, C]`` view. Same ``weight`` and ``bias`` as ``nn.LayerNorm``
-    (checkpoints and parameter count are unchanged) and equal to it within 1e-5.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x4 = x.unsqueeze(-2)  # [B, N, C] -> [B, N, 1, C]
-        mean = x4.mean(dim=(-2, -1), keepdim=True)
-        centred = x4 - mean
-        var = (centred * centred).mean(dim=(-2, -1), keepdim=True)  # biased, as nn.LayerNorm
-        y = centred * torch.rsqrt(var + self.eps)
-        return (y * self.weight + self.bias).squeeze(-2)
-
-
 class SelfAttention(nn.Module):
     """Multi-head self-attention over spatial positions, residual, then LayerNorm.
 
@@ -69,7 +48,7 @@ class SelfAttention(nn.Module):
         self.scale = (dim // heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.norm = LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

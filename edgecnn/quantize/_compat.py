@@ -70,9 +70,66 @@ def pt2e_xnnpack() -> SimpleNamespace:
     )
 
 
+def pt2e_qat() -> SimpleNamespace:
+    """PT2E quantization-aware training (torchao 0.18) with the XNNPACK quantizer (executorch 1.4)."""
+    require("torchao", "executorch", purpose="qat for xnnpack")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e import (
+        disable_observer,
+        enable_observer,
+        move_exported_model_to_eval,
+        move_exported_model_to_train,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+
+    return SimpleNamespace(
+        XNNPACKQuantizer=XNNPACKQuantizer,
+        get_symmetric_quantization_config=get_symmetric_quantization_config,
+        prepare_qat_pt2e=prepare_qat_pt2e,
+        convert_pt2e=convert_pt2e,
+        move_exported_model_to_train=move_exported_model_to_train,
+        move_exported_model_to_eval=move_exported_model_to_eval,
+        enable_observer=enable_observer,
+        disable_observer=disable_observer,
+    )
+
+
 def nncf():
     """The nncf package (3.4): ``nncf.quantize`` and ``nncf.Dataset``."""
     require("nncf", "openvino", purpose="int8 for the openvino target")
     import nncf as _nncf
 
     return _nncf
+
+
+def nncf_torch() -> SimpleNamespace:
+    """NNCF on PyTorch models (3.4): quantize, save/restore the inserted quantizers, strip them.
+
+    NNCF's fake-quantize functions come from a C++ extension it compiles on
+    first use (minutes, a compiler and ninja; on a busy 2-core machine the
+    build outran NNCF's 60 s load timeout and left a lock file behind). Its
+    pure-PyTorch reference functions compute the same forward and backward;
+    they are installed in the extension's place, uncompiled (NNCF would wrap
+    them in ``torch.compile``, which recompiles for every tensor shape).
+    """
+    require("nncf", "openvino", purpose="qat for openvino")
+    import nncf as _nncf
+    import nncf.torch as _nncf_torch
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization import extensions
+    from nncf.torch.quantization.reference import torch_executor
+
+    reference = SimpleNamespace(Quantize_forward=torch_executor.forward, Quantize_backward=torch_executor.backward)
+    for namespace in (extensions.QuantizedFunctionsCPU, extensions.QuantizedFunctionsCUDA):
+        if isinstance(namespace, extensions.ExtensionNamespace):  # without a GPU the CUDA one is a stub
+            namespace._loaded_namespace = reference
+    return SimpleNamespace(
+        nncf=_nncf,
+        get_config=_nncf_torch.get_config,
+        load_from_config=_nncf_torch.load_from_config,
+        strip=_nncf_torch.strip,
+        get_hook_storage=get_hook_storage,
+    )

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def predict(
+    artifact: Annotated[Path, typer.Argument(help="a .pte, .xml or .onnx written by edgecnn export")],
+    images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, any mode)")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="classes shown per image")] = 5,
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON list, one object per image")] = False,
+) -> None:
+    """Classify image files with an exported model, run by its own runtime (preprocessing from its sidecar)."""
+    from edgecnn.export.predict import predict as run_predict
+
+    results = run_predict(artifact, images, top_k)
+    if json_out:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        print(r["image"])
+        for t in r["top"]:
+            print(f"  {t['probability']:7.2%}  {t['class']}")

@@ -1,0 +1,107 @@
+"""``predict``: run an exported artifact on image files with its own runtime.
+
+Everything comes from the artifact's sidecar: the image size, the bands and
+their normalisation, the inputs the graph takes, the class names. Photos are
+decoded by ``edgecnn.data.load_image``, the function training decodes image
+folders with, and normalised by the function training normalises with, so an
+image gets the same input here as in ``edgecnn eval``.
+
+Image files carry the bands R, G and B. A band-aware artifact (with a presence
+mask input) gets its other bands (e.g. NIR) zero-filled and marked missing in
+the mask; any other artifact must take only bands among R, G, B.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.errors import UserError
+
+PHOTO_BANDS = ("R", "G", "B")  # what load_image returns, in order
+
+
+def _inputs(path: Path, sidecar: dict, artifact: Path) -> list[np.ndarray]:
+    """The artifact's input arrays (batch 1) for the image file ``path``.
+
+    Raises:
+        UserError: the file is missing or not a decodable image, or the artifact needs bands photos lack.
+    """
+    import torch
+
+    from edgecnn.data import load_image, normalize
+    from edgecnn.data.folder import _DECODE_ERRORS
+
+    bands = list(sidecar["bands"])
+    names = [i["name"] for i in sidecar["inputs"]]
+    present = [b for b in bands if b.upper() in PHOTO_BANDS]
+    if "mask" in names and not present:
+        raise UserError(f"{artifact} takes bands {','.join(bands)}, none of which an image file carries (R, G, B)")
+    lacking = [b for b in sidecar["input_bands"] if b.upper() not in PHOTO_BANDS]
+    if "mask" not in names and lacking:
+        raise UserError(f"{artifact} takes band(s) {','.join(lacking)}, which image files do not carry (R, G, B); "
+                        "export with --channels naming bands among R, G, B")
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such image file")
+    size = int(sidecar["image_size"])
+    try:
+        rgb = load_image(Path(path), size)  # uint8 [3, S, S], as training decodes
+    except _DECODE_ERRORS as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path}: not a readable image ({reason}); pass a JPEG, PNG or another format Pillow reads") \
+            from None
+
+    # Every band of the run, normalised as in training; bands a photo lacks are 0 after it.
+    planes = [rgb[PHOTO_BANDS.index(b.upper())] if b in present else torch.zeros(size, size, dtype=torch.uint8)
+              for b in bands]
+    x = torch.stack(planes)[None].float().div_(255)
+    norm = sidecar["normalization"]
+    x = normalize(x, norm["mean"], norm["std"])
+    mask = torch.tensor([1.0 if b in present else 0.0 for b in bands])
+    x = x * mask[None, :, None, None]
+    if "mask" in names:
+        return [x.numpy(), mask.numpy()]
+    return [x[:, [bands.index(b) for b in sidecar["input_bands"]]].contiguous().numpy()]
+
+
+def predict(artifact: Path, images: list[Path], top_k: int = 5) -> list[dict]:
+    """Classify image files with an exported artifact, through the artifact's runtime.
+
+    Args:
+        artifact: a ``.pte``, ``.xml`` or ``.onnx`` written by ``edgecnn export``, with its sidecar.
+        images: image files (any format and mode Pillow reads).
+        top_k: classes reported per image, most probable first.
+
+    Returns:
+        One record per image: ``image``, ``class`` and ``probability`` of the top class,
+        ``top`` (``top_k`` entries of ``class``, ``index``, ``probability``), and ``logits``.
+
+    Raises:
+        UserError: missing artifact, missing/damaged sidecar or one that does not match
+            the artifact, an unreadable image, or bands the images cannot provide.
+    """
+    from edgecnn.export.runtimes import load_artifact
+
+    if top_k < 1:
+        raise UserError(f"--top-k {top_k}: give 1 or more")
+    if not images:
+        raise UserError("no image files given; pass one or more after the artifact")
+    run, sidecar = load_artifact(artifact)
+    classes = list(sidecar["classes"])
+    # Decode every image before running any: a bad file fails the command at once.
+    inputs = [(Path(p), _inputs(Path(p), sidecar, Path(artifact))) for p in images]
+    results = []
+    for path, feed in inputs:
+        logits = np.asarray(run(feed), dtype=np.float64).reshape(-1)
+        if logits.shape[0] != len(classes):
+            raise UserError(f"{artifact} gives {logits.shape[0]} outputs but its sidecar lists {len(classes)} "
+                            "classes; export the artifact again")
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        top = [{"class": classes[i], "index": int(i), "probability": float(probs[i])} for i in order]
+        results.append({"image": str(path), "class": top[0]["class"], "probability": top[0]["probability"],
+                        "top": top, "logits": [float(v) for v in logits]})
+    return results

@@ -1,0 +1,525 @@
+"""Quantization-aware training (QAT): fine-tune a trained float run with fake quantization.
+
+``qat_run`` reads a float run folder, inserts fake-quantize ops for one
+backend into its best model, and trains a few more epochs at a tenth of the
+recipe's learning rate into a new run folder (default ``RUN/qat-<target>``).
+That folder follows the run-folder contract (``recipe.yaml``, ``env.json``,
+``metrics.csv``, ``last.pt``/``best.pt``, ``train.log``), resumes like a
+training run, and adds ``qat.json``: the backend, the float run it started
+from, and the quantizer settings (the recipe schema has no place for them).
+
+Two backends, one class each with the same methods (``Backend``):
+
+* ``xnnpack`` (exported with ``edgecnn export --target executorch --int8``): PT2E.
+  The float model is captured with ``torch.export`` in train mode with a
+  dynamic batch dimension (a graph captured at the training batch size
+  converts to an INT8 graph fixed at that size); ``prepare_qat_pt2e`` with
+  the XNNPACK quantizer inserts fake-quantize modules whose observers track
+  moving-average min/max while training; ``convert_pt2e`` at export turns
+  them into the INT8 graph ExecuTorch lowers.
+* ``openvino`` (exported with ``--target openvino --int8``): NNCF.
+  ``nncf.quantize`` on the PyTorch model calibrates the initial ranges on
+  training images and inserts quantizers whose scales are trainable
+  parameters, learned with the weights; at export ``nncf.strip`` turns them
+  into PyTorch fake-quantize ops with the learned scales, which
+  ``openvino.convert_model`` turns into FakeQuantize nodes.
+
+Checkpoints hold the QAT model's whole ``state_dict`` (weights and quantizer
+state) under ``model``, and under ``qat`` what else restoring needs. Restoring
+(``load_qat``) rebuilds the float architecture from the run's recipe, puts
+the same quantizers in the same places (PT2E: export and ``prepare_qat_pt2e``
+again, which is deterministic for one architecture; NNCF: ``load_from_config``)
+and loads the state dict: resume and export both go through it.
+
+The epoch loop is ``edgecnn.train.loop``'s own pieces (``_train_epoch``,
+``_validate``, ``check_run_folder``, ``_write_metrics``); only the model setup
+and the checkpoint differ from ``train``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from edgecnn.errors import UserError
+from edgecnn.quantize import _compat
+
+QAT_FILE = "qat.json"
+LR_SCALE = 0.1  # of the float recipe's train.lr
+EPOCHS = 3
+CALIBRATION_IMAGES = 256  # NNCF's initial ranges
+
+
+# -- the two backends ------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """What ``qat_run``, ``load_qat`` and the exporters need from a QAT backend."""
+
+    NAME: str  # the --target of edgecnn qat
+    EXPORT_TARGET: str  # the --target of edgecnn export
+    REQUIRES: tuple[str, ...]  # import names
+
+    def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module: ...
+
+    def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module: ...
+
+    def extra(self, qat_model: nn.Module) -> dict: ...
+
+    def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module: ...
+
+    def settings(self) -> dict: ...
+
+
+class PT2EModel(nn.Module):
+    """A PT2E-prepared graph that switches between training and evaluation like a module.
+
+    An exported graph refuses ``.train()``/``.eval()``: torchao swaps its
+    BatchNorm and dropout ops instead (``move_exported_model_to_train/eval``).
+    Evaluation also stops the observers, so validation images never move the
+    quantization ranges; training restarts them.
+    """
+
+    def __init__(self, graph: torch.fx.GraphModule):
+        super().__init__()
+        self.graph = graph
+        self.training = True  # prepare_qat_pt2e returns it in training mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)
+
+    def train(self, mode: bool = True) -> PT2EModel:
+        api = _compat.pt2e_qat()
+        (api.move_exported_model_to_train if mode else api.move_exported_model_to_eval)(self.graph)
+        self.graph.apply(api.enable_observer if mode else api.disable_observer)
+        self.training = mode
+        return self
+
+
+class XnnpackPT2E:
+    """PT2E QAT with the XNNPACK quantizer: INT8 symmetric, per-channel weights."""
+
+    NAME = "xnnpack"
+    EXPORT_TARGET = "executorch"
+    REQUIRES = ("torchao", "executorch")
+
+    def _prepared(self, model: nn.Module, in_shape: tuple[int, int, int]) -> PT2EModel:
+        from edgecnn.export.artifact import export_failed
+        from edgecnn.export.delegable import KEEP_FLOAT, for_xnnpack
+
+        api = _compat.pt2e_qat()
+        quantizer = api.XNNPACKQuantizer()
+        quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+        for module_type in KEEP_FLOAT:
+            quantizer.set_module_type(module_type, None)
+        # The graph that ExecuTorch lowers must be the graph that trained: the
+        # XNNPACK rewrites (for_xnnpack) come first. Train mode, so BatchNorm is
+        # captured with batch statistics; a dynamic batch, so the converted graph
+        # takes batch 1 at export.
+        model = for_xnnpack(copy.deepcopy(model)).train()
+        example = (torch.zeros(2, *in_shape),)
+        try:
+            batch = torch.export.Dim("batch", min=1)
+            graph = torch.export.export(model, example, dynamic_shapes=({0: batch},)).module()
+            return PT2EModel(api.prepare_qat_pt2e(graph, quantizer))
+        except Exception as e:
+            raise export_failed("qat xnnpack", "capturing the training graph (torch.export, dynamic batch)", e,
+                                fix="QAT for xnnpack starts from torch.export; change the model code it names") from None
+
+    def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
+        """Fake-quantize ``model`` (inputs ``[B, *in_shape]``); the observers start on the first training batch."""
+        return self._prepared(model, in_shape)
+
+    def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
+        """The same prepared graph for ``model``'s architecture; the caller loads the state dict."""
+        return self._prepared(model, in_shape)
+
+    def extra(self, qat_model: nn.Module) -> dict:
+        return {}
+
+    def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
+        """The INT8 graph (``convert_pt2e``) with the learned scales, ready for ``torch.export`` at batch 1."""
+        api = _compat.pt2e_qat()
+        qat_model.eval()
+        return api.convert_pt2e(copy.deepcopy(qat_model.graph))
+
+    def settings(self) -> dict:
+        from edgecnn.export.delegable import KEEP_FLOAT
+
+        return {
+            "method": "PT2E quantization-aware training (torchao prepare_qat_pt2e, convert_pt2e at export)",
+            "quantizer": "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))",
+            "weights": "int8 symmetric per-channel (fake-quantized while fine-tuning)",
+            "activations": "int8 (moving-average min/max observed while fine-tuning)",
+            "graph": "torch.export in train mode, dynamic batch",
+            "kept_float": [t.__name__ for t in KEEP_FLOAT],
+        }
+
+
+class FixedFakeQuantize(nn.Module):
+    """``torch.fake_quantize_per_{tensor,channel}_affine`` with constant parameters.
+
+    What ``nncf.strip`` leaves is a ``torch.ao`` ``FakeQuantize``, whose
+    forward reads its on/off flags from tensors: ``torch.export`` cannot
+    capture that branch ("data-dependent expression"). With the learned
+    scales frozen into this module the graph exports, and OpenVINO converts
+    each op into a FakeQuantize node.
+    """
+
+    def __init__(self, fq: nn.Module):
+        super().__init__()
+        self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
+        self.per_channel = fq.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
+        if self.per_channel:
+            self.axis = int(fq.ch_axis)
+            self.register_buffer("scale", fq.scale.detach().reshape(-1).clone())
+            self.register_buffer("zero_point", fq.zero_point.detach().reshape(-1).to(torch.int32).clone())
+        else:  # Python numbers: a per-tensor op takes them as constants
+            self.scale_value = float(fq.scale.reshape(-1)[0])
+            self.zero_point_value = int(fq.zero_point.reshape(-1)[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per_channel:
+            return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
+                                                          self.quant_min, self.quant_max)
+        return torch.fake_quantize_per_tensor_affine(x, self.scale_value, self.zero_point_value,
+                                                     self.quant_min, self.quant_max)
+
+
+class OpenvinoNNCF:
+    """NNCF QAT on the PyTorch model, default preset (symmetric INT8, per-channel weights)."""
+
+    NAME = "openvino"
+    EXPORT_TARGET = "openvino"
+    REQUIRES = ("nncf", "openvino")
+
+    def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
+        """``nncf.quantize``: quantizers placed and their initial ranges set from ``calibration``."""
+        api = _compat.nncf_torch()
+        dataset = api.nncf.Dataset(calibration, lambda sample: sample[0])
+        return api.nncf.quantize(copy.deepcopy(model).eval(), dataset, subset_size=len(calibration))
+
+    def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
+        """The quantizers of ``qat["nncf_config"]`` put back into ``model``; the caller loads the state dict."""
+        api = _compat.nncf_torch()
+        return api.load_from_config(model, json.loads(qat["nncf_config"]))
+
+    def extra(self, qat_model: nn.Module) -> dict:
+        # As JSON text: the config holds NNCF enums that weights_only checkpoint loading refuses.
+        return {"nncf_config": json.dumps(_compat.nncf_torch().get_config(qat_model))}
+
+    def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
+        """A copy with each quantizer replaced by a ``FixedFakeQuantize`` holding its learned range."""
+        api = _compat.nncf_torch()
+        qat_model.eval()
+        stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
+        storage = api.get_hook_storage(stripped)
+        for name, fq in list(storage.named_hooks()):
+            storage.set_submodule(name, FixedFakeQuantize(fq))
+        return stripped.eval()
+
+    def settings(self) -> dict:
+        return {
+            "method": "NNCF quantization-aware training (nncf.quantize on the PyTorch model, then fine-tuned; "
+                      "nncf.strip at export)",
+            "quantizer": f"nncf {_compat.version('nncf')}, default preset",
+            "weights": "int8 symmetric per-channel, scales learned while fine-tuning",
+            "activations": "int8 symmetric per-tensor (unsigned after ReLU), scales learned while fine-tuning",
+            "initial_ranges": "min/max over un-augmented training images (nncf.quantize), then learned",
+        }
+
+
+BACKENDS: dict[str, Backend] = {b.NAME: b for b in (XnnpackPT2E(), OpenvinoNNCF())}
+
+
+def backend(target: str) -> Backend:
+    """The QAT backend for ``--target``.
+
+    Raises:
+        UserError: not a QAT target (an export target name gets the matching QAT target named).
+    """
+    if target in BACKENDS:
+        return BACKENDS[target]
+    by_export = {b.EXPORT_TARGET: b.NAME for b in BACKENDS.values()}
+    hint = f"for --target {target} at export, QAT with --target {by_export[target]}; " if target in by_export else ""
+    raise UserError(f"qat --target {target}: unknown QAT target; {hint}choose one of: {', '.join(BACKENDS)}")
+
+
+# -- QAT run folders ---------------------------------------------------------------------------
+
+
+def is_qat_run(run: Path) -> bool:
+    return (Path(run) / QAT_FILE).is_file()
+
+
+def read_qat(run: Path) -> dict:
+    """The ``qat.json`` of a QAT run folder.
+
+    Raises:
+        UserError: missing or damaged.
+    """
+    path = Path(run) / QAT_FILE
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run}: not a QAT run (no {QAT_FILE}); create one with edgecnn qat RUN --target ...") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path}: damaged (not valid JSON); run edgecnn qat into a new --out") from None
+    if info.get("target") not in BACKENDS:
+        raise UserError(f"{path}: unknown QAT target {info.get('target')!r}; run edgecnn qat into a new --out")
+    return info
+
+
+def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[str]):
+    """The float run's recipe with QAT's defaults (lr x ``LR_SCALE``, ``EPOCHS`` epochs), then ``overrides``.
+
+    Raises:
+        UserError: ``--epochs`` and a ``train.epochs`` override disagree, or the overrides fail the schema.
+    """
+    from edgecnn.config.load import parse_overrides, validate_recipe
+
+    parsed = parse_overrides(list(overrides))
+    if epochs is not None and parsed.get("train.epochs", epochs) != epochs:
+        raise UserError(f"--epochs {epochs} and train.epochs={parsed['train.epochs']} disagree; give one of them")
+    data = float_recipe.model_dump(mode="json")
+    data["name"] = f"{float_recipe.name}-qat-{target}"
+    lr = float(f"{data['train']['lr'] * LR_SCALE:.6g}")  # 0.005, not 0.005000000000000001
+    data["train"] = {**data["train"], "lr": lr, "epochs": epochs or EPOCHS}
+    recipe = validate_recipe(data, parsed)
+    if recipe.train.amp or recipe.train.compile:
+        raise UserError("qat: train.amp and train.compile are not supported with fake quantization; "
+                        "set them to false")
+    return recipe
+
+
+def load_qat(run: Path, which: str = "best") -> tuple:
+    """Rebuild a QAT run's fake-quantized model with its learned state, in eval mode on the CPU.
+
+    Returns:
+        (recipe, model, class names, checkpoint dict, qat.json record)
+
+    Raises:
+        UserError: not a QAT run, no checkpoint, or a checkpoint that does not fit the recipe.
+    """
+    from edgecnn.train import run as R
+    from edgecnn.train.checkpoint import load_checkpoint
+
+    run = Path(run)
+    info = read_qat(run)
+    recipe = R.read_run_recipe(run)
+    path = run / (R.BEST if which == "best" and (run / R.BEST).exists() else R.LAST)
+    state = load_checkpoint(path)
+    classes = list(state["classes"])
+    model = _restore(BACKENDS[info["target"]], recipe, len(classes), state, path)
+    return recipe, model.eval(), classes, state, info
+
+
+def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path) -> nn.Module:
+    from edgecnn.train import run as R
+
+    _compat.require(*b.REQUIRES, purpose=f"qat for {b.NAME}")
+    model = b.restore(R.build_for_recipe(recipe, num_classes), _in_shape(recipe), state.get("qat", {}))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise UserError(f"{path}: the QAT state does not fit the model rebuilt from its recipe ({first}); "
+                        "run edgecnn qat into a new --out") from None
+    return model
+
+
+def _in_shape(recipe) -> tuple[int, int, int]:
+    return (len(recipe.data.bands), recipe.data.image_size, recipe.data.image_size)
+
+
+def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None = None, resume: bool = False,
+            overrides: list[str] = (), console=None) -> list[dict]:
+    """Fine-tune a float run with fake quantization for ``target`` into a QAT run folder.
+
+    Args:
+        run: the float run folder (its best checkpoint is the starting point).
+        target: ``xnnpack`` (PT2E, exported with ``--target executorch``) or
+            ``openvino`` (NNCF, exported with ``--target openvino``).
+        epochs: fine-tuning epochs (default ``EPOCHS``); same as ``train.epochs=N``.
+        out: the QAT run folder (default ``RUN/qat-<target>``).
+        resume: continue an interrupted QAT run from its last checkpoint.
+        overrides: ``dotted.key=value`` words applied to the QAT recipe
+            (the float recipe with lr x ``LR_SCALE`` and ``EPOCHS`` epochs).
+
+    Returns:
+        The per-epoch metric rows (also in ``out/metrics.csv``).
+
+    Raises:
+        UserError: not a float run, unknown target, missing backend, a model with
+            a presence-mask input, an existing run without ``resume`` (or nothing
+            to resume), a recipe mismatch on resume, or data problems.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgecnn.config import dump_recipe
+    from edgecnn.data import Augment, build_datasets
+    from edgecnn.export.api import calibration_samples
+    from edgecnn.export.deployable import deployable
+    from edgecnn.models.registry import takes_mask
+    from edgecnn.train import dist as D
+    from edgecnn.train import run as R
+    from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+    from edgecnn.train.env import environment
+    from edgecnn.train.loop import _logger, _train_epoch, _validate, _write_metrics, check_run_folder, is_band_robust
+
+    b = backend(target)
+    run = Path(run)
+    if is_qat_run(run):
+        raise UserError(f"{run} is a QAT run already; pass the float run it came from "
+                        f"({read_qat(run).get('float_run', 'see its qat.json')})")
+    float_recipe = R.read_run_recipe(run)
+    recipe = qat_recipe(float_recipe, target, epochs, overrides)
+    out = Path(out) if out is not None else run / f"qat-{target}"
+    if resume and is_qat_run(out) and read_qat(out)["target"] != target:
+        raise UserError(f"--resume: {out} is a QAT run for --target {read_qat(out)['target']}, not {target}")
+    check_run_folder(out, recipe, resume)
+    _compat.require(*b.REQUIRES, purpose=f"qat for {target}")
+
+    cfg, tc = recipe.data, recipe.train
+    console = console or Console()
+    device = R.pick_device(tc.device)
+    torch.set_num_threads(tc.threads or max(1, os.cpu_count() or 1))
+    torch.manual_seed(recipe.seed)
+    train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
+
+    start, history, best = 0, [], -1.0
+    if resume:
+        state = load_checkpoint(out / R.LAST, map_location="cpu")
+        start, history, best = state["epoch"], list(state["history"]), state["best_accuracy"]
+        if start >= tc.epochs:
+            console.print(f"[green]{out} is already finished ({start} epochs); nothing to do.[/]")
+            return history
+        if list(state["classes"]) != list(classes):
+            raise UserError(f"--resume: the dataset's classes no longer match {out / R.LAST}; "
+                            "point data.root at the same dataset")
+        info = read_qat(out)
+        model = _restore(b, recipe, len(classes), state, out / R.LAST)
+    else:
+        _, float_model, float_classes, float_state = R.load_trained(run)
+        if takes_mask(float_model):
+            raise UserError(f"qat: {float_recipe.model.name} takes a band presence mask as a second input; "
+                            "QAT supports models with one image input (cnn_attn, cnn, resnet34)")
+        if float_classes != list(classes):
+            raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
+                            "point data.root at the same dataset")
+        calibration = []
+        if isinstance(b, OpenvinoNNCF):
+            graph = deployable(float_model, cfg.bands, cfg.image_size, None)
+            calibration = calibration_samples(graph, train_ds, cfg.mean, cfg.std, CALIBRATION_IMAGES,
+                                              recipe.seed, cfg.workers)
+        model = b.prepare(float_model, _in_shape(recipe), calibration)
+        info = {
+            "target": target, "export_target": b.EXPORT_TARGET,
+            "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
+            "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
+            "lr_scale": LR_SCALE, **b.settings(), **({"calibration_images": len(calibration)} if calibration else {}),
+            "packages": {p: _compat.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
+        }
+    model = model.to(device)
+
+    # Quantizer ranges (NNCF's scales are parameters) are not weights: no weight decay on them.
+    weights = [p for n, p in model.named_parameters() if "__nncf" not in n]
+    ranges = [p for n, p in model.named_parameters() if "__nncf" in n]
+    groups = [{"params": weights}] + ([{"params": ranges, "weight_decay": 0.0}] if ranges else [])
+    opt = torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    aug = Augment(**recipe.augment.model_dump())
+    if resume:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    out.mkdir(parents=True, exist_ok=True)
+    command = f"# edgecnn qat {run} --target {target}: quantization-aware fine-tuning, settings in {QAT_FILE}\n"
+    atomic_write_text(out / R.RECIPE, command + dump_recipe(recipe))
+    atomic_write_text(out / QAT_FILE, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / R.ENV, json.dumps(environment() | {"device": str(device), "world_size": 1}, indent=2))
+    log = _logger(out)
+    log.info("%s epoch %d of %d on %s: QAT for %s from %s; %d train / %d val images, %d classes",
+             "resumed at" if resume else "started at", start, tc.epochs, device, target, run,
+             len(train_ds), len(val_ds), len(classes))
+    console.print(f"QAT for [bold]{target}[/] ({b.settings()['method'].split(' (')[0]}) of {recipe.model.name} "
+                  f"from {run} on {device}: {len(train_ds)} train / {len(val_ds)} val images, lr {tc.lr:g} -> {out}")
+
+    dist = D.Dist()
+    robust = is_band_robust(recipe, model)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        for epoch in range(start, tc.epochs):
+            t0 = time.perf_counter()
+            stats = _train_epoch(model, train_ds, recipe, opt, gen, aug if aug.enabled else None, False, device,
+                                 dist, progress, f"qat epoch {epoch + 1}/{tc.epochs}")
+            lr = opt.param_groups[0]["lr"]
+            sched.step()
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": round(stats["loss"], 6),
+                   "train_accuracy": round(stats["accuracy"], 6)}
+            row |= _validate(model, val_ds, len(classes), recipe, device, dist, robust)
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
+            history.append(row)
+            state = {
+                "model": model.state_dict(), "qat": {"target": target, **b.extra(model)},
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "epoch": epoch + 1, "history": history, "classes": classes,
+                "best_accuracy": max(best, score), "bands": cfg.bands,
+            }
+            if score > best:  # best first, as in training: a kill between the writes keeps them consistent
+                save_checkpoint(out / R.BEST, state)
+            save_checkpoint(out / R.LAST, state)
+            _write_metrics(out / R.METRICS, history)
+            log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+            best = max(best, score)
+            console.print(
+                f"qat epoch {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  "
+                f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%} (fake-quantized)  "
+                f"val F1 {row['val_f1']:.1%}  ({row['seconds']:.1f}s)"
+            )
+    log.info("finished: best val accuracy (fake-quantized) %.4f", best)
+    return history
+
+
+def export_source(run: Path, target: str, int8: bool, channels: str | None) -> tuple:
+    """What ``export_run`` needs from a QAT run: the restored model and the module to export.
+
+    Returns:
+        (recipe, fake-quantized model (the parity reference), classes, checkpoint,
+        (module with the learned quantization for the target's exporter, quantization section of the sidecar))
+
+    Raises:
+        UserError: the export target is not the one the run was fine-tuned for, no ``--int8``,
+            a band subset, or restore problems.
+    """
+    run = Path(run)
+    info = read_qat(run)
+    b = BACKENDS[info["target"]]
+    if target != b.EXPORT_TARGET:
+        raise UserError(f"{run} was fine-tuned for {b.NAME} (QAT): export it with --target {b.EXPORT_TARGET} "
+                        f"--int8; for {target}, export the float run {info.get('float_run', '')} "
+                        f"or run edgecnn qat on it with the matching --target")
+    if not int8:
+        raise UserError(f"{run} is a QAT run: its artifact is INT8 with the learned quantization; add --int8 "
+                        f"(for fp32, export the float run {info.get('float_run', '')})")
+    if channels is not None:
+        raise UserError("--channels with a QAT run: not supported; export the full-band model (drop --channels)")
+    recipe, model, classes, state, _ = load_qat(run)
+    example = (torch.zeros(1, *_in_shape(recipe)),)
+    section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get("epoch"),
+               "float_run": info.get("float_run")}
+    return recipe, model, classes, state, (b.for_export(model, example), section)

@@ -1,0 +1,191 @@
+"""Quantization-aware training for both backends, its run folder, resume, and the export of what it learned.
+
+One tiny cnn_attn float run at 32 px (so the attention mixes 4 positions) is
+trained once through the CLI; QAT and exports run in-process, so the heavy
+backends import once.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgecnn.errors import UserError
+from conftest import TINY, cli
+
+torch.set_num_threads(1)  # two cores, shared
+
+QAT_TINY = [*(o for o in TINY if not o.startswith("data.image_size")), "data.image_size=32"]
+RUN_FILES = ("recipe.yaml", "env.json", "metrics.csv", "last.pt", "best.pt", "train.log", "qat.json")
+
+
+def rows(run: Path) -> list[dict]:
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def float_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("qat") / "float"
+    cli("train", "recipes/quickstart.yaml", *QAT_TINY, "--out", str(run), check=True)
+    return run
+
+
+def quiet():
+    from rich.console import Console
+
+    return Console(quiet=True)
+
+
+def test_xnnpack_qat_run_folder_and_export_uses_learned_ranges(float_run: Path, monkeypatch):
+    from edgecnn.export import executorch, export_run, load_artifact
+    from edgecnn.quantize.qat import qat_run
+    from edgecnn.train.checkpoint import load_checkpoint
+    from edgecnn.train.run import read_run_recipe
+
+    out = float_run / "qat-xnnpack"
+    history = qat_run(float_run, "xnnpack", epochs=1, console=quiet())
+    assert len(history) == 1 and rows(out)[0]["epoch"] == "1"
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert {"val_accuracy", "val_precision", "val_recall", "val_f1"} <= set(history[0])
+    recipe, float_recipe = read_run_recipe(out), read_run_recipe(float_run)
+    assert recipe.train.lr == pytest.approx(float_recipe.train.lr * 0.1) and recipe.train.epochs == 1
+    info = json.loads((out / "qat.json").read_text())
+    assert info["target"] == "xnnpack" and info["export_target"] == "executorch"
+    assert "is_qat=True" in info["quantizer"] and info["float_run"] == str(float_run.resolve())
+    state = load_checkpoint(out / "last.pt")
+    assert {"model", "qat", "optimizer", "scheduler", "generator", "torch_rng", "history"} <= set(state)
+    learned = {round(float(v), 6) for k, v in state["model"].items() if k.endswith(".scale") and v.numel() == 1}
+    assert learned, "no activation scales in the checkpoint"
+
+    given = {}
+    real_export = executorch.export
+
+    def spy(graph, path, int8, calibration, quantized=None):
+        given["module"] = quantized[0] if quantized else None
+        return real_export(graph, path, int8, calibration, quantized=quantized)
+
+    monkeypatch.setattr(executorch, "export", spy)
+    r = export_run(out, "executorch", int8=True)
+    assert Path(r["path"]).parent == out / "export"
+    assert r["quantization"]["qat_run"] == str(out) and "prepare_qat_pt2e" in r["quantization"]["method"]
+    assert r["delegation"]["ops_outside"] == {}, r["delegation"]
+    parity = r["parity"]
+    assert "fake-quantized" in parity["reference"]
+    assert parity["top1_agreement"] >= 0.8 and parity["max_abs_logit_diff"] < 1.0, parity
+    # The model restored from the checkpoint is the one training validated.
+    assert parity["pytorch"]["accuracy"] == pytest.approx(float(rows(out)[0]["val_accuracy"]), abs=1e-6)
+    run, side = load_artifact(r["path"])
+    assert side["precision"] == "int8" and run([torch.zeros(1, 3, 32, 32).numpy()]).shape == (1, 3)
+
+    # The INT8 graph given to the exporter carries the ranges QAT learned: every
+    # activation scale in it is one of the checkpoint's observer scales.
+    used = {round(float(n.args[1]), 6) for n in given["module"].graph.nodes
+            if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and isinstance(n.args[1], float)}
+    assert used and used <= learned, used - learned
+
+
+def test_openvino_qat_and_export(float_run: Path):
+    from edgecnn.export import export_run
+    from edgecnn.quantize.qat import qat_run
+    from edgecnn.train.checkpoint import load_checkpoint
+
+    out = float_run / "qat-openvino"
+    qat_run(float_run, "openvino", epochs=1, console=quiet())
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    state = load_checkpoint(out / "best.pt")
+    assert "nncf_config" in state["qat"]
+    assert any("__nncf_hooks" in k and k.endswith(".scale") for k in state["model"])
+
+    r = export_run(out, "openvino", int8=True)
+    assert "NNCF quantization-aware" in r["quantization"]["method"]
+    parity = r["parity"]
+    assert parity["top1_agreement"] >= 0.8 and parity["max_abs_logit_diff"] < 1.0, parity
+    assert parity["pytorch"]["accuracy"] == pytest.approx(float(rows(out)[0]["val_accuracy"]), abs=1e-6)
+    assert (out / "export" / "cnn_attn-openvino-int8.bin").is_file()
+
+
+def test_export_refuses_other_targets_and_fp32(float_run: Path):
+    from edgecnn.export import export_run
+    from edgecnn.quantize.qat import qat_recipe
+    from edgecnn.train.run import read_run_recipe
+
+    out = float_run / "qat-xnnpack"
+    if not (out / "qat.json").exists():
+        pytest.skip("needs the xnnpack QAT run")
+    with pytest.raises(UserError, match="fine-tuned for xnnpack .*--target executorch --int8"):
+        export_run(out, "openvino", int8=True)
+    with pytest.raises(UserError, match="add --int8"):
+        export_run(out, "executorch")
+    with pytest.raises(UserError, match="--channels"):
+        export_run(out, "executorch", int8=True, channels="RG")
+    with pytest.raises(UserError, match="disagree"):
+        qat_recipe(read_run_recipe(float_run), "xnnpack", 2, ["train.epochs=3"])
+
+
+def test_refuses_overwrite_and_resume_of_finished_run_is_a_no_op(float_run: Path):
+    from edgecnn.quantize.qat import qat_run
+
+    out = float_run / "qat-xnnpack"
+    if not (out / "qat.json").exists():
+        pytest.skip("needs the xnnpack QAT run")
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(UserError, match="already holds a run; add --resume"):
+        qat_run(float_run, "xnnpack", epochs=1, console=quiet())
+    assert len(qat_run(float_run, "xnnpack", epochs=1, resume=True, console=quiet())) == 1  # finished: nothing to do
+    assert (out / "last.pt").read_bytes() == before
+    for kwargs, message in [
+        (dict(target="executorch"), "QAT with --target xnnpack"),
+        (dict(target="xnnpack", epochs=2, resume=True), "recipe differs .* train.epochs"),
+        (dict(target="openvino", out=out, resume=True), "is a QAT run for --target xnnpack"),
+        (dict(target="xnnpack", overrides=["train.lr=-1"]), "train.lr"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            qat_run(float_run, console=quiet(), **kwargs)
+    with pytest.raises(UserError, match="is a QAT run already"):
+        qat_run(out, "xnnpack", console=quiet())
+    # Through the CLI: exit 2 and one line, no traceback.
+    proc = cli("qat", str(float_run), "--target", "xnnpack", "--epochs", "1")
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_after_interrupt_mid_epoch_matches_uninterrupted(float_run: Path, tmp_path: Path, monkeypatch):
+    """Stop a QAT run inside epoch 2, after its steps but before the checkpoint (the
+    latest a kill can land), resume it, and compare with a run that never stopped.
+
+    With the openvino backend, whose setup takes seconds; xnnpack's (PT2E) takes
+    half a minute per run here, and its restore is what export uses, checked above.
+    """
+    import edgecnn.train.loop as loop
+    from edgecnn.quantize.qat import qat_run
+    from edgecnn.train.checkpoint import load_checkpoint
+
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    qat_run(float_run, "openvino", epochs=2, out=full, console=quiet())
+
+    real = loop._train_epoch
+    calls = []
+
+    def dies_in_second_epoch(*args, **kwargs):
+        stats = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the weights moved; no checkpoint for this epoch
+        return stats
+
+    monkeypatch.setattr(loop, "_train_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        qat_run(float_run, "openvino", epochs=2, out=killed, console=quiet())
+    monkeypatch.setattr(loop, "_train_epoch", real)
+    assert len(rows(killed)) == 1
+
+    qat_run(float_run, "openvino", epochs=2, out=killed, resume=True, console=quiet())
+    assert rows(killed) == rows(full)
+    a, b = load_checkpoint(killed / "last.pt"), load_checkpoint(full / "last.pt")
+    for k in b["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+    assert "resumed at epoch 1" in (killed / "train.log").read_text()
