@@ -1,4 +1,5 @@
-"""INT8 quantization, one function per backend (``ptq.py``).
+"""INT8 quantization: post-training, one function per backend (``ptq.py``), and
+quantization-aware fine-tuning of a trained run for XNNPACK (PT2E) and OpenVINO (NNCF) (``qat.py``).
 
 Every import from torchao, executorch and nncf goes through ``_compat``:
 their module paths move between releases, and one file is then the only
