@@ -1,0 +1,477 @@
+"""Run ExecuTorch ``.pte`` artifacts on an Android phone over adb.
+
+``edgecnn bench ART.pte --device adb://SERIAL --runner PATH/executor_runner``
+pushes the ``.pte`` files and ExecuTorch's ``executor_runner`` (built for
+Android, see below) into ``/data/local/tmp/edgecnn-<random>``, runs the runner
+there with the thread count and the number of executions, reads the time it
+logs for each execution, and returns the same rows as every other device.
+Android has no Python, so ``runner.py`` is not used here, and only ``.pte``
+artifacts can run (others give a row with an error).
+
+The phone path has NOT been exercised against a real phone: the tests run
+it through a stand-in ``adb`` and a stand-in ``executor_runner``
+(``tests/standins/``) on the host, which print what the real ones print.
+
+How the runner is used (flags of ``examples/portable/executor_runner`` in
+ExecuTorch 1.4; ``--model_path``, ``--num_executions`` and
+``--cpu_threads`` exist since 0.6)::
+
+    executor_runner --model_path=DIR/m.pte --num_executions=W+N --cpu_threads=T
+
+It fills every input with ones, runs the method W+N times and logs, through
+the ExecuTorch logger (stderr with the posix PAL)::
+
+    I 00:00:00.000567 executorch:executor_runner.cpp:340] Resetting threadpool with num threads = 2
+    I 00:00:01.234567 executorch:executor_runner.cpp:779] Iteration 1 of 30: 9.517000 ms
+    I 00:00:01.345678 executorch:executor_runner.cpp:789] Model executed successfully 30 time(s) in 290.1 ms.
+
+The first W executions are the warm-up and are dropped. Runners older than
+ExecuTorch 1.3 log only the total: the row then has the mean alone (over all
+W+N executions) and says so in ``warning``.
+
+Building ``executor_runner`` for Android (arm64 phones; from an ExecuTorch
+checkout at the tag of the installed package, e.g. ``v1.4.1``, after its
+``./install_requirements.sh``, with the Android NDK in ``$ANDROID_NDK``)::
+
+    cmake -B cmake-out-android \\
+        -DCMAKE_TOOLCHAIN_FILE=$ANDROID_NDK/build/cmake/android.toolchain.cmake \\
+        -DANDROID_ABI=arm64-v8a -DANDROID_PLATFORM=android-28 \\
+        -DCMAKE_BUILD_TYPE=Release \\
+        -DEXECUTORCH_BUILD_EXECUTOR_RUNNER=ON \\
+        -DEXECUTORCH_BUILD_XNNPACK=ON \\
+        -DEXECUTORCH_BUILD_KERNELS_QUANTIZED=ON \\
+        -DEXECUTORCH_BUILD_EXTENSION_DATA_LOADER=ON \\
+        -DEXECUTORCH_BUILD_EXTENSION_FLAT_TENSOR=ON \\
+        -DEXECUTORCH_ENABLE_LOGGING=ON \\
+        -DEXECUTORCH_PAL_DEFAULT=posix .
+    cmake --build cmake-out-android -j8 --target executor_runner
+    # -> cmake-out-android/executor_runner
+
+``EXECUTORCH_ENABLE_LOGGING=ON`` matters: Release builds log nothing by
+default, and the timings are log lines. ``EXECUTORCH_PAL_DEFAULT=posix``
+sends them to stderr (the ``android`` PAL of the ``android-arm64-v8a``
+preset sends them to logcat, where this module does not look).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgecnn.errors import UserError
+
+DEVICE_TMP = "/data/local/tmp"  # the one place adb shell may write and execute on a stock phone
+
+ITERATION = re.compile(r"Iteration (\d+) of (\d+): ([0-9.eE+-]+) ms")
+TOTAL = re.compile(r"Model executed successfully (\d+) time\(s\) in ([0-9.eE+-]+) ms")
+THREADS = re.compile(r"Resetting threadpool with num threads = (-?\d+)")
+# ExecuTorch log lines: level letter, time since start, file:line, message.
+LOG_LINE = re.compile(r"^([DIEF]) \d\d:\d\d:\d\d\.\d+ executorch:[^\]]*\] (.*)$")
+
+# Device facts in one round trip; a constant script (nothing from the user in it).
+_INFO_SCRIPT = r"""
+for p in ro.product.manufacturer ro.product.model ro.soc.manufacturer ro.soc.model ro.board.platform \
+         ro.product.cpu.abi ro.build.version.release; do echo "prop $p=$(getprop $p)"; done
+echo "cores $(ls -d /sys/devices/system/cpu/cpu[0-9]* | wc -l)"
+for c in /sys/devices/system/cpu/cpu[0-9]*; do
+  echo "cpu $(cat $c/cpufreq/scaling_governor 2>/dev/null) $(cat $c/cpufreq/scaling_cur_freq 2>/dev/null)"
+done
+for z in /sys/class/thermal/thermal_zone*; do echo "thermal $(cat $z/type 2>/dev/null) $(cat $z/temp 2>/dev/null)"; done
+"""
+# Thermal zones that measure the CPU/SoC (names differ per vendor); battery and skin sensors are left out.
+_CPU_ZONE = re.compile(r"cpu|soc|tsens|cluster|big|little|mid|apc|tmu", re.I)
+
+
+def parse_adb_url(url: str) -> str:
+    """``adb://SERIAL`` -> SERIAL.
+
+    Raises:
+        UserError: not an adb:// address, or no serial.
+    """
+    if not url.startswith("adb://") or not url[len("adb://"):].strip("/"):
+        raise UserError(f"--device {url}: write it as adb://SERIAL, with a serial that `adb devices` lists")
+    serial = url[len("adb://"):].rstrip("/")
+    if any(c.isspace() for c in serial):
+        raise UserError(f"--device {url}: a serial has no spaces; copy it from `adb devices`")
+    return serial
+
+
+def find_adb() -> str:
+    """The adb binary: ``$ADB`` or ``adb`` on PATH.
+
+    Raises:
+        UserError: neither exists.
+    """
+    adb = os.environ.get("ADB") or shutil.which("adb")
+    if not adb or not (shutil.which(adb) or Path(adb).is_file()):
+        raise UserError("adb not found: install Android platform-tools (apt-get install adb, or the SDK's "
+                        "platform-tools on PATH) or set ADB=/path/to/adb")
+    return adb
+
+
+class ADB:
+    """An Android device reached with ``adb -s SERIAL`` (the Transport of ``transport.py``).
+
+    There is no Python on a phone, so ``python`` is empty: only native
+    programs (``executor_runner``) run there.
+
+    Args:
+        url: ``adb://SERIAL``.
+        timeout: seconds for each short adb command.
+
+    Raises:
+        UserError: malformed URL, adb missing, no such device, unauthorized or offline device.
+    """
+
+    python: list[str] = []
+
+    def __init__(self, url: str, timeout: float = 30):
+        self.serial = parse_adb_url(url)
+        self.device = f"adb://{self.serial}"
+        self.timeout = float(timeout)
+        self.adb = find_adb()
+        self.folder: str | None = None
+        self._check_state()
+
+    def _adb(self, *args: str) -> list[str]:
+        return [self.adb, "-s", self.serial, *args]
+
+    def _call(self, args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            return subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"{self.device}: `adb {shlex.join(args[3:])[:80]}` did not finish within {timeout:.0f} s; "
+                            "is the phone connected and awake? (`adb devices`)") from None
+        except OSError as e:
+            raise UserError(f"{self.adb}: cannot run adb ({e.strerror}); set ADB to a working adb binary") from None
+
+    def _check_state(self) -> None:
+        proc = self._call(self._adb("get-state"))
+        state = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        if proc.returncode == 0 and state == "device":
+            return
+        err = (proc.stderr + proc.stdout).lower()
+        if "unauthorized" in err:
+            raise UserError(f"{self.device}: the phone has not authorized this computer: unlock it and accept "
+                            "the 'Allow USB debugging?' prompt, then try again")
+        if "offline" in err or state == "offline":
+            raise UserError(f"{self.device}: the device is offline: reconnect the cable, or `adb reconnect`")
+        if "not found" in err or "no devices" in err:
+            listed = self._listed()
+            have = f"adb devices lists: {', '.join(listed)}" if listed else "adb devices lists none"
+            raise UserError(f"{self.device}: no device with serial {self.serial!r} ({have}); "
+                            "connect the phone with USB debugging on, or fix the serial")
+        last = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()[-1]
+        raise UserError(f"{self.device}: the device is not ready ({last}); check `adb devices`")
+
+    def _listed(self) -> list[str]:
+        try:
+            proc = subprocess.run([self.adb, "devices"], capture_output=True, text=True, timeout=self.timeout,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        rows = [ln.split() for ln in proc.stdout.splitlines()[1:] if ln.strip() and not ln.startswith("*")]
+        return [f"{r[0]} ({r[1]})" if len(r) > 1 and r[1] != "device" else r[0] for r in rows]
+
+    # -- Transport --------------------------------------------------------------------------
+
+    def popen(self, argv: list[str]) -> subprocess.Popen:
+        """Start ``argv`` on the phone (``adb shell``), text-mode pipes."""
+        return subprocess.Popen(self._adb("shell", shlex.join(argv)), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def run(self, argv: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Run ``argv`` on the phone and capture its output; a non-zero exit is returned, not raised.
+
+        Raises:
+            UserError: adb cannot run, or the command outlived ``timeout``.
+        """
+        return self._call(self._adb("shell", shlex.join(argv)), timeout)
+
+    def put(self, files: list[Path]) -> str:
+        """Push ``files`` into ``/data/local/tmp/edgecnn-<random>`` (made on the first call); returns it.
+
+        Raises:
+            UserError: a local file is missing, two share a name, or the push fails.
+        """
+        files = [Path(f) for f in files]
+        for f in files:
+            if not f.is_file():
+                raise UserError(f"{f}: no such file to push to {self.device}")
+        if len({f.name for f in files}) != len(files):
+            raise UserError("two files to push share a name; the phone's working folder keeps base names only")
+        if self.folder is None:
+            folder = f"{DEVICE_TMP}/edgecnn-{secrets.token_hex(4)}"
+            proc = self.run(["mkdir", folder])
+            if proc.returncode != 0:
+                raise UserError(f"{self.device}: cannot make {folder}: {(proc.stderr or proc.stdout).strip()[:120]}")
+            self.folder = folder
+        if files:
+            size_mb = sum(f.stat().st_size for f in files) / 1e6
+            proc = self._call(self._adb("push", *map(str, files), f"{self.folder}/"), self.timeout + size_mb)
+            if proc.returncode != 0:
+                last = (proc.stderr.strip() or proc.stdout.strip() or "no message").splitlines()[-1]
+                raise UserError(f"{self.device}: adb push to {self.folder} failed: {last}")
+        return self.folder
+
+    def close(self) -> None:
+        """Remove the working folder on the phone; never raises."""
+        folder, self.folder = self.folder, None
+        if folder and folder.startswith(f"{DEVICE_TMP}/edgecnn-"):
+            try:
+                self.run(["rm", "-rf", "--", folder])
+            except UserError:
+                pass
+
+    def __enter__(self) -> "ADB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- device facts -------------------------------------------------------------------------
+
+    def device_info(self) -> dict:
+        """Model, SoC, cores, governor, clock and CPU temperature, as far as the phone shows them."""
+        proc = self.run(["sh", "-c", _INFO_SCRIPT])
+        return parse_device_info(proc.stdout)
+
+
+def parse_device_info(text: str) -> dict:
+    """The row's device fields from the output of ``_INFO_SCRIPT``."""
+    props, governors, freqs, temps = {}, [], [], []
+    cores = None
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "prop":
+            key, _, value = rest.partition("=")
+            props[key] = value.strip()
+        elif kind == "cores" and rest.strip().isdigit():
+            cores = int(rest)
+        elif kind == "cpu":
+            words = rest.split()
+            governors += [w for w in words if not w.isdigit()]
+            freqs += [int(w) for w in words if w.isdigit()]
+        elif kind == "thermal":
+            words = rest.split()
+            if len(words) >= 2 and _CPU_ZONE.search(words[0]):
+                try:
+                    t = float(words[-1])
+                except ValueError:
+                    continue
+                temps.append(t / 1000 if t > 1000 else t)  # millidegrees on most kernels
+    board = " ".join(v for v in (props.get("ro.product.manufacturer"), props.get("ro.product.model")) if v) or None
+    soc = " ".join(v for v in (props.get("ro.soc.manufacturer"), props.get("ro.soc.model")) if v)
+    cpu_model = soc or props.get("ro.board.platform") or None
+    governor = "/".join(dict.fromkeys(governors)) or None
+    freq_mhz = round(max(freqs) / 1000) if freqs else None  # sysfs reports kHz
+    temp_c = round(max(temps), 1) if temps else None
+    abi = props.get("ro.product.cpu.abi") or None
+    desc = [board or "Android device"]
+    if cpu_model:
+        desc.append(f"({cpu_model})")
+    facts = [f"{cores} cores" if cores else None, abi, f"governor {governor}" if governor else None,
+             f"{freq_mhz} MHz" if freq_mhz else None, f"{temp_c:.0f} °C" if temp_c is not None else None]
+    if props.get("ro.build.version.release"):
+        facts.append(f"Android {props['ro.build.version.release']}")
+    return {
+        "device_desc": " ".join(desc) + ", " + ", ".join(f for f in facts if f),
+        "board": board, "cpu_model": cpu_model, "cores": cores, "governor": governor,
+        "freq_mhz": freq_mhz, "temp_c": temp_c, "throttled": None, "abi": abi,
+    }
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+def parse_runner_output(text: str, warmup: int) -> dict:
+    """Timings and notes from what ``executor_runner`` logged (stdout and stderr together).
+
+    Returns:
+        ``{"latencies_ms": [...] (warm-up dropped) or [], "mean_only_ms": float|None,
+        "executions": int|None, "threads": int|None, "errors": [log messages at level E/F]}``.
+    """
+    iterations = [(int(m[1]), float(m[3])) for m in ITERATION.finditer(text)]
+    total = TOTAL.search(text)
+    threads = THREADS.search(text)
+    errors = [m[2] for m in (LOG_LINE.match(ln.strip()) for ln in text.splitlines()) if m and m[1] in "EF"]
+    out = {"latencies_ms": [], "mean_only_ms": None, "executions": int(total[1]) if total else None,
+           "threads": int(threads[1]) if threads else None, "errors": errors}
+    if iterations:
+        out["latencies_ms"] = [ms for i, ms in iterations if i > warmup]
+    elif total and int(total[1]) > 0:
+        out["mean_only_ms"] = float(total[2]) / int(total[1])
+    return out
+
+
+def _summary(lat: list[float], batch: int) -> dict:
+    import numpy as np
+
+    a = np.asarray(lat, dtype=np.float64)
+    mean = float(a.mean())
+    p50, p90, p99 = (float(v) for v in np.percentile(a, [50, 90, 99]))
+    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    return {"latency_ms_p50": p50, "latency_ms_p90": p90, "latency_ms_p99": p99, "latency_ms_mean": mean,
+            "latency_ms_min": float(a.min()), "latency_ms_std": std, "cv": std / mean if mean else None,
+            "throughput_ips": batch * 1000.0 / mean if mean else None}
+
+
+CV_WARN = 0.1  # above this the median is worth distrusting: thermal throttling, background load
+
+
+def _row(path: Path, device: str, info: dict, threads: int | None, warmup: int, iters: int) -> dict:
+    """A row with every field of the contract, filled from the artifact's sidecar and the phone."""
+    from edgecnn import __version__
+
+    base = {k: None for k in (
+        "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
+        "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",
+        "throttled", "threads", "batch", "warmup", "iters", "input_shape", "latency_ms_p50", "latency_ms_p90",
+        "latency_ms_p99", "latency_ms_mean", "latency_ms_min", "latency_ms_std", "cv", "throughput_ips",
+        "peak_rss_mb", "size_mb", "ratio_vs_ref", "harness_overhead_pct", "warning", "error", "profile",
+        "timestamp", "edgecnn_version")}
+    path = Path(path).resolve()
+    base.update(name=path.stem, kind="artifact", artifact=str(path), device=device, threads=threads,
+                warmup=warmup, iters=iters, timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                edgecnn_version=__version__,
+                **{k: info.get(k) for k in ("device_desc", "cpu_model", "cores", "governor", "freq_mhz",
+                                            "temp_c", "board", "throttled")})
+    return base
+
+
+def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: int | None = None,
+              warmup: int = 10, iters: int = 50, batch: int = 1, timeout: float = 30,
+              rounds: int | None = None) -> list[dict]:
+    """Benchmark ``.pte`` artifacts on an Android phone with ``executor_runner``; one row per artifact.
+
+    Rounds are interleaved across artifacts (each round a fresh runner process
+    per artifact, ``warmup`` executions dropped from each) so a phone heating
+    up slows every artifact alike. A runner that fails gives that artifact a
+    row with ``error``; the others go on.
+
+    Args:
+        artifacts: exported artifacts; anything but ``.pte`` gets an error row.
+        device: ``adb://SERIAL``.
+        runner: ``executor_runner`` built for the phone (``--runner``).
+        threads: ``--cpu_threads`` (None: the runner's own choice, its performant cores).
+        warmup, iters: executions dropped, and measured, per artifact (spread over the rounds).
+        batch: must equal the batch the ``.pte`` was exported with (the runner cannot change it).
+        timeout: seconds for each adb command, plus 2 s per execution for each run.
+        rounds: how many runner processes per artifact (default: one per 10 measured executions, 1 to 5).
+
+    Raises:
+        UserError: no ``--runner``, adb missing, the device missing, unauthorized or offline.
+    """
+    from edgecnn.export.artifact import check_sidecar, read_sidecar, sidecar_path
+
+    if runner is None:
+        raise UserError(f"--device {device} runs ExecuTorch's executor_runner built for Android: pass it with "
+                        "--runner PATH (how to build it: README, 'Android')")
+    runner = Path(runner)
+    if not runner.is_file():
+        raise UserError(f"--runner {runner}: no such file; build executor_runner for Android (README, 'Android')")
+    rounds = rounds or max(1, min(5, iters // 10))
+    rounds = max(1, min(rounds, iters))
+    share = [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
+
+    with ADB(device, timeout) as phone:
+        info = phone.device_info()
+        rows, ptes = [], []
+        for path in map(Path, artifacts):
+            row = _row(path, phone.device, info, threads, warmup, iters)
+            rows.append(row)
+            if path.suffix != ".pte":
+                row["error"] = f"Android path runs ExecuTorch .pte only; {path.name} needs its own runtime"
+                continue
+            side = read_sidecar(path)
+            check_sidecar(path, side)
+            shape = side["inputs"][0]["shape"]
+            row.update(runtime="executorch", sidecar=str(sidecar_path(path).resolve()), run=(side.get("source") or {}).get("run"),
+                       model=side.get("model"), target=side.get("target"), precision=side.get("precision"),
+                       input_shape=shape, batch=shape[0], size_mb=side.get("size_bytes", path.stat().st_size) / 1e6,
+                       runtime_note=f"ExecuTorch {runner.name} on Android (it does not report its version); "
+                                    "inputs filled with ones")
+            if batch != shape[0]:
+                row["error"] = (f"executor_runner runs the .pte at its exported batch ({shape[0]}), "
+                                f"not --batch {batch}")
+                continue
+            ptes.append((row, path))
+
+        if ptes:
+            folder = phone.put([runner, *(p for _, p in ptes)])
+            exe = f"{folder}/{runner.name}"
+            chmod = phone.run(["chmod", "755", exe])
+            if chmod.returncode != 0:
+                raise UserError(f"{phone.device}: cannot make {exe} executable: {chmod.stderr.strip()[:120]}")
+        lat: dict[int, list[float]] = {id(r): [] for r, _ in ptes}
+        notes: dict[int, list[str]] = {id(r): [] for r, _ in ptes}
+        for n in share:
+            for row, path in ptes:
+                if row["error"]:
+                    continue
+                argv = [exe, f"--model_path={folder}/{path.name}", f"--num_executions={warmup + n}"]
+                if threads is not None:
+                    argv.append(f"--cpu_threads={threads}")
+                try:
+                    proc = phone.run(argv, timeout=timeout + 2 * (warmup + n))
+                except UserError as e:
+                    row["error"] = str(e)
+                    continue
+                text = proc.stdout + "\n" + proc.stderr
+                parsed = parse_runner_output(text, warmup)
+                if proc.returncode != 0:
+                    row["error"] = _runner_failure(proc, parsed, info)
+                elif parsed["latencies_ms"]:
+                    lat[id(row)] += parsed["latencies_ms"]
+                elif parsed["mean_only_ms"] is not None:
+                    lat[id(row)].append(parsed["mean_only_ms"])
+                    notes[id(row)].append("mean_only")
+                else:
+                    row["error"] = ("executor_runner logged no timings: rebuild it with -DEXECUTORCH_ENABLE_LOGGING=ON "
+                                    "-DEXECUTORCH_PAL_DEFAULT=posix (Release builds log nothing; the android PAL "
+                                    "logs to logcat)")
+                if parsed["threads"] is not None:
+                    row["threads"] = parsed["threads"]
+                elif threads is not None and "no_pool" not in notes[id(row)]:
+                    notes[id(row)].append("no_pool")
+
+        for row, _ in ptes:
+            values = lat[id(row)]
+            if row["error"] or not values:
+                continue
+            warnings = []
+            if "mean_only" in notes[id(row)]:
+                row["latency_ms_mean"] = sum(values) / len(values)
+                row["throughput_ips"] = row["batch"] * 1000.0 / row["latency_ms_mean"]
+                warnings.append(f"{runner.name} logged only a total per run (older than ExecuTorch 1.3): "
+                                f"latency_ms_mean is total/executions including the {warmup} warm-up runs; "
+                                "no percentiles")
+            else:
+                row.update(_summary(values, row["batch"]))
+                if row["cv"] is not None and row["cv"] > CV_WARN:
+                    warnings.append(f"high variation (cv {row['cv']:.2f})")
+            if "no_pool" in notes[id(row)]:
+                warnings.append(f"{runner.name} has no thread pool (built without XNNPACK?): --threads was ignored")
+            row["warning"] = "; ".join(warnings) or None
+    return rows
+
+
+def _runner_failure(proc: subprocess.CompletedProcess, parsed: dict, info: dict) -> str:
+    """One line for a runner that exited non-zero: the cause it logged, or what the shell said."""
+    text = (proc.stderr + "\n" + proc.stdout).strip()
+    if "Exec format error" in text or "not executable" in text:
+        return (f"executor_runner is not built for this phone's CPU ({info.get('abi') or 'unknown ABI'}): "
+                f"rebuild it with -DANDROID_ABI={info.get('abi') or 'arm64-v8a'}")
+    if "CANNOT LINK EXECUTABLE" in text:
+        return "executor_runner cannot start on this phone (" + next(
+            ln for ln in text.splitlines() if "CANNOT LINK" in ln).strip() + "): build it with the NDK, static C++"
+    if parsed["errors"]:
+        return f"executor_runner failed (exit {proc.returncode}): {parsed['errors'][-1]}"
+    last = text.splitlines()[-1] if text else "no message"
+    return f"executor_runner failed (exit {proc.returncode}): {last}"
