@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report(
+    paths: Annotated[list[Path], typer.Argument(
+        help="run folders, artifacts (or sidecars), edgecnn bench --json files, or folders holding them")],
+    out: Annotated[Path, typer.Option("--out", help="report folder (report.html, report.md, results.csv/json, PNGs)")],
+) -> None:
+    """Accuracy-versus-cost report: tables in the paper's columns plus latency and size, plots, HTML and Markdown."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgecnn.report import build
+
+    result = build(paths, out)
+    head = result["headline"]
+    table = Table(title=f"{len(head['rows'])} results")
+    for col in head["columns"]:
+        table.add_column(col, justify="left" if col in ("Model", "Role", "Device") else "right", overflow="fold")
+    for cells in head["rows"]:
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    for note in result["notes"]:
+        console.print(f"note: {note}", style="dim", markup=False, highlight=False)
+    console.print(f"wrote {Path(result['out']) / 'report.html'} and {len(result['files']) - 1} more files "
+                  f"in {result['out']}", markup=False, highlight=False)
