@@ -1,0 +1,701 @@
+#!/usr/bin/env python3
+"""edgecnn device runner: time one exported model with its own runtime, on the machine it runs on.
+
+This single file is copied to the device (a Raspberry Pi, any Linux board, or
+this machine) next to an artifact written by ``edgecnn export`` and its JSON
+sidecar, and needs only Python 3, numpy and the artifact's runtime:
+
+    .pte   pip install executorch    (XNNPACK threadpool set to --threads)
+    .xml   pip install openvino      (OpenVINO IR; the sidecar's .bin beside it)
+    .onnx  pip install onnxruntime
+
+It never imports edgecnn. Start it as
+
+    python3 runner.py --artifact FILE --threads N --batch B [--profile] [--wait-cool C]
+
+and drive it with one JSON object per line on stdin; it answers one per line on stdout:
+
+    (after loading)                 -> {"ok": true, "runtime": ..., "runtime_version": ..., "device": {...}, ...}
+                                       or {"ok": false, "error": "onnxruntime is not installed ...: pip install onnxruntime"}
+    {"cmd": "round", "iters": n}    -> {"ok": true, "latencies_ms": [n floats]}
+    {"cmd": "finish"}               -> {"ok": true, "peak_rss_mb": ..., "device": {...}, "overhead_pct": ...,
+                                        "profile": null or {"top_ops": [...], "delegated_share": ..., "source": ...}}
+
+``edgecnn bench`` starts one runner per artifact and sends rounds to each in
+turn, so slow drift of the machine (heat, other load) hits every runtime alike,
+while each runtime lives in its own process (its memory is its own, and no two
+thread pools compete). Run by hand, it is a quick check that a board can run a
+model at all: type the two commands above.
+
+What is measured, and how:
+
+* latency: ``time.perf_counter_ns`` around each call, inputs bound once
+  (random float32 of the sidecar's shapes; a ``mask`` input is all ones);
+* harness overhead: the same number of calls in a plain loop and in the
+  per-call-timed loop, alternated (ABBA) so drift cancels;
+* peak RSS: ``getrusage`` of this process, taken before any profiling;
+* the device: CPU model (or the Pi's "Model" line), cores, governor,
+  frequency, temperature and ``vcgencmd get_throttled`` where readable;
+* ``--profile``, after timing and on a separately loaded copy so the timed
+  runs never pay for it: ExecuTorch ETDump read with the devtools Inspector,
+  OpenVINO per-layer performance counters, ONNX Runtime's profiler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RUNTIMES = {".pte": "executorch", ".xml": "openvino", ".onnx": "onnxruntime"}
+COOL_WAIT_MAX_S = 300  # --wait-cool gives up after this long and says so
+TOP_OPS = 10
+PROFILE_WARMUP = 2  # profiled calls left out of a profile
+# The pybindings of the executorch wheel do not record ETDump events (it is built
+# without EXECUTORCH_ENABLE_EVENT_TRACER), so its ETDump comes back empty.
+NO_ETDUMP = ("this executorch build records no ETDump events (built without EXECUTORCH_ENABLE_EVENT_TRACER); "
+             "a per-operator profile needs a runtime built with -DEXECUTORCH_ENABLE_EVENT_TRACER=ON "
+             "(and -DEXECUTORCH_XNNPACK_ENABLE_KERNEL_PROFILING=ON for ops inside the XNNPACK delegate)")
+
+
+class RunnerError(Exception):
+    """A failure the host is told about in one line (``{"ok": false, "error": ...}``)."""
+
+
+# -- the device -----------------------------------------------------------------------------------
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+# ARM core names by the "CPU part" of /proc/cpuinfo (Linux on ARM prints no "model name").
+ARM_PARTS = {
+    "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+    "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3",
+    "0xd80": "Cortex-A520", "0xd81": "Cortex-A720", "0xd82": "Cortex-X4",
+}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each key in /proc/cpuinfo (plus every ARM core part seen, comma-joined)."""
+    info: dict[str, str] = {}
+    parts: list[str] = []
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep:
+            continue
+        info.setdefault(key, value)
+        if key == "CPU part" and value not in parts:
+            parts.append(value)
+    if parts:
+        info["CPU parts"] = ",".join(parts)
+    return info
+
+
+def temperature_c() -> float | None:
+    """The CPU temperature in degrees C from /sys/class/thermal, or None where none is readable.
+
+    Prefers a zone whose type names the CPU or SoC (``cpu-thermal`` on a Pi,
+    ``x86_pkg_temp`` on Intel); otherwise the hottest readable zone.
+    """
+    zones = []
+    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
+        raw = _read(str(zone / "temp"))
+        if raw is None or not raw.lstrip("-").isdigit():
+            continue
+        kind = (_read(str(zone / "type")) or "").lower()
+        zones.append((any(w in kind for w in ("cpu", "soc", "pkg", "core")), int(raw) / 1000))
+    if not zones:
+        return None
+    preferred = [t for is_cpu, t in zones if is_cpu]
+    return round(max(preferred or [t for _, t in zones]), 1)
+
+
+def throttled() -> str | None:
+    """``vcgencmd get_throttled`` (Raspberry Pi firmware), e.g. ``0x0``; None where there is no vcgencmd.
+
+    Bits 0-3 mean under-voltage, frequency capped, throttled, soft temperature
+    limit *now*; bits 16-19 the same *since boot*.
+    """
+    if not shutil.which("vcgencmd"):
+        return None
+    try:
+        out = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"throttled=(0x[0-9a-fA-F]+)", out)
+    return match.group(1) if match else None
+
+
+def device_info() -> dict:
+    """What this machine is and its state now; every field None where it cannot be read."""
+    cpu = _cpuinfo()
+    board = (_read("/proc/device-tree/model") or "").rstrip("\x00") or cpu.get("Model") or None
+    model = cpu.get("model name") or cpu.get("Processor")
+    if not model and cpu.get("CPU parts"):
+        model = "+".join(ARM_PARTS.get(p, f"ARM part {p}") for p in cpu["CPU parts"].split(","))
+    model = model or platform.processor() or platform.machine() or None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    cpufreq = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    governor = _read(cpufreq + "scaling_governor")
+    khz = _read(cpufreq + "scaling_cur_freq")
+    if khz and khz.isdigit():
+        freq_mhz = round(int(khz) / 1000)
+    else:  # x86 VMs have no cpufreq folder; /proc/cpuinfo still says
+        try:
+            freq_mhz = round(float(cpu["cpu MHz"]))
+        except (KeyError, ValueError):
+            freq_mhz = None
+    info = {
+        "board": board, "cpu_model": model, "cores": usable, "governor": governor, "freq_mhz": freq_mhz,
+        "temp_c": temperature_c(), "throttled": throttled(), "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+    parts = [board, model, f"{usable} cores" if usable else None, governor,
+             f"{freq_mhz} MHz" if freq_mhz else None,
+             f"{info['temp_c']} C" if info["temp_c"] is not None else None,
+             f"throttled={info['throttled']}" if info["throttled"] not in (None, "0x0") else None]
+    info["device_desc"] = ", ".join(p for p in parts if p)
+    return info
+
+
+def wait_cool(limit_c: float) -> dict:
+    """Sleep until the temperature drops below ``limit_c`` (at most ``COOL_WAIT_MAX_S``).
+
+    Returns:
+        ``{"waited_s", "temp_c", "cooled"}``; ``cooled`` is None where no temperature is readable.
+    """
+    start = time.monotonic()
+    temp = temperature_c()
+    while temp is not None and temp >= limit_c and time.monotonic() - start < COOL_WAIT_MAX_S:
+        time.sleep(2)
+        temp = temperature_c()
+    return {"waited_s": round(time.monotonic() - start, 1), "temp_c": temp,
+            "cooled": None if temp is None else temp < limit_c}
+
+
+def rss_mb(peak: bool) -> float | None:
+    """Peak (``getrusage``) or current (``/proc/self/statm``) resident memory of this process, in MB."""
+    if peak:
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS
+    statm = _read("/proc/self/statm")
+    if not statm:
+        return None
+    return round(int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+# -- the model --------------------------------------------------------------------------------------
+
+class Loaded:
+    """One model ready to run: ``call()`` runs one inference on inputs bound at load.
+
+    Attributes:
+        call: runs the model once; returns when the result is ready.
+        profile: ``profile(n)`` runs ``n`` calls on a profiling copy and returns the profile dict.
+        runtime, version: the runtime's name and version.
+        note: how the runtime was set up, in words (threads, precision hint).
+        precision: what the runtime computed in, where it differs from the artifact's (OpenVINO bf16), else None.
+        input_shapes: the shapes fed, batch included.
+        import_rss_mb: resident memory once the runtime was imported, before the model
+            loaded (peak RSS minus this is roughly what the model itself costs).
+    """
+
+    def __init__(self, call, profile, runtime: str, version: str, note: str, input_shapes: list,
+                 precision: str | None = None, import_rss_mb: float | None = None):
+        self.call, self.profile = call, profile
+        self.runtime, self.version, self.note = runtime, version, note
+        self.input_shapes, self.precision, self.import_rss_mb = input_shapes, precision, import_rss_mb
+
+
+def _version(dist: str, module) -> str:
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:  # not installed as a distribution (a source build): the module may still say
+        return str(getattr(module, "__version__", "unknown"))
+
+
+def _missing(runtime: str) -> RunnerError:
+    return RunnerError(f"{runtime} is not installed on this device ({platform.machine()}, "
+                       f"Python {platform.python_version()}): pip install {runtime}")
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _fixed_batch(batch: int, fixed) -> RunnerError:
+    return RunnerError(f"--batch {batch}: this artifact's batch is fixed to {fixed} (it was exported for "
+                       f"batch {fixed}); bench it with --batch {fixed}")
+
+
+def make_inputs(sidecar: dict, batch: int) -> list:
+    """Random float32 arrays of the sidecar's input shapes, batch ``batch``; a ``mask`` input is all ones.
+
+    The batch is the first dimension of every input of rank 2 or more (the
+    presence mask of band-aware models, ``[bands]``, has none).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = []
+    for spec in sidecar["inputs"]:
+        shape = list(spec["shape"])
+        if len(shape) >= 2:
+            shape[0] = batch
+        if spec.get("name") == "mask":
+            arrays.append(np.ones(shape, np.float32))
+        else:
+            arrays.append(rng.standard_normal(shape, dtype=np.float32))
+    return arrays
+
+
+def open_executorch(path: Path, sidecar: dict, threads: int, batch: int) -> Loaded:
+    """A ``.pte`` on the ExecuTorch runtime's Python bindings, XNNPACK threadpool of ``threads``.
+
+    The bindings are the C++ runtime that ``executorch.runtime.Runtime`` wraps;
+    importing them directly skips ``executorch.exir`` (the exporter), which the
+    public module drags in: about 10 s and 130 MB less on this x86 host, more on
+    a Pi, with the same execution (same loader, same verification, same kernels).
+    They link against libtorch, so torch is imported first either way.
+    """
+    try:
+        import torch  # noqa: F401  (loads libtorch, which the bindings link against)
+        try:
+            from executorch.extension.pybindings import _portable_lib as et
+        except ImportError:  # a layout without the private module: the public one exports the same names
+            from executorch.extension.pybindings import portable_lib as et
+    except ImportError:
+        raise _missing("executorch") from None
+    import executorch
+
+    imported = rss_mb(peak=False)
+    # Before loading: the XNNPACK delegate takes the threadpool when the method
+    # is initialised, and the pool defaults to one thread per core.
+    et._unsafe_reset_threadpool(threads)
+    try:
+        method = et._load_program(str(path), enable_etdump=False).load_method("forward")
+    except Exception as e:
+        raise RunnerError(f"executorch could not load {path.name}: {first_line(e)}") from None
+    arrays = make_inputs(sidecar, batch)
+    meta = method.method_meta()
+    for i, a in enumerate(arrays):
+        sizes = list(meta.input_tensor_meta(i).sizes())
+        if a.ndim >= 2 and sizes and sizes[0] < batch:  # sizes are the upper bounds of dynamic shapes
+            raise _fixed_batch(batch, sizes[0])
+    tensors = [torch.from_numpy(a) for a in arrays]
+
+    def call():
+        method(tensors)
+
+    def profile(n: int) -> dict:
+        return profile_executorch(et, path, tensors, n)
+
+    pool = et._threadpool_get_thread_count()
+    return Loaded(call, profile, "executorch", _version("executorch", executorch),
+                  f"XNNPACK threadpool {pool} threads", [list(a.shape) for a in arrays], import_rss_mb=imported)
+
+
+def open_openvino(path: Path, sidecar: dict, threads: int, batch: int) -> Loaded:
+    """An OpenVINO IR compiled for the CPU with the sidecar's config (the precision parity was measured with).
+
+    Added: ``PERFORMANCE_HINT=LATENCY`` (one stream: what batch-1 latency
+    wants) and ``INFERENCE_NUM_THREADS``. The note says which precision the
+    plugin actually used, and whether this CPU would pick bf16 by itself.
+    """
+    try:
+        import openvino as ov
+    except ImportError:
+        raise _missing("openvino") from None
+
+    imported = rss_mb(peak=False)
+    core = ov.Core()
+    config = dict((sidecar.get("runtime") or {}).get("config") or {})
+    config.update({"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+    try:
+        compiled = core.compile_model(str(path), "CPU", config)
+    except Exception as e:
+        raise RunnerError(f"openvino could not load {path.name}: {first_line(e)}") from None
+    arrays = make_inputs(sidecar, batch)
+    for port, a in zip(compiled.inputs, arrays):
+        first = port.get_partial_shape()[0] if a.ndim >= 2 else None
+        if first is not None and first.is_static and first.get_length() != batch:
+            raise _fixed_batch(batch, first.get_length())
+    request = compiled.create_infer_request()
+
+    def call():
+        request.infer(arrays, share_inputs=True)
+
+    def profile(n: int) -> dict:
+        return profile_openvino(core, path, {**config, "PERF_COUNT": True}, arrays, n)
+
+    ran = _ov_type(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    where = "from the sidecar" if "INFERENCE_PRECISION_HINT" in config else "OpenVINO's default"
+    note = f"OpenVINO INFERENCE_PRECISION_HINT={ran} ({where}), LATENCY hint, {threads} threads"
+    if "BF16" in caps and ran != "bf16":
+        note += "; this CPU has bf16, which OpenVINO would use without the hint"
+    precision = "bf16" if ran == "bf16" and sidecar.get("precision") == "fp32" else None
+    return Loaded(call, profile, "openvino", _version("openvino", ov), note, [list(a.shape) for a in arrays],
+                  precision, imported)
+
+
+def _ov_type(value) -> str:
+    """``<Type: 'float32'>`` -> ``f32``; ``bf16`` stays ``bf16``."""
+    text = str(value)
+    match = re.search(r"'(\w+)'", text)
+    name = match.group(1) if match else text
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name, name)
+
+
+def _ort_options(ort, sidecar: dict, threads: int):
+    options = ort.SessionOptions()
+    # What edgecnn.export.onnx.load sets (the sidecar's config, if any), plus the
+    # thread count; graph optimisations at their default, ORT_ENABLE_ALL, said explicitly.
+    for key, value in ((sidecar.get("runtime") or {}).get("config") or {}).items():
+        setattr(options, key, value)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return options
+
+
+def open_onnxruntime(path: Path, sidecar: dict, threads: int, batch: int) -> Loaded:
+    """An ``.onnx`` on onnxruntime's CPU provider with ``threads`` intra-op threads."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise _missing("onnxruntime") from None
+
+    imported = rss_mb(peak=False)
+    try:
+        session = ort.InferenceSession(str(path), _ort_options(ort, sidecar, threads),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise RunnerError(f"onnxruntime could not load {path.name}: {first_line(e)}") from None
+    arrays = make_inputs(sidecar, batch)
+    for spec, a in zip(session.get_inputs(), arrays):
+        first = spec.shape[0] if a.ndim >= 2 and spec.shape else None
+        if isinstance(first, int) and first != batch:  # a str or None is a dynamic dimension
+            raise _fixed_batch(batch, first)
+    feed = {spec.name: a for spec, a in zip(session.get_inputs(), arrays)}
+    outputs = [o.name for o in session.get_outputs()]
+
+    def call():
+        session.run(outputs, feed)
+
+    def profile(n: int) -> dict:
+        return profile_onnxruntime(ort, path, _ort_options(ort, sidecar, threads), feed, n)
+
+    return Loaded(call, profile, "onnxruntime", _version("onnxruntime", ort),
+                  f"CPUExecutionProvider, {threads} intra-op threads, ORT_ENABLE_ALL",
+                  [list(a.shape) for a in arrays], import_rss_mb=imported)
+
+
+OPENERS = {"executorch": open_executorch, "openvino": open_openvino, "onnxruntime": open_onnxruntime}
+
+
+# -- profiles ---------------------------------------------------------------------------------------
+
+def top_ops(ms_by_op: dict[str, float], counts: dict[str, int] | None = None) -> list[dict]:
+    """The ``TOP_OPS`` slowest ops: ``{"op", "ms" (per call), "share" (of all ops' time)}``, slowest first."""
+    total = sum(ms_by_op.values()) or 1.0
+    rows = sorted(ms_by_op.items(), key=lambda kv: -kv[1])[:TOP_OPS]
+    out = []
+    for op, ms in rows:
+        row = {"op": op, "ms": round(ms, 4), "share": round(ms / total, 4)}
+        if counts:
+            row["count"] = counts.get(op, 1)
+        out.append(row)
+    return out
+
+
+def profile_openvino(core, path: Path, config: dict, arrays: list, n: int) -> dict:
+    """Per-layer performance counters (``PERF_COUNT``), summed by layer type, per call."""
+    compiled = core.compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    for _ in range(PROFILE_WARMUP):  # the first calls pay one-time costs
+        request.infer(arrays)
+    ms: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for _ in range(n):
+        request.infer(arrays, share_inputs=True)
+        for layer in request.get_profiling_info():  # the last call's counters only: sum each call's
+            if "EXECUTED" not in str(layer.status):
+                continue  # fused into a neighbour or a no-op (Parameter, Result)
+            ms[layer.node_type] = ms.get(layer.node_type, 0.0) + layer.real_time.total_seconds() * 1000 / n
+            count[layer.node_type] = count.get(layer.node_type, 0) + 1
+    count = {k: v // n for k, v in count.items()}
+    return {"top_ops": top_ops(ms, count), "delegated_share": None, "source": "openvino perf counters",
+            "profiled_calls": n, "ops_ms": round(sum(ms.values()), 4)}
+
+
+def profile_onnxruntime(ort, path: Path, options, feed: dict, n: int) -> dict:
+    """onnxruntime's profiler (a Chrome-trace JSON): kernel time per op type, per call.
+
+    ``delegated_share`` is the share of kernel time on execution providers other
+    than the CPU's; None when everything ran on the CPU provider.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgecnn-ort-") as tmp:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(n + PROFILE_WARMUP):  # the first calls pay one-time costs: left out below
+            session.run(None, feed)
+        trace = json.loads(Path(session.end_profiling()).read_text())
+    runs = sorted((e for e in trace if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    warm = runs[PROFILE_WARMUP - 1] if len(runs) >= PROFILE_WARMUP else None
+    first_end = warm["ts"] + warm["dur"] if warm else 0
+    ms: dict[str, float] = {}
+    count: dict[str, int] = {}
+    by_provider: dict[str, float] = {}
+    for e in trace:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time") or e["ts"] < first_end:
+            continue
+        args = e.get("args", {})
+        op = args.get("op_name", e["name"])
+        t = e["dur"] / 1000 / n
+        ms[op] = ms.get(op, 0.0) + t
+        count[op] = count.get(op, 0) + 1
+        provider = args.get("provider", "CPUExecutionProvider")
+        by_provider[provider] = by_provider.get(provider, 0.0) + t
+    count = {k: max(1, v // n) for k, v in count.items()}
+    total = sum(by_provider.values()) or 1.0
+    other = sum(t for p, t in by_provider.items() if p != "CPUExecutionProvider")
+    return {"top_ops": top_ops(ms, count), "delegated_share": round(other / total, 4) if other else None,
+            "source": "onnxruntime profiler", "profiled_calls": n, "ops_ms": round(sum(ms.values()), 4)}
+
+
+def profile_executorch(et, path: Path, tensors: list, n: int) -> dict:
+    """ETDump of ``n`` calls on a copy loaded with ``enable_etdump=True``, read with the devtools Inspector.
+
+    A runtime built without the event tracer writes no ETDump (the pip wheel's
+    case): the profile then has no ops and a ``note`` saying how to get them.
+    """
+    program = et._load_program(str(path), enable_etdump=True, debug_buffer_size=0)
+    method = program.load_method("forward")
+    for _ in range(n):  # ETDump keeps every call; the Inspector averages them (warm-up calls included)
+        method(tensors)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-etdump-") as tmp:
+        etdump = Path(tmp) / "profile.etdp"
+        program.write_etdump_result_to_file(str(etdump))
+        if not etdump.is_file() or etdump.stat().st_size == 0:
+            return {"top_ops": [], "delegated_share": None, "source": "etdump", "note": NO_ETDUMP}
+        return summarize_etdump(etdump)
+
+
+# ETDump events that wrap or set up the run rather than compute part of it.
+_ET_FRAME = re.compile(r"^(Method::|Program::|Module::)")
+
+
+def summarize_etdump(etdump: Path) -> dict:
+    """Top ops and the delegated share of an ETDump file, per call.
+
+    Op events are the instructions of the program (portable kernels like
+    ``native_call_as_strided_copy.out``, and ``DELEGATE_CALL`` for each
+    delegate block); with XNNPACK kernel profiling, the delegate also logs
+    each of its own ops (``is_delegated_op``), which then replace the
+    ``DELEGATE_CALL`` that contains them. The delegated share is the time in
+    XNNPACK over all op time.
+    """
+    try:
+        from executorch.devtools import Inspector
+    except ImportError as e:
+        return {"top_ops": [], "delegated_share": None, "source": "etdump",
+                "note": f"ETDump written but executorch.devtools cannot read it here ({first_line(e)})"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Output Buffer not found": we read timings only
+        inspector = Inspector(etdump_path=str(etdump))
+    events = [e for block in inspector.event_blocks for e in block.events
+              if e.perf_data is not None and e.name and not _ET_FRAME.match(e.name)]
+    inside = [e for e in events if e.is_delegated_op]
+    if inside:  # the delegate's own ops replace the DELEGATE_CALL wrapping them
+        events = [e for e in events if e.name != "DELEGATE_CALL"]
+    ms: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for e in events:
+        ms[e.name] = ms.get(e.name, 0.0) + e.perf_data.avg  # ms per call (one value per run)
+        count[e.name] = count.get(e.name, 0) + 1
+    total = sum(ms.values())
+    delegated = sum(e.perf_data.avg for e in (inside or [e for e in events if e.name == "DELEGATE_CALL"]))
+    return {"top_ops": top_ops(ms, count), "delegated_share": round(delegated / total, 4) if total else None,
+            "source": "etdump", "ops_ms": round(total, 4)}
+
+
+# -- measuring --------------------------------------------------------------------------------------
+
+def timed_calls(call, n: int) -> list[float]:
+    """``n`` calls, each timed with ``perf_counter_ns``; milliseconds."""
+    clock = time.perf_counter_ns
+    ns = []
+    for _ in range(n):
+        t0 = clock()
+        call()
+        ns.append(clock() - t0)
+    return [t / 1e6 for t in ns]
+
+
+def plain_loop_ns(call, n: int) -> int:
+    clock = time.perf_counter_ns
+    t0 = clock()
+    for _ in range(n):
+        call()
+    return clock() - t0
+
+
+def harness_overhead_pct(call, n: int) -> float:
+    """How much longer a call takes in the per-call-timed loop than in a plain loop, in percent.
+
+    ``n`` calls of each kind in eight blocks, ordered plain-timed-timed-plain-
+    timed-plain-plain-timed so a linear drift of the machine adds the same to
+    both; the median block of each kind is compared, so one stray spike of
+    another process does not decide it. Noise can make it slightly negative.
+    """
+    size = max(1, n // 4)
+    plain, timed = [], []
+    clock = time.perf_counter_ns
+    for kind in "PTTPTPPT":
+        if kind == "P":
+            plain.append(plain_loop_ns(call, size))
+        else:
+            t0 = clock()
+            timed_calls(call, size)
+            timed.append(clock() - t0)
+    p, t = sorted(plain)[1:3], sorted(timed)[1:3]  # the middle two of four
+    return round((sum(t) - sum(p)) / sum(p) * 100, 3)
+
+
+# -- the protocol -----------------------------------------------------------------------------------
+
+def send(out, obj: dict) -> None:
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
+
+
+def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None) -> int:
+    """Answer round and finish commands for ``model`` until finish or end of input; returns the exit status.
+
+    Args:
+        model: the loaded model.
+        profile: profile at finish.
+        out, inp: the protocol streams.
+        ready: extra fields for the ready line (the cooling wait).
+    """
+    send(out, {"ok": True, "runtime": model.runtime, "runtime_version": model.version,
+               "runtime_note": model.note, "precision": model.precision, "input_shapes": model.input_shapes,
+               "device": device_info(), "import_rss_mb": model.import_rss_mb, "pid": os.getpid(), **(ready or {})})
+    for line in inp:
+        if not line.strip():
+            continue
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            send(out, {"ok": False, "error": f"not a JSON command: {line.strip()[:80]}"})
+            continue
+        cmd = msg.get("cmd")
+        try:
+            if cmd == "round":
+                send(out, {"ok": True, "latencies_ms": timed_calls(model.call, int(msg.get("iters", 1)))})
+            elif cmd == "finish":
+                peak = rss_mb(peak=True)  # before profiling loads a second copy
+                overhead = harness_overhead_pct(model.call, int(msg.get("overhead_iters", 20)))
+                prof = model.profile(int(msg.get("profile_iters", 10))) if profile else None
+                send(out, {"ok": True, "peak_rss_mb": peak, "device": device_info(), "overhead_pct": overhead,
+                           "profile": prof})
+                return 0
+            else:
+                send(out, {"ok": False, "error": f"unknown command {cmd!r}; expected round or finish"})
+        except Exception as e:  # the runtime failed mid-run: tell the host, then stop
+            send(out, {"ok": False, "error": f"{model.runtime} failed during {cmd}: {first_line(e)}"})
+            return 1
+    return 0
+
+
+def protocol_streams():
+    """(out, in) for the protocol: a private copy of stdout, and stdin.
+
+    Runtimes print to stdout from C++ at times; pointing file descriptor 1 at
+    stderr keeps those lines out of the protocol.
+    """
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out, sys.stdin
+
+
+def load(artifact: Path, threads: int, batch: int) -> Loaded:
+    """Read the sidecar next to ``artifact`` and open it with its runtime.
+
+    Raises:
+        RunnerError: unknown suffix, missing or damaged sidecar, missing numpy or
+            runtime, a file the runtime cannot load, or a batch the artifact cannot take.
+    """
+    runtime = RUNTIMES.get(artifact.suffix.lower())
+    if runtime is None:
+        raise RunnerError(f"{artifact.name}: not an exported model (expected {', '.join(RUNTIMES)})")
+    if not artifact.is_file():
+        raise RunnerError(f"{artifact}: no such file")
+    side = artifact.with_name(artifact.name + ".json")
+    try:
+        sidecar = json.loads(side.read_text())
+        sidecar["inputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunnerError(f"{side.name}: missing or damaged sidecar; copy it next to {artifact.name}") from None
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        raise _missing("numpy") from None
+    if threads < 1 or batch < 1:
+        raise RunnerError(f"--threads {threads} --batch {batch}: both must be at least 1")
+    return OPENERS[runtime](artifact, sidecar, threads, batch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact", type=Path, required=True, help=".pte, .xml or .onnx; its sidecar beside it")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="per-operator profile at finish")
+    parser.add_argument("--wait-cool", type=float, default=None, metavar="C",
+                        help=f"before measuring, wait (at most {COOL_WAIT_MAX_S} s) until the CPU is below C degrees")
+    args = parser.parse_args(argv)
+    out, inp = protocol_streams()
+    try:
+        model = load(args.artifact, args.threads, args.batch)
+    except RunnerError as e:
+        send(out, {"ok": False, "error": str(e)})
+        return 2
+    except Exception as e:  # a runtime failing in a way nobody foresaw still ends in one line
+        send(out, {"ok": False, "error": f"{RUNTIMES.get(args.artifact.suffix.lower(), 'runtime')} failed while "
+                                         f"loading {args.artifact.name}: {first_line(e)}"})
+        return 2
+    ready = {"cool": wait_cool(args.wait_cool)} if args.wait_cool is not None else {}
+    return serve(model, args.profile, out, inp, ready)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
