@@ -1,0 +1,183 @@
+"""Benchmarks on remote devices: a Linux board over SSH, an Android phone over adb.
+
+SSH: a real OpenSSH server on a loopback port (``tests/sshd.py``), real
+``ssh``/``scp``, real runtimes on the "board" (this machine, logged in to
+through sshd). ``edgecnn bench --device ssh://...`` runs end to end.
+
+adb: there is NO phone here. The Android path is tested through a stand-in
+``adb`` and a stand-in ``executor_runner`` (``tests/standins/``, Python
+scripts running on this host that print what the real programs print). The
+phone path itself is NOT exercised against a real device.
+
+Every subprocess has a timeout: a hang fails the test instead of CI.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY, cli
+from sshd import keygen, free_port, sshd  # noqa: F401  (sshd is a fixture)
+
+from edgecnn.errors import UserError
+
+STANDINS = ROOT / "tests" / "standins"
+TIMEOUT = 300  # any bench command below finishes in well under a minute on an idle machine
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> dict[str, Path]:
+    """A tiny quickstart run exported to ONNX and ExecuTorch (fp32)."""
+    from edgecnn.export import export_run
+
+    run = tmp_path_factory.mktemp("remote") / "run"
+    cli("train", "recipes/quickstart.yaml", *TINY, "train.epochs=1", "--out", str(run), check=True)
+    return {t: Path(export_run(run, t, int8=False)["path"]) for t in ("onnx", "executorch")}
+
+
+@pytest.fixture
+def ssh_env(sshd, monkeypatch):  # noqa: F811
+    """Client settings for the test server: its key, its known_hosts; the board's Python is this one."""
+    monkeypatch.setenv("EDGECNN_SSH_OPTS", sshd.opts())
+    monkeypatch.setenv("EDGECNN_SSH_PYTHON", sys.executable)
+    return sshd
+
+
+def remote_folders() -> set[str]:
+    """Working folders the SSH transport made on the 'board' (this machine's /tmp)."""
+    return set(glob.glob("/tmp/edgecnn-*"))
+
+
+# -- SSH transport -------------------------------------------------------------------------------
+
+def test_ssh_transport_copies_runs_and_cleans_up(ssh_env, tmp_path):
+    from edgecnn.bench.ssh import SSH
+
+    odd = tmp_path / "it's a $file; rm -rf x.txt"  # the name must reach the remote shell quoted
+    odd.write_text("payload")
+    before = remote_folders()
+    with SSH(ssh_env.url, timeout=20) as t:
+        assert t.device == ssh_env.url
+        info = t.check()
+        assert info["python"] == ".".join(map(str, sys.version_info[:3]))
+        folder = t.put([odd])
+        assert folder in remote_folders() - before
+        assert (Path(folder) / odd.name).read_text() == "payload"
+        proc = t.run(["cat", f"{folder}/{odd.name}"], timeout=20)
+        assert proc.returncode == 0 and proc.stdout == "payload"
+        # popen: a line in, a line out, over the SSH channel.
+        p = t.popen([*t.python, "-c", "import sys; print(sys.stdin.readline().strip()[::-1])"])
+        out, _ = p.communicate("a 'b' $c\n", timeout=30)
+        assert p.returncode == 0 and out.strip() == "c$ 'b' a"
+        assert t.missing(("json", "edgecnn_no_such_module")) == {
+            "edgecnn_no_such_module": f"ssh -p {ssh_env.port} {ssh_env.user}@127.0.0.1 "
+                                      f"{shlex.quote(sys.executable)} -m pip install edgecnn_no_such_module"}
+    assert not Path(folder).exists()
+
+
+def test_ssh_errors_are_one_line(ssh_env, tmp_path, monkeypatch):
+    from edgecnn.bench.ssh import SSH
+
+    port = free_port()  # nothing listens there
+    with pytest.raises(UserError) as e:
+        SSH(f"ssh://{ssh_env.user}@127.0.0.1:{port}", timeout=10).check()
+    assert len(e.value.lines) == 1 and f"127.0.0.1 port {port}" in e.value.lines[0]
+    assert "connection refused" in e.value.lines[0]
+
+    monkeypatch.setenv("EDGECNN_SSH_OPTS", ssh_env.opts(key=keygen(tmp_path / "stranger")))
+    with pytest.raises(UserError) as e:
+        SSH(ssh_env.url, timeout=10).check()
+    assert "login refused" in str(e.value) and f"ssh-copy-id -p {ssh_env.port}" in str(e.value)
+
+    monkeypatch.setenv("EDGECNN_SSH_OPTS", ssh_env.opts())
+    with pytest.raises(UserError) as e:
+        SSH(ssh_env.url, timeout=10, python=["/nonexistent/python3"]).check()
+    assert "/nonexistent/python3 is not installed on the board" in str(e.value)
+
+    for bad in ("ssh://", "ssh://u:secret@host", "ssh://host:99999", "ssh://host/path", "sftp://host"):
+        with pytest.raises(UserError):
+            SSH(bad)
+
+
+# -- adb: output parsing against the real runner's format ----------------------------------------
+
+# Lines as ExecuTorch v1.4.1's executor_runner logs them (posix PAL, stderr), and what older runners log.
+V14_LOG = """\
+I 00:00:00.000101 executorch:executor_runner.cpp:340] Resetting threadpool with num threads = 4
+I 00:00:00.004321 executorch:executor_runner.cpp:476] Model file /data/local/tmp/edgecnn-1/m.pte is loaded.
+I 00:00:00.004400 executorch:executor_runner.cpp:486] Using method forward
+I 00:00:00.009000 executorch:executor_runner.cpp:624] Model loaded in 4.600000 ms.
+I 00:00:00.019000 executorch:executor_runner.cpp:779] Iteration 1 of 3: 10.000000 ms
+I 00:00:00.027000 executorch:executor_runner.cpp:779] Iteration 2 of 3: 8.000000 ms
+I 00:00:00.033000 executorch:executor_runner.cpp:779] Iteration 3 of 3: 6.000000 ms
+I 00:00:00.033100 executorch:executor_runner.cpp:789] Model executed successfully 3 time(s) in 24.000000 ms.
+I 00:00:00.033200 executorch:executor_runner.cpp:798] 1 outputs: 
+OutputX 0: tensor(sizes=[1, 3], [0.1, -0.2, 0.3])
+"""
+
+
+def test_runner_output_parsing():
+    from edgecnn.bench.adb import parse_runner_output
+
+    p = parse_runner_output(V14_LOG, warmup=1)
+    assert p["latencies_ms"] == [8.0, 6.0] and p["threads"] == 4 and p["executions"] == 3 and not p["errors"]
+    old = "\n".join(ln for ln in V14_LOG.splitlines() if "Iteration" not in ln)  # ExecuTorch < 1.3
+    p = parse_runner_output(old, warmup=1)
+    assert p["latencies_ms"] == [] and p["mean_only_ms"] == pytest.approx(8.0)
+    p = parse_runner_output("E 00:00:00.000200 executorch:executor_runner.cpp:473] Failed to parse model file x.pte\n",
+                            warmup=0)
+    assert p["errors"] == ["Failed to parse model file x.pte"] and p["mean_only_ms"] is None
+
+
+# -- adb through the stand-ins ------------------------------------------------------------------
+
+@pytest.fixture
+def adb_env(tmp_path, monkeypatch):
+    """The stand-in adb (NOT a phone) with one device, emulator-5554, and one unauthorized one."""
+    monkeypatch.setenv("ADB", str(STANDINS / "adb"))
+    monkeypatch.setenv("EDGECNN_STANDIN_ADB_ROOT", str(tmp_path / "phones"))
+    monkeypatch.setenv("EDGECNN_STANDIN_ADB_DEVICES", "emulator-5554,R58M12345=unauthorized")
+    # The stand-ins are Python scripts (#!/usr/bin/env python3); the runner one needs this Python's executorch.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return tmp_path / "phones" / "emulator-5554" / "data" / "local" / "tmp"
+
+
+def test_adb_bench_through_standins(adb_env, artifacts):
+    """Stand-in adb + stand-in executor_runner on this host: the command flow, NOT a real phone."""
+    from edgecnn.bench.adb import bench_adb
+
+    rows = bench_adb([artifacts["executorch"], artifacts["onnx"]], "adb://emulator-5554",
+                     STANDINS / "executor_runner", threads=1, warmup=1, iters=6, rounds=2)
+    pte, onnx = rows
+    assert pte["error"] is None, pte["error"]
+    assert pte["device"] == "adb://emulator-5554" and pte["runtime"] == "executorch"
+    assert pte["threads"] == 1 and pte["iters"] == 6 and pte["input_shape"] == [1, 3, 16, 16]
+    assert 0 < pte["latency_ms_min"] <= pte["latency_ms_p50"] <= pte["latency_ms_p99"]
+    assert pte["throughput_ips"] == pytest.approx(1000 / pte["latency_ms_mean"])
+    assert "stand-in phone" in pte["device_desc"] and pte["board"] == "edgecnn stand-in phone (host CPU)"
+    assert onnx["error"] == "Android path runs ExecuTorch .pte only; cnn_attn-onnx-fp32.onnx needs its own runtime"
+    assert onnx["latency_ms_p50"] is None
+    assert list(adb_env.iterdir()) == []  # the working folder on the 'phone' is gone
+
+
+def test_adb_errors(adb_env, artifacts, monkeypatch):
+    from edgecnn.bench.adb import bench_adb
+
+    runner = STANDINS / "executor_runner"
+    with pytest.raises(UserError, match=r"no device with serial 'nope' \(adb devices lists: emulator-5554, "
+                                        r"R58M12345 \(unauthorized\)\)"):
+        bench_adb([artifacts["executorch"]], "adb://nope", runner)
+    with pytest.raises(UserError, match="Allow USB debugging"):
+        bench_adb([artifacts["executorch"]], "adb://R58M12345", runner)
+    with pytest.raises(UserError, match="--runner PATH"):
+        bench_adb([artifacts["executorch"]], "adb://emulator-5554", None)
+    monkeypatch.setenv("ADB", str(adb_env / "no-adb-here"))
+    with pytest.raises(UserError, match="adb not found"):
+        bench_adb([artifacts["executorch"]], "adb://emulator-5554", runner)
