@@ -1,0 +1,554 @@
+"""``bench``: artifacts (and a PyTorch reference) timed in one invocation, as flat rows.
+
+Read top to bottom: check the request and every sidecar (bad input stops here
+with a ``UserError``), start one runner process per artifact on the device
+(``runner.py`` beside the artifact; the eager reference is ``eager.py`` on this
+machine), warm each up, then send rounds to each process in turn, rotating
+who goes first, so drift of the machine (heat, other load) reaches every
+runtime alike; finally ask each for its memory, device state, harness
+overhead and profile, and turn the latencies into the rows of
+``notes/contracts.md``.
+
+A runner that fails (cannot load, crashes, times out) gives its row an
+``error`` and stops; the others go on. Every wait has a time limit and every
+process is killed on the way out, so nothing hangs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import posixpath
+import queue
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecnn.errors import UserError
+
+RUNNER = Path(__file__).with_name("runner.py")
+SUFFIXES = (".pte", ".xml", ".onnx")
+CV_WARN = 0.1  # above this the median is worth distrusting (heat, background load)
+COOL_WAIT_MAX_S = 300  # runner.COOL_WAIT_MAX_S: a runner may sleep this long before its first line
+
+# Every row has these keys, in this order (null when unknown); see notes/contracts.md.
+ROW_FIELDS = (
+    "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
+    "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",
+    "throttled", "threads", "batch", "warmup", "iters", "input_shape", "latency_ms_p50", "latency_ms_p90",
+    "latency_ms_p99", "latency_ms_mean", "latency_ms_min", "latency_ms_std", "cv", "throughput_ips", "peak_rss_mb",
+    "size_mb", "ratio_vs_ref", "harness_overhead_pct", "warning", "error", "profile", "timestamp", "edgecnn_version",
+)
+# Added to the contract's fields: the import's share of peak RSS, and how far apart the rounds' medians are.
+EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_p50_spread_pct")
+DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled")
+
+
+# -- what to bench ---------------------------------------------------------------------------------
+
+def find_artifacts(paths: list[Path]) -> list[Path]:
+    """Artifact files from the command line: files as given, folders expanded.
+
+    A folder stands for every artifact in it that has a sidecar (a run folder:
+    its ``export/``), in name order.
+
+    Raises:
+        UserError: a path is missing, not an artifact, or a folder holds none.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            folder = p / "export" if (p / "recipe.yaml").is_file() and (p / "export").is_dir() else p
+            inside = sorted(f for f in folder.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file()
+                            and f.with_name(f.name + ".json").is_file())
+            if not inside:
+                raise UserError(f"{p}: no exported artifacts in it ({', '.join(SUFFIXES)} with a sidecar); "
+                                "write some with edgecnn export RUN --target ...")
+            found += inside
+        elif p.is_file():
+            if p.suffix.lower() not in SUFFIXES:
+                raise UserError(f"{p}: not an exported model (expected {', '.join(SUFFIXES)}); "
+                                "pass a file written by edgecnn export, or a folder of them")
+            found.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    unique: list[Path] = []
+    for p in found:
+        if p.resolve() not in [u.resolve() for u in unique]:
+            unique.append(p)
+    return unique
+
+
+def _blank_row(**values) -> dict:
+    row = {k: None for k in (*ROW_FIELDS, *EXTRA_FIELDS)}
+    row.update(values)
+    return row
+
+
+def artifact_row(path: Path, sidecar: dict, device: str, settings: dict) -> dict:
+    """The row of an artifact before it runs: everything its sidecar and the files say."""
+    from edgecnn.export.artifact import sidecar_path
+
+    path = path.resolve()
+    runtime = sidecar.get("runtime") or {}
+    return _blank_row(
+        name=path.stem, kind="artifact", artifact=str(path), sidecar=str(sidecar_path(path)),
+        run=(sidecar.get("source") or {}).get("run"), model=sidecar.get("model"), target=sidecar.get("target"),
+        precision=sidecar.get("precision"), runtime=runtime.get("name"),
+        device=device, input_shape=_batched(sidecar["inputs"][0]["shape"], settings["batch"]),
+        size_mb=sum((path.parent / name).stat().st_size for name in sidecar["files"]) / 1e6,
+        **settings,
+    )
+
+
+def _batched(shape: list[int], batch: int) -> list[int]:
+    return [batch, *shape[1:]] if len(shape) >= 2 else list(shape)
+
+
+def _run_model_name(run: Path) -> str | None:
+    """The model a run folder trained, from its recipe (without importing torch)."""
+    import yaml
+
+    try:
+        return (yaml.safe_load((run / "recipe.yaml").read_text()) or {}).get("model", {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+# -- talking to a runner ---------------------------------------------------------------------------
+
+class RunnerFailed(Exception):
+    """A runner process failed; the message is the row's ``error``."""
+
+
+class Worker:
+    """One runner process and the JSON lines it prints, each read with a time limit.
+
+    Two threads drain its stdout (into a queue) and stderr (last lines kept for
+    error messages), so neither pipe can fill up and stall the runner.
+
+    Args:
+        proc: the started process (text pipes).
+        explain: ``explain(returncode, stderr) -> line or None`` of the transport
+            (SSH: why the connection failed), used when the process dies.
+    """
+
+    def __init__(self, proc: subprocess.Popen, explain=None):
+        self.proc = proc
+        self.explain = explain
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr: deque[str] = deque(maxlen=30)
+        threading.Thread(target=self._pump, args=(proc.stdout, self.lines.put, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(proc.stderr, self.stderr.append, False), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, put, mark_end: bool) -> None:
+        try:
+            for line in stream:
+                put(line)
+        except (OSError, ValueError):  # the pipe closed under us: the process is gone
+            pass
+        if mark_end:
+            put(None)
+
+    def receive(self, timeout: float, doing: str) -> dict:
+        """The next JSON answer (lines that are not JSON objects are skipped).
+
+        Raises:
+            RunnerFailed: the runner answered ``ok: false``, exited, or said nothing for ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise RunnerFailed(f"no answer within {timeout:.0f} s while {doing}; the runner was stopped") from None
+            if line is None:
+                raise RunnerFailed(self._death(doing))
+            if not line.lstrip().startswith("{"):
+                continue
+            try:
+                answer = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not answer.get("ok"):
+                raise RunnerFailed(str(answer.get("error") or f"the runner failed while {doing}"))
+            return answer
+
+    def ask(self, message: dict, timeout: float, doing: str) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # it died: receive() reads the end of its output and says why
+        return self.receive(timeout, doing)
+
+    def _death(self, doing: str) -> str:
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        # The stderr thread may still be reading the last lines.
+        err = "".join(self.stderr)
+        if self.explain is not None:
+            line = self.explain(code, err)
+            if line:
+                return line
+        last = [ln.strip() for ln in err.splitlines() if ln.strip()]
+        said = f": {last[-1][:300]}" if last else ""
+        return f"the runner exited (status {code}) while {doing}{said}"
+
+    def stop(self) -> None:
+        """End the process: close its stdin (it exits at end of input), then kill it if it lingers."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@dataclass
+class Job:
+    """One row being measured: its runner process and what it has measured so far."""
+
+    row: dict
+    start: object  # () -> (Worker, transport or None); may raise UserError or RunnerFailed
+    worker: Worker | None = None
+    transport: object = None
+    rounds: list[list[float]] = field(default_factory=list)
+    call_s: float | None = None  # a rough per-call time, for the time limits
+
+    def fail(self, message: str) -> None:
+        if self.row["error"] is None:
+            self.row["error"] = message
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker = None
+
+    def limit(self, calls: int, base: float) -> float:
+        """Seconds allowed for ``calls`` calls: the base, plus a generous bound per call."""
+        per_call = 30.0 if self.call_s is None else max(1.0, 20 * self.call_s)
+        return base + calls * per_call
+
+
+# -- the benchmark ---------------------------------------------------------------------------------
+
+def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local", threads: int = 2,
+          warmup: int = 10, iters: int = 100, batch: int = 1, profile: bool = False, rounds: int = 5,
+          wait_cool: float | None = None, runner: Path | None = None, timeout: float = 30,
+          step_timeout: float = 300, profile_iters: int = 10) -> list[dict]:
+    """Time every artifact with its own runtime (and the run's PyTorch model with ``eager``); one row each.
+
+    Args:
+        artifacts: ``.pte``/``.xml``/``.onnx`` files or folders of them (see ``find_artifacts``).
+        eager: a run folder: its fp32 PyTorch model becomes the reference row (on this machine).
+        device: ``local``, ``ssh://user@host[:port]``, ``adb://SERIAL``, or ``cuda``
+            (artifacts here, the eager reference on the GPU).
+        threads: threads of every runtime (XNNPACK pool, OpenVINO, onnxruntime intra-op, torch).
+        warmup: untimed calls per runner before the first round.
+        iters: timed calls per runner, split into ``rounds`` interleaved rounds.
+        batch: batch size; an artifact exported for batch 1 gives an error row for more.
+        profile: per-operator profile of each runner after timing.
+        rounds: rounds the timed calls are split into (at most ``iters``).
+        wait_cool: each runner waits until the CPU is below this many degrees C before its first line.
+        runner: ``executor_runner`` for ``adb://`` devices.
+        timeout: seconds to connect to a device and for each short command there.
+        step_timeout: seconds a runner may take to load, plus the base of each round's limit.
+        profile_iters: calls each profile averages over.
+
+    Returns:
+        Rows with the fields of ``ROW_FIELDS`` (and ``EXTRA_FIELDS``), the reference first.
+
+    Raises:
+        UserError: bad settings, a missing or damaged artifact or sidecar, a bad ``--device``,
+            an unreachable device, ``eager`` not a run folder or asked for on a remote device.
+    """
+    from edgecnn import __version__
+    from edgecnn.export.artifact import check_sidecar, read_sidecar
+
+    for name, value, low in (("--threads", threads, 1), ("--iters", iters, 1), ("--warmup", warmup, 0),
+                             ("--batch", batch, 1), ("--rounds", rounds, 1), ("--profile-iters", profile_iters, 1)):
+        if value < low:
+            raise UserError(f"{name} {value}: must be at least {low}")
+    remote = device.startswith(("ssh://", "adb://"))
+    if eager is not None and remote:
+        raise UserError(f"--eager runs the PyTorch model on this machine, not on {device}: leave it out "
+                        "(the first artifact is then the reference)")
+    if eager is not None and not (Path(eager) / "recipe.yaml").is_file():
+        raise UserError(f"--eager {eager}: not a run folder (no recipe.yaml); pass a folder written by edgecnn train")
+    if runner is not None and not device.startswith("adb://"):
+        raise UserError(f"--runner is the executor_runner for adb:// devices; --device {device} uses the "
+                        "built-in runner: leave --runner out")
+    paths = find_artifacts(list(artifacts))
+    if not paths and eager is None:
+        raise UserError("nothing to bench: give artifact files or folders, and/or --eager RUN")
+    sidecars = []
+    for p in paths:
+        side = read_sidecar(p)
+        check_sidecar(p, side)
+        sidecars.append(side)
+
+    rounds = min(rounds, iters)
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    common = dict(threads=threads, batch=batch, warmup=warmup, iters=iters, timestamp=created,
+                  edgecnn_version=__version__)
+
+    if device.startswith("adb://"):
+        from edgecnn.bench.adb import bench_adb
+
+        rows = bench_adb(paths, device, runner, threads=threads, warmup=warmup, iters=iters, batch=batch,
+                         timeout=timeout, rounds=rounds)
+        for row in rows:
+            for k in (*ROW_FIELDS, *EXTRA_FIELDS):
+                row.setdefault(k, None)
+        return finish_rows(rows)
+
+    jobs: list[Job] = []
+    if eager is not None:
+        jobs.append(_eager_job(Path(eager), "cuda" if device == "cuda" else "cpu", profile, common))
+    artifact_device = "local" if device == "cuda" else device
+    for path, side in zip(paths, sidecars):
+        jobs.append(_artifact_job(path, side, artifact_device, profile, wait_cool, timeout, common))
+    _unique_names([j.row for j in jobs])
+
+    try:
+        _measure(jobs, warmup, iters, rounds, profile, profile_iters, step_timeout, wait_cool)
+    finally:
+        for job in jobs:
+            if job.worker is not None:
+                job.worker.stop()
+            if job.transport is not None:
+                job.transport.close()
+    for job in jobs:
+        _fill_latencies(job)
+    return finish_rows([j.row for j in jobs])
+
+
+def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
+    model = _run_model_name(run)
+    row = _blank_row(name=f"{model or run.name}-eager-fp32" + ("-cuda" if where == "cuda" else ""), kind="eager",
+                     run=str(run.resolve()), model=model, target="eager", precision="fp32", runtime="torch",
+                     device="cuda" if where == "cuda" else "local", **common)
+    argv = [sys.executable, "-m", "edgecnn.bench.eager", "--run", str(run), "--threads", str(common["threads"]),
+            "--batch", str(common["batch"]), "--device", where, *(["--profile"] if profile else [])]
+
+    def start():
+        from edgecnn.bench.transport import Local
+
+        return Worker(Local().popen(argv)), None
+
+    return Job(row, start)
+
+
+def _artifact_job(path: Path, sidecar: dict, device: str, profile: bool, wait_cool: float | None,
+                  timeout: float, common: dict) -> Job:
+    """A job whose start opens its own transport (its own working folder: two runs' artifacts may share names)."""
+    from edgecnn.bench.transport import open_transport
+    from edgecnn.export.artifact import sidecar_path
+
+    row = artifact_row(path, sidecar, device, common)
+    files = [RUNNER, *(path.parent / name for name in sidecar["files"]), sidecar_path(path)]
+
+    def start():
+        transport = open_transport(device, timeout=timeout)
+        row["device"] = transport.device
+        try:
+            folder = transport.put(files)
+            argv = [*transport.python, posixpath.join(folder, RUNNER.name),
+                    "--artifact", posixpath.join(folder, path.name),
+                    "--threads", str(common["threads"]), "--batch", str(common["batch"])]
+            if profile:
+                argv.append("--profile")
+            if wait_cool is not None:
+                argv += ["--wait-cool", str(wait_cool)]
+            return Worker(transport.popen(argv), getattr(transport, "explain", None)), transport
+        except BaseException:
+            transport.close()
+            raise
+
+    return Job(row, start)
+
+
+def _pip_hint(transport, error: str) -> str:
+    """The runner's "pip install X" for a missing runtime, as the exact command for the device where it knows it.
+
+    (SSH: ``ssh -p 2222 pi@board python3 -m pip install X``.)
+    """
+    match = re.search(r"pip install (\S+)$", error)
+    if match and hasattr(transport, "pip_command"):
+        return error[: match.start()] + transport.pip_command(match.group(1))
+    return error
+
+
+def _unique_names(rows: list[dict]) -> None:
+    """Tell rows of the same name apart by the run they came from (a QAT run exports the same names)."""
+    names = [r["name"] for r in rows]
+    for row in rows:
+        if names.count(row["name"]) > 1 and row["run"]:
+            row["name"] = f"{row['name']}@{Path(row['run']).name}"
+    seen: dict[str, int] = {}
+    for row in rows:
+        n = seen[row["name"]] = seen.get(row["name"], 0) + 1
+        if n > 1:
+            row["name"] = f"{row['name']}#{n}"
+
+
+def _measure(jobs: list[Job], warmup: int, iters: int, rounds: int, profile: bool, profile_iters: int,
+             step_timeout: float, wait_cool: float | None) -> None:
+    """Start, warm up, interleave the rounds, finish; failures land in each job's row."""
+    load_limit = step_timeout + (COOL_WAIT_MAX_S if wait_cool is not None else 0)
+    for job in jobs:  # one at a time: loads do not compete, and a failed start costs nothing else
+        try:
+            job.worker, job.transport = job.start()
+            ready = job.worker.receive(load_limit, "loading")
+        except RunnerFailed as e:
+            job.fail(_pip_hint(job.transport, str(e)))
+            continue
+        _take_ready(job.row, ready, wait_cool)
+
+    def alive():
+        return [j for j in jobs if j.worker is not None]
+
+    if warmup:
+        for job in alive():
+            try:
+                lat = job.worker.ask({"cmd": "round", "iters": warmup}, job.limit(warmup, step_timeout), "warming up")
+                job.call_s = sorted(lat["latencies_ms"])[len(lat["latencies_ms"]) // 2] / 1000
+            except RunnerFailed as e:
+                job.fail(str(e))
+
+    sizes = [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
+    for r, n in enumerate(sizes):
+        order = alive()
+        order = order[r % len(order):] + order[: r % len(order)] if order else []  # who goes first rotates
+        for job in order:
+            try:
+                answer = job.worker.ask({"cmd": "round", "iters": n}, job.limit(n, step_timeout),
+                                        f"round {r + 1} of {rounds}")
+            except RunnerFailed as e:
+                job.fail(str(e))
+                continue
+            job.rounds.append([float(x) for x in answer["latencies_ms"]])
+            job.call_s = job.call_s or sum(job.rounds[-1]) / len(job.rounds[-1]) / 1000
+
+    overhead_iters = max(8, min(iters, 100))
+    for job in alive():
+        calls = 2 * overhead_iters + (profile_iters + 2 if profile else 0)
+        try:
+            done = job.worker.ask({"cmd": "finish", "overhead_iters": overhead_iters, "profile_iters": profile_iters},
+                                  job.limit(calls, step_timeout * (2 if profile else 1)), "finishing")
+        except RunnerFailed as e:
+            job.fail(str(e))
+            continue
+        _take_finish(job.row, done)
+        job.worker.stop()
+        job.worker = None
+
+
+def _take_ready(row: dict, ready: dict, wait_cool: float | None) -> None:
+    row.update(runtime=ready.get("runtime") or row["runtime"], runtime_version=ready.get("runtime_version"),
+               runtime_note=ready.get("runtime_note"), import_rss_mb=ready.get("import_rss_mb"))
+    if ready.get("precision"):  # what the runtime computed in, where it differs (OpenVINO bf16)
+        row["precision"] = ready["precision"]
+    if ready.get("input_shapes"):
+        row["input_shape"] = ready["input_shapes"][0]
+    row.update({k: (ready.get("device") or {}).get(k) for k in DEVICE_FIELDS})
+    cool = ready.get("cool")
+    if wait_cool is not None and cool:
+        if cool.get("cooled") is False:
+            _warn(row, f"did not cool below {wait_cool:g} C within {COOL_WAIT_MAX_S} s (at {cool.get('temp_c')} C)")
+        elif cool.get("cooled") is None:
+            _warn(row, "--wait-cool: no temperature readable on this device; did not wait")
+
+
+def _take_finish(row: dict, done: dict) -> None:
+    # The device state at the end of the measurement (temperature, clock) replaces the one at load.
+    device = done.get("device") or {}
+    row.update({k: device.get(k) for k in DEVICE_FIELDS if device.get(k) is not None})
+    row.update(peak_rss_mb=done.get("peak_rss_mb"), harness_overhead_pct=done.get("overhead_pct"),
+               profile=done.get("profile"))
+
+
+def _warn(row: dict, text: str) -> None:
+    row["warning"] = f"{row['warning']}; {text}" if row["warning"] else text
+
+
+def _fill_latencies(job: Job) -> None:
+    """Latency statistics of a job that completed every round (a failed job keeps nulls)."""
+    import numpy as np
+
+    row = job.row
+    if row["error"] is not None or not job.rounds:
+        return
+    a = np.asarray([x for r in job.rounds for x in r], dtype=np.float64)
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    p50, p90, p99 = (float(v) for v in np.percentile(a, [50, 90, 99]))
+    row.update(latency_ms_p50=p50, latency_ms_p90=p90, latency_ms_p99=p99, latency_ms_mean=mean,
+               latency_ms_min=float(a.min()), latency_ms_std=std, cv=std / mean if mean else None,
+               throughput_ips=row["batch"] * 1000.0 / mean if mean else None, rounds=len(job.rounds))
+    if len(job.rounds) > 1 and p50:
+        medians = [float(np.median(r)) for r in job.rounds]
+        row["round_p50_spread_pct"] = (max(medians) - min(medians)) / p50 * 100
+
+
+def reference(rows: list[dict]) -> dict | None:
+    """The row ratios are relative to: the eager row when one ran, else the first row that ran."""
+    ran = [r for r in rows if r.get("latency_ms_p50")]
+    return next((r for r in ran if r["kind"] == "eager"), ran[0] if ran else None)
+
+
+def finish_rows(rows: list[dict]) -> list[dict]:
+    """Ratios against the reference row, and the warnings that need every row's figures.
+
+    The reference is the eager row when there is one that ran, else the first row that ran.
+    """
+    for row in rows:
+        if row.get("cv") is not None and row["cv"] > CV_WARN and "high variation" not in (row.get("warning") or ""):
+            _warn(row, f"high variation (cv {row['cv']:.2f})")
+        if row.get("throttled") not in (None, "0x0"):
+            _warn(row, f"the board reports throttling (vcgencmd get_throttled={row['throttled']})")
+    ref = reference(rows)
+    for row in rows:
+        row["ratio_vs_ref"] = row["latency_ms_p50"] / ref["latency_ms_p50"] if ref and row.get("latency_ms_p50") \
+            else None
+    return rows
+
+
+def save(path: Path, rows: list[dict], command: list[str]) -> None:
+    """Write ``{"edgecnn_bench": 1, "created", "command", "rows"}`` to ``path`` atomically.
+
+    A temporary file beside it, synced, then renamed over it: a reader sees the
+    old file or the new one, never half of one. (``train.checkpoint`` has the
+    same helper, but importing it loads torch, which the bench host never needs.)
+    """
+    doc = {"edgecnn_bench": 1,
+           "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "command": list(command), "rows": rows}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(doc, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
