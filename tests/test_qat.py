@@ -189,3 +189,32 @@ def test_resume_after_interrupt_mid_epoch_matches_uninterrupted(float_run: Path,
     for k in b["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     assert "resumed at epoch 1" in (killed / "train.log").read_text()
+
+
+def test_eval_of_a_qat_run_measures_the_fake_quantized_model(float_run: Path):
+    out = float_run / "qat-xnnpack"
+    if not (out / "qat.json").exists():
+        pytest.skip("needs the xnnpack QAT run")
+    proc = cli("eval", str(out), "--json", check=True)
+    result = json.loads((out / "eval.json").read_text())
+    assert result["fake_quantized"] is True and '"fake_quantized": true' in proc.stdout
+    # The same model training validated, and the float architecture's cost.
+    best = max(float(r["val_accuracy"]) for r in rows(out))
+    assert result["accuracy"] == pytest.approx(best, abs=1e-6)
+    float_eval = json.loads(cli("eval", str(float_run), "--json", check=True).stdout)
+    assert (result["params"], result["macs"]) == (float_eval["params"], float_eval["macs"])
+
+
+def test_qat_under_two_process_ddp(float_run: Path, tmp_path: Path):
+    """`edgecnn qat --nproc 2`: torchrun, two gloo ranks, rank 0 writes a QAT run folder that exports."""
+    out = tmp_path / "qat-ddp"
+    proc = cli("qat", str(float_run), "--target", "openvino", "--epochs", "1", "--nproc", "2", "--out", str(out),
+               check=True)
+    assert "x 2 processes" in proc.stdout
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert json.loads((out / "env.json").read_text())["world_size"] == 2
+    assert json.loads((out / "qat.json").read_text())["calibration_images"] > 0
+    assert len(rows(out)) == 1
+    exported = cli("export", str(out), "--target", "openvino", "--int8", check=True)
+    assert "int8" in exported.stdout

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,8 +16,20 @@ def qat(
     epochs: Annotated[Optional[int], typer.Option(min=1, help="fine-tuning epochs (default 3)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="QAT run folder (default RUN/qat-<target>)")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted QAT run from its last checkpoint")] = False,
+    nproc: Annotated[int, typer.Option(min=1, help="data-parallel processes on this machine (launches torchrun)")] = 1,
 ) -> None:
-    """Quantization-aware fine-tuning of a trained run into a new run folder; export it with --int8."""
+    """Quantization-aware fine-tuning of a trained run into a new run folder; export it with --int8.
+
+    Data-parallel like training: `--nproc N`, or `torchrun --nproc_per_node N -m edgecnn qat RUN ...`.
+    """
     from edgecnn.quantize.qat import qat_run
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from edgecnn.quantize.qat import backend
+        from edgecnn.train.dist import relaunch
+
+        backend(target)  # a clean error here, not one per rank
+        argv = ["qat", str(run), "--target", target, *(overrides or []), *(["--epochs", str(epochs)] if epochs else []),
+                *(["--out", str(out)] if out else []), *(["--resume"] if resume else [])]
+        raise typer.Exit(relaunch(nproc, argv))
     qat_run(run, target, epochs=epochs, out=out, resume=resume, overrides=overrides or [])

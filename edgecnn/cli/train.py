@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -34,7 +32,8 @@ def train(
             from edgecnn.errors import UserError
 
             raise UserError(f"train.batch_size={r.train.batch_size} is the global batch; make it a multiple of --nproc {nproc}")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               "-m", "edgecnn", "train", str(recipe), *(overrides or []), "--out", str(out)]
-        raise typer.Exit(subprocess.run(cmd + (["--resume"] if resume else [])).returncode)
+        from edgecnn.train.dist import relaunch
+
+        argv = ["train", str(recipe), *(overrides or []), "--out", str(out), *(["--resume"] if resume else [])]
+        raise typer.Exit(relaunch(nproc, argv))
     run_training(r, out, resume=resume)

@@ -31,17 +31,15 @@ the same quantizers in the same places (PT2E: export and ``prepare_qat_pt2e``
 again, which is deterministic for one architecture; NNCF: ``load_from_config``)
 and loads the state dict: resume and export both go through it.
 
-The epoch loop is ``edgecnn.train.loop``'s own pieces (``_train_epoch``,
-``_validate``, ``check_run_folder``, ``_write_metrics``); only the model setup
-and the checkpoint differ from ``train``.
+The epochs are ``edgecnn.train.loop.train`` itself, given a ``Setup`` that
+builds the fake-quantized model and adds the ``qat`` entry to checkpoints: so
+QAT resumes, and runs under torchrun (``--nproc``), exactly like training.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -343,6 +341,10 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
             overrides: list[str] = (), console=None) -> list[dict]:
     """Fine-tune a float run with fake quantization for ``target`` into a QAT run folder.
 
+    The epochs are ``edgecnn.train.loop.train``'s, so QAT resumes and runs under
+    torchrun like training; only the model setup and the checkpoint's ``qat``
+    entry differ (``loop.Setup``).
+
     Args:
         run: the float run folder (its best checkpoint is the starting point).
         target: ``xnnpack`` (PT2E, exported with ``--target executorch``) or
@@ -361,19 +363,11 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
             a presence-mask input, an existing run without ``resume`` (or nothing
             to resume), a recipe mismatch on resume, or data problems.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgecnn.config import dump_recipe
-    from edgecnn.data import Augment, build_datasets
     from edgecnn.export.api import calibration_samples
     from edgecnn.export.deployable import deployable
     from edgecnn.models.registry import takes_mask
-    from edgecnn.train import dist as D
     from edgecnn.train import run as R
-    from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-    from edgecnn.train.env import environment
-    from edgecnn.train.loop import _logger, _train_epoch, _validate, _write_metrics, check_run_folder, is_band_robust
+    from edgecnn.train.loop import Setup, check_run_folder, train
 
     b = backend(target)
     run = Path(run)
@@ -388,111 +382,52 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
     check_run_folder(out, recipe, resume)
     _compat.require(*b.REQUIRES, purpose=f"qat for {target}")
 
-    cfg, tc = recipe.data, recipe.train
-    console = console or Console()
-    device = R.pick_device(tc.device)
-    torch.set_num_threads(tc.threads or max(1, os.cpu_count() or 1))
-    torch.manual_seed(recipe.seed)
-    train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
-
-    start, history, best = 0, [], -1.0
     if resume:
-        state = load_checkpoint(out / R.LAST, map_location="cpu")
-        start, history, best = state["epoch"], list(state["history"]), state["best_accuracy"]
-        if start >= tc.epochs:
-            console.print(f"[green]{out} is already finished ({start} epochs); nothing to do.[/]")
-            return history
-        if list(state["classes"]) != list(classes):
-            raise UserError(f"--resume: the dataset's classes no longer match {out / R.LAST}; "
-                            "point data.root at the same dataset")
         info = read_qat(out)
-        model = _restore(b, recipe, len(classes), state, out / R.LAST)
     else:
         _, float_model, float_classes, float_state = R.load_trained(run)
         if takes_mask(float_model):
             raise UserError(f"qat: {float_recipe.model.name} takes a band presence mask as a second input; "
                             "QAT supports models with one image input (cnn_attn, cnn, resnet34)")
+        info = {
+            "target": target, "export_target": b.EXPORT_TARGET,
+            "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
+            "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
+            "lr_scale": LR_SCALE, **b.settings(),
+            "packages": {p: _compat.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
+        }
+
+    def build(classes: list[str], train_ds, state: dict | None) -> nn.Module:
+        if state is not None:
+            return _restore(b, recipe, len(classes), state, out / R.LAST)
         if float_classes != list(classes):
             raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
                             "point data.root at the same dataset")
         calibration = []
         if isinstance(b, OpenvinoNNCF):
+            cfg = recipe.data
             graph = deployable(float_model, cfg.bands, cfg.image_size, None)
             calibration = calibration_samples(graph, train_ds, cfg.mean, cfg.std, CALIBRATION_IMAGES,
                                               recipe.seed, cfg.workers)
-        model = b.prepare(float_model, _in_shape(recipe), calibration)
-        info = {
-            "target": target, "export_target": b.EXPORT_TARGET,
-            "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
-            "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
-            "lr_scale": LR_SCALE, **b.settings(), **({"calibration_images": len(calibration)} if calibration else {}),
-            "packages": {p: _compat.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
-        }
-    model = model.to(device)
+            # train() writes the run files after building the model, so qat.json gets the real count.
+            info["calibration_images"] = len(calibration)
+            setup.files[QAT_FILE] = json.dumps(info, indent=2) + "\n"
+        return b.prepare(float_model, _in_shape(recipe), calibration)
 
-    # Quantizer ranges (NNCF's scales are parameters) are not weights: no weight decay on them.
-    weights = [p for n, p in model.named_parameters() if "__nncf" not in n]
-    ranges = [p for n, p in model.named_parameters() if "__nncf" in n]
-    groups = [{"params": weights}] + ([{"params": ranges, "weight_decay": 0.0}] if ranges else [])
-    opt = torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
-    gen = torch.Generator().manual_seed(recipe.seed)
-    aug = Augment(**recipe.augment.model_dump())
-    if resume:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+    def groups(model: nn.Module) -> list[dict]:
+        # Quantizer ranges (NNCF's scales are parameters) are not weights: no weight decay on them.
+        weights = [p for n, p in model.named_parameters() if "__nncf" not in n]
+        ranges = [p for n, p in model.named_parameters() if "__nncf" in n]
+        return [{"params": weights}] + ([{"params": ranges, "weight_decay": 0.0}] if ranges else [])
 
-    out.mkdir(parents=True, exist_ok=True)
-    command = f"# edgecnn qat {run} --target {target}: quantization-aware fine-tuning, settings in {QAT_FILE}\n"
-    atomic_write_text(out / R.RECIPE, command + dump_recipe(recipe))
-    atomic_write_text(out / QAT_FILE, json.dumps(info, indent=2) + "\n")
-    atomic_write_text(out / R.ENV, json.dumps(environment() | {"device": str(device), "world_size": 1}, indent=2))
-    log = _logger(out)
-    log.info("%s epoch %d of %d on %s: QAT for %s from %s; %d train / %d val images, %d classes",
-             "resumed at" if resume else "started at", start, tc.epochs, device, target, run,
-             len(train_ds), len(val_ds), len(classes))
-    console.print(f"QAT for [bold]{target}[/] ({b.settings()['method'].split(' (')[0]}) of {recipe.model.name} "
-                  f"from {run} on {device}: {len(train_ds)} train / {len(val_ds)} val images, lr {tc.lr:g} -> {out}")
-
-    dist = D.Dist()
-    robust = is_band_robust(recipe, model)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
-        for epoch in range(start, tc.epochs):
-            t0 = time.perf_counter()
-            stats = _train_epoch(model, train_ds, recipe, opt, gen, aug if aug.enabled else None, False, device,
-                                 dist, progress, f"qat epoch {epoch + 1}/{tc.epochs}")
-            lr = opt.param_groups[0]["lr"]
-            sched.step()
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": round(stats["loss"], 6),
-                   "train_accuracy": round(stats["accuracy"], 6)}
-            row |= _validate(model, val_ds, len(classes), recipe, device, dist, robust)
-            row["seconds"] = round(time.perf_counter() - t0, 2)
-            score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
-            history.append(row)
-            state = {
-                "model": model.state_dict(), "qat": {"target": target, **b.extra(model)},
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "epoch": epoch + 1, "history": history, "classes": classes,
-                "best_accuracy": max(best, score), "bands": cfg.bands,
-            }
-            if score > best:  # best first, as in training: a kill between the writes keeps them consistent
-                save_checkpoint(out / R.BEST, state)
-            save_checkpoint(out / R.LAST, state)
-            _write_metrics(out / R.METRICS, history)
-            log.info("epoch %d: %s", epoch + 1, json.dumps(row))
-            best = max(best, score)
-            console.print(
-                f"qat epoch {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  "
-                f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%} (fake-quantized)  "
-                f"val F1 {row['val_f1']:.1%}  ({row['seconds']:.1f}s)"
-            )
-    log.info("finished: best val accuracy (fake-quantized) %.4f", best)
-    return history
+    setup = Setup(
+        build, extra=lambda model: {"qat": {"target": target, **b.extra(model)}}, groups=groups,
+        files={QAT_FILE: json.dumps(info, indent=2) + "\n"},
+        header=f"# edgecnn qat {run} --target {target}: quantization-aware fine-tuning, settings in {QAT_FILE}\n",
+        banner=f"QAT for [bold]{target}[/] ({b.settings()['method'].split(' (')[0]}) of {recipe.model.name} from {run}",
+        epoch="qat epoch", note=" (fake-quantized)",
+    )
+    return train(recipe, out, resume=resume, console=console, setup=setup)
 
 
 def export_source(run: Path, target: str, int8: bool, channels: str | None) -> tuple:

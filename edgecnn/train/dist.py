@@ -31,6 +31,20 @@ class Dist:
         return self.world > 1
 
 
+def relaunch(nproc: int, argv: list[str]) -> int:
+    """Run ``edgecnn ARGV`` as ``nproc`` data-parallel processes under torchrun on this machine.
+
+    ``argv`` is the command line after ``edgecnn`` (e.g. ``["train", recipe, ...]``),
+    passed as a list: nothing goes through a shell. Returns torchrun's exit code.
+    """
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "edgecnn", *argv]
+    return subprocess.run(cmd).returncode
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 

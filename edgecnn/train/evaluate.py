@@ -36,7 +36,13 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None) ->
     from edgecnn.models.stats import measure_cost
 
     run = Path(run)
-    recipe, model, classes, state = R.load_trained(run, which)
+    qat = (run / "qat.json").is_file()
+    if qat:  # a QAT run: its fake-quantized model, which is what its INT8 export computes
+        from edgecnn.quantize.qat import load_qat
+
+        recipe, model, classes, state, _ = load_qat(run, which)
+    else:
+        recipe, model, classes, state = R.load_trained(run, which)
     cfg = recipe.data
     if channels is None:
         subsets = all_subsets(cfg.bands) if is_band_robust(recipe, model) else []
@@ -54,8 +60,10 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None) ->
     metrics = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, **kw)
     per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, cfg.bands, subsets, **kw)
     model = model.cpu()
-    extra = (presence_mask(cfg.bands, cfg.bands),) if takes_mask(model) else ()
-    cost = measure_cost(model, cfg.image_size, len(cfg.bands), *extra)
+    # Cost of the architecture: a QAT graph adds quantizer scales, not weights a device stores as such.
+    arch = R.build_for_recipe(recipe, len(classes)) if qat else model
+    extra = (presence_mask(cfg.bands, cfg.bands),) if takes_mask(arch) else ()
+    cost = measure_cost(arch, cfg.image_size, len(cfg.bands), *extra)
     keys = ("accuracy", "precision", "recall", "f1", "loss", "images")
     result = {
         "model": recipe.model.name,
@@ -63,6 +71,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None) ->
         "checkpoint": which if (run / (R.BEST if which == "best" else R.LAST)).exists() else "last",
         "epoch": state["epoch"],
         "split": "val",
+        "fake_quantized": qat,
         **{k: metrics[k] for k in keys},
         "params": cost.params,
         "macs": cost.macs,

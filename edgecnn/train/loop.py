@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -180,8 +181,50 @@ def check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
                             "resume with the same recipe and overrides, or train into a new --out")
 
 
-def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None) -> list[dict]:
+@dataclass
+class Setup:
+    """What a fine-tuning run (QAT) changes in ``train``; the defaults train a model from scratch.
+
+    Attributes:
+        build: ``build(classes, train_ds, state)`` -> the model on the CPU: fresh when
+            ``state`` is None, else restored from that checkpoint (``--resume``).
+        extra: ``extra(model)`` -> more entries for every checkpoint.
+        groups: ``groups(model)`` -> the optimizer's parameter groups.
+        files: more files for the run folder (name -> text), written at the start.
+        header: comment lines put before the resolved recipe in ``recipe.yaml``.
+        banner: the first console line's start ("training cnn_attn").
+        epoch: what an epoch is called on the console ("qat epoch").
+        note: after the validation accuracy on the console (" (fake-quantized)").
+    """
+
+    build: Callable[[list[str], Dataset, dict | None], nn.Module]
+    extra: Callable[[nn.Module], dict] = lambda model: {}
+    groups: Callable[[nn.Module], Any] = lambda model: model.parameters()
+    files: dict[str, str] = field(default_factory=dict)
+    header: str = ""
+    banner: str = ""
+    epoch: str = "epoch"
+    note: str = ""
+
+
+def from_scratch(recipe: Recipe) -> Setup:
+    """The registry model the recipe names, initialised from ``recipe.seed``."""
+    def build(classes: list[str], train_ds: Dataset, state: dict | None) -> nn.Module:
+        model = R.build_for_recipe(recipe, len(classes))
+        if state is not None:
+            model.load_state_dict(state["model"])
+        return model
+
+    return Setup(build, banner=f"training [bold]{recipe.model.name}[/]")
+
+
+def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None,
+          setup: Setup | None = None) -> list[dict]:
     """Train ``recipe`` into the run folder ``out`` (one process, or one rank under torchrun).
+
+    Args:
+        setup: how the model starts and what the run folder gets besides the
+            usual files; default ``from_scratch(recipe)`` (QAT passes its own).
 
     Returns:
         The per-epoch metric rows (also in ``out/metrics.csv``).
@@ -194,6 +237,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
     from edgecnn.models.registry import takes_mask
 
     cfg, tc, out = recipe.data, recipe.train, Path(out)
+    setup = setup or from_scratch(recipe)
     device = R.pick_device(tc.device)
     dist = D.init(device.type == "cuda")
     if device.type == "cuda" and dist.active:
@@ -213,28 +257,32 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         if cfg.on_device and device.type == "cuda":
             for ds in (train_ds, val_ds):  # the built-in dataset lives on the GPU: no loader can starve it
                 ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
-        model = R.build_for_recipe(recipe, len(classes)).to(device)
+        state = None
+        if resume:
+            state = load_checkpoint(out / R.LAST, map_location="cpu")
+            if "optimizer" not in state:
+                raise UserError(f"{out / R.LAST} holds no optimizer state (written by edgecnn prune?); it cannot be resumed")
+            if state["epoch"] >= tc.epochs:
+                console.print(f"[green]{out} is already finished ({state['epoch']} epochs); nothing to do.[/]")
+                return list(state["history"])
+            if list(state.get("classes", classes)) != list(classes):
+                raise UserError(f"--resume: the dataset's classes no longer match {out / R.LAST}; "
+                                "point data.root at the same dataset")
+        model = setup.build(classes, train_ds, state).to(device)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        opt = torch.optim.SGD(setup.groups(model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
         gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
         aug = Augment(**recipe.augment.model_dump())
 
         start, history, best = 0, [], -1.0
-        if resume:
-            state = load_checkpoint(out / R.LAST, map_location=device)
-            if "optimizer" not in state:
-                raise UserError(f"{out / R.LAST} holds no optimizer state (written by edgecnn prune?); it cannot be resumed")
-            model.load_state_dict(state["model"])
+        if state is not None:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             gen.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             start, history, best = state["epoch"], list(state["history"]), state["best_accuracy"]
-            if start >= tc.epochs:
-                console.print(f"[green]{out} is already finished ({start} epochs); nothing to do.[/]")
-                return history
 
         # What runs the steps: SyncBatchNorm + DDP across GPUs (gloo has no SyncBatchNorm:
         # on CPUs each rank normalises with its own share of the batch), then optionally compiled.
@@ -249,7 +297,9 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         log = None
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / R.RECIPE, dump_recipe(recipe))
+            atomic_write_text(out / R.RECIPE, setup.header + dump_recipe(recipe))
+            for name, text in setup.files.items():
+                atomic_write_text(out / name, text)
             env = environment() | {"device": str(device), "world_size": dist.world}
             atomic_write_text(out / R.ENV, json.dumps(env, indent=2))
             log = _logger(out)
@@ -261,7 +311,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
                 log.info("skipped %d unreadable files: %s", len(skipped), ", ".join(map(str, skipped[:20])))
                 console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
         ranks = f" x {dist.world} processes" if dist.active else ""
-        console.print(f"training [bold]{recipe.model.name}[/] on {device}{ranks}: {len(train_ds)} train / "
+        console.print(f"{setup.banner} on {device}{ranks}: {len(train_ds)} train / "
                       f"{len(val_ds)} val images, {len(classes)} classes -> {out}")
 
         robust = is_band_robust(recipe, model)
@@ -271,7 +321,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             for epoch in range(start, tc.epochs):
                 t0 = time.perf_counter()
                 stats = _train_epoch(net, train_ds, recipe, opt, gen, aug if aug.enabled else None,
-                                     takes_mask(model), device, dist, progress, f"epoch {epoch + 1}/{tc.epochs}")
+                                     takes_mask(model), device, dist, progress, f"{setup.epoch} {epoch + 1}/{tc.epochs}")
                 if stats["dropped"] and log:
                     log.info("epoch %d: %d images failed to decode and were skipped", epoch + 1, stats["dropped"])
                 lr = opt.param_groups[0]["lr"]
@@ -288,7 +338,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
                         "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                         "epoch": epoch + 1, "history": history, "classes": classes,
-                        "best_accuracy": max(best, score), "bands": cfg.bands,
+                        "best_accuracy": max(best, score), "bands": cfg.bands, **setup.extra(model),
                     }
                     # best first: a kill between the two writes then never leaves a
                     # "last" that is newer than a best it should have replaced.
@@ -300,8 +350,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
                 best = max(best, score)
                 subsets_note = f"  mean over band subsets {score:.1%}" if robust else ""
                 console.print(
-                    f"epoch {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  "
-                    f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}  "
+                    f"{setup.epoch} {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  "
+                    f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}{setup.note}  "
                     f"val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
                 )
                 D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
