@@ -53,26 +53,9 @@ def executorch() -> SimpleNamespace:
     )
 
 
-def pt2e_xnnpack() -> SimpleNamespace:
-    """PT2E quantization (torchao 0.18) with the XNNPACK quantizer (executorch 1.4)."""
-    require("torchao", "executorch", purpose="int8 for the executorch target")
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    return SimpleNamespace(
-        XNNPACKQuantizer=XNNPACKQuantizer,
-        get_symmetric_quantization_config=get_symmetric_quantization_config,
-        prepare_pt2e=prepare_pt2e,
-        convert_pt2e=convert_pt2e,
-    )
-
-
-def pt2e_qat() -> SimpleNamespace:
-    """PT2E quantization-aware training (torchao 0.18) with the XNNPACK quantizer (executorch 1.4)."""
-    require("torchao", "executorch", purpose="qat for xnnpack")
+def pt2e_xnnpack(purpose: str = "int8 for the executorch target") -> SimpleNamespace:
+    """PT2E quantization (torchao 0.18) with the XNNPACK quantizer (executorch 1.4): PTQ and QAT."""
+    require("torchao", "executorch", purpose=purpose)
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -83,11 +66,12 @@ def pt2e_qat() -> SimpleNamespace:
         move_exported_model_to_eval,
         move_exported_model_to_train,
     )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
     return SimpleNamespace(
         XNNPACKQuantizer=XNNPACKQuantizer,
         get_symmetric_quantization_config=get_symmetric_quantization_config,
+        prepare_pt2e=prepare_pt2e,
         prepare_qat_pt2e=prepare_qat_pt2e,
         convert_pt2e=convert_pt2e,
         move_exported_model_to_train=move_exported_model_to_train,

@@ -94,7 +94,7 @@ class PT2EModel(nn.Module):
         return self.graph(x)
 
     def train(self, mode: bool = True) -> PT2EModel:
-        api = _compat.pt2e_qat()
+        api = _compat.pt2e_xnnpack("qat for xnnpack")
         (api.move_exported_model_to_train if mode else api.move_exported_model_to_eval)(self.graph)
         self.graph.apply(api.enable_observer if mode else api.disable_observer)
         self.training = mode
@@ -112,7 +112,7 @@ class XnnpackPT2E:
         from edgecnn.export.artifact import export_failed
         from edgecnn.export.delegable import KEEP_FLOAT, for_xnnpack
 
-        api = _compat.pt2e_qat()
+        api = _compat.pt2e_xnnpack("qat for xnnpack")
         quantizer = api.XNNPACKQuantizer()
         quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
         for module_type in KEEP_FLOAT:
@@ -144,7 +144,7 @@ class XnnpackPT2E:
 
     def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
         """The INT8 graph (``convert_pt2e``) with the learned scales, ready for ``torch.export`` at batch 1."""
-        api = _compat.pt2e_qat()
+        api = _compat.pt2e_xnnpack("qat for xnnpack")
         qat_model.eval()
         return api.convert_pt2e(copy.deepcopy(qat_model.graph))
 
