@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -106,6 +107,83 @@ def test_ssh_errors_are_one_line(ssh_env, tmp_path, monkeypatch):
             SSH(bad)
 
 
+# -- edgecnn bench --device ssh:// ---------------------------------------------------------------
+
+def bench_cli(*args: str) -> "subprocess.CompletedProcess":
+    return cli("bench", *args, "--iters", "5", "--warmup", "1", "--rounds", "2", "--threads", "1",
+               "--timeout", "20", timeout=TIMEOUT)
+
+
+def test_bench_over_ssh_end_to_end(ssh_env, artifacts, tmp_path):
+    """Artifacts, sidecars and runner.py go through scp; the runners run behind sshd; rows come back."""
+    before = remote_folders()
+    out = tmp_path / "rows.json"
+    proc = bench_cli(str(artifacts["onnx"]), str(artifacts["executorch"]), "--device", ssh_env.url,
+                     "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["runtime"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"onnxruntime", "executorch"}
+    for row in rows.values():
+        assert row["error"] is None, row["error"]
+        assert row["device"] == ssh_env.url and row["iters"] == 5 and row["threads"] == 1
+        assert row["device_desc"] and row["cores"] >= 1
+        assert 0 < row["latency_ms_min"] <= row["latency_ms_p50"] <= row["latency_ms_p99"]
+        assert row["peak_rss_mb"] > 0 and row["runtime_version"]
+    assert ssh_env.url in proc.stdout
+    assert remote_folders() == before  # every working folder on the board was removed
+
+
+def test_bench_over_ssh_errors_exit_2(ssh_env, artifacts, tmp_path, monkeypatch):
+    art = str(artifacts["onnx"])
+    port = free_port()
+    proc = bench_cli(art, "--device", f"ssh://{ssh_env.user}@127.0.0.1:{port}")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"127.0.0.1 port {port}" in lines[0], lines
+
+    monkeypatch.setenv("EDGECNN_SSH_OPTS", ssh_env.opts(key=keygen(tmp_path / "stranger")))
+    proc = bench_cli(art, "--device", ssh_env.url)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "login refused" in lines[0] and "ssh-copy-id" in lines[0], lines
+
+
+def test_bench_over_ssh_never_hangs_on_a_silent_port(ssh_env, artifacts):
+    """A port that accepts TCP but never speaks SSH: ssh's ConnectTimeout ends it, one line, exit 2."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        proc = cli("bench", str(artifacts["onnx"]), "--device", f"ssh://{ssh_env.user}@127.0.0.1:{port}",
+                   "--timeout", "3", "--iters", "1", "--warmup", "0", timeout=120)
+    assert proc.returncode == 2
+    assert "no SSH server answered within 3 s" in proc.stderr and f"127.0.0.1 port {port}" in proc.stderr
+
+
+def test_bench_over_ssh_without_the_runtime_names_the_pip_command(ssh_env, artifacts, tmp_path, monkeypatch):
+    """A board whose Python has numpy but not onnxruntime: this Python with -S (no site-packages)
+    and only numpy on PYTHONPATH. The row says which pip command fixes it; nothing crashes."""
+    import numpy
+
+    only_numpy = tmp_path / "only-numpy"
+    only_numpy.mkdir()
+    site = Path(numpy.__file__).parents[1]
+    for name in ("numpy", "numpy.libs"):
+        if (site / name).exists():
+            (only_numpy / name).symlink_to(site / name)
+    monkeypatch.setenv("EDGECNN_SSH_PYTHON", shlex.join(["env", f"PYTHONPATH={only_numpy}", sys.executable, "-S"]))
+    before = remote_folders()
+    out = tmp_path / "rows.json"
+    proc = bench_cli(str(artifacts["onnx"]), "--device", ssh_env.url, "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert "onnxruntime is not installed" in row["error"] and "pip install onnxruntime" in row["error"]
+    assert row["latency_ms_p50"] is None
+    assert remote_folders() == before
+
+
 # -- adb: output parsing against the real runner's format ----------------------------------------
 
 # Lines as ExecuTorch v1.4.1's executor_runner logs them (posix PAL, stderr), and what older runners log.
@@ -149,18 +227,21 @@ def adb_env(tmp_path, monkeypatch):
     return tmp_path / "phones" / "emulator-5554" / "data" / "local" / "tmp"
 
 
-def test_adb_bench_through_standins(adb_env, artifacts):
-    """Stand-in adb + stand-in executor_runner on this host: the command flow, NOT a real phone."""
-    from edgecnn.bench.adb import bench_adb
-
-    rows = bench_adb([artifacts["executorch"], artifacts["onnx"]], "adb://emulator-5554",
-                     STANDINS / "executor_runner", threads=1, warmup=1, iters=6, rounds=2)
-    pte, onnx = rows
+def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
+    """`edgecnn bench --device adb://` with the stand-in adb and executor_runner on this host:
+    the command flow and the parsing of the runner's log, NOT a real phone."""
+    out = tmp_path / "rows.json"
+    proc = cli("bench", str(artifacts["executorch"]), str(artifacts["onnx"]), "--device", "adb://emulator-5554",
+               "--runner", str(STANDINS / "executor_runner"), "--iters", "6", "--warmup", "1", "--rounds", "2",
+               "--threads", "1", "--json", str(out), timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    pte, onnx = json.loads(out.read_text())["rows"]
     assert pte["error"] is None, pte["error"]
     assert pte["device"] == "adb://emulator-5554" and pte["runtime"] == "executorch"
-    assert pte["threads"] == 1 and pte["iters"] == 6 and pte["input_shape"] == [1, 3, 16, 16]
+    assert pte["threads"] == 1 and pte["iters"] == 6 and pte["rounds"] == 2 and pte["input_shape"] == [1, 3, 16, 16]
     assert 0 < pte["latency_ms_min"] <= pte["latency_ms_p50"] <= pte["latency_ms_p99"]
     assert pte["throughput_ips"] == pytest.approx(1000 / pte["latency_ms_mean"])
+    assert pte["ratio_vs_ref"] == 1.0
     assert "stand-in phone" in pte["device_desc"] and pte["board"] == "edgecnn stand-in phone (host CPU)"
     assert onnx["error"] == "Android path runs ExecuTorch .pte only; cnn_attn-onnx-fp32.onnx needs its own runtime"
     assert onnx["latency_ms_p50"] is None
@@ -171,6 +252,11 @@ def test_adb_errors(adb_env, artifacts, monkeypatch):
     from edgecnn.bench.adb import bench_adb
 
     runner = STANDINS / "executor_runner"
+    proc = cli("bench", str(artifacts["executorch"]), "--device", "adb://nope", "--runner", str(runner), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: adb://nope: no device with serial 'nope' (adb devices lists: emulator-5554, R58M12345 (unauthorized)); "
+        "connect the phone with USB debugging on, or fix the serial"]
     with pytest.raises(UserError, match=r"no device with serial 'nope' \(adb devices lists: emulator-5554, "
                                         r"R58M12345 \(unauthorized\)\)"):
         bench_adb([artifacts["executorch"]], "adb://nope", runner)

@@ -60,6 +60,7 @@ import re
 import secrets
 import shlex
 import shutil
+import statistics
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,7 +148,8 @@ class ADB:
         try:
             return subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise UserError(f"{self.device}: `adb {shlex.join(args[3:])[:80]}` did not finish within {timeout:.0f} s; "
+            shown = shlex.join(args[3:]).splitlines()[0][:60]
+            raise UserError(f"{self.device}: `adb {shown}` did not finish within {timeout:.0f} s; "
                             "is the phone connected and awake? (`adb devices`)") from None
         except OSError as e:
             raise UserError(f"{self.adb}: cannot run adb ({e.strerror}); set ADB to a working adb binary") from None
@@ -409,7 +411,7 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
             chmod = phone.run(["chmod", "755", exe])
             if chmod.returncode != 0:
                 raise UserError(f"{phone.device}: cannot make {exe} executable: {chmod.stderr.strip()[:120]}")
-        lat: dict[int, list[float]] = {id(r): [] for r, _ in ptes}
+        lat: dict[int, list[list[float]]] = {id(r): [] for r, _ in ptes}  # one list per round
         notes: dict[int, list[str]] = {id(r): [] for r, _ in ptes}
         for n in share:
             for row, path in ptes:
@@ -428,9 +430,9 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
                 if proc.returncode != 0:
                     row["error"] = _runner_failure(proc, parsed, info)
                 elif parsed["latencies_ms"]:
-                    lat[id(row)] += parsed["latencies_ms"]
+                    lat[id(row)].append(parsed["latencies_ms"])
                 elif parsed["mean_only_ms"] is not None:
-                    lat[id(row)].append(parsed["mean_only_ms"])
+                    lat[id(row)].append([parsed["mean_only_ms"]])
                     notes[id(row)].append("mean_only")
                 else:
                     row["error"] = ("executor_runner logged no timings: rebuild it with -DEXECUTORCH_ENABLE_LOGGING=ON "
@@ -442,9 +444,11 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
                     notes[id(row)].append("no_pool")
 
         for row, _ in ptes:
-            values = lat[id(row)]
+            per_round = lat[id(row)]
+            values = [x for r in per_round for x in r]
             if row["error"] or not values:
                 continue
+            row["rounds"] = len(per_round)
             warnings = []
             if "mean_only" in notes[id(row)]:
                 row["latency_ms_mean"] = sum(values) / len(values)
@@ -454,6 +458,9 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
                                 "no percentiles")
             else:
                 row.update(_summary(values, row["batch"]))
+                if len(per_round) > 1 and row["latency_ms_p50"]:
+                    medians = sorted(statistics.median(r) for r in per_round)
+                    row["round_p50_spread_pct"] = (medians[-1] - medians[0]) / row["latency_ms_p50"] * 100
                 if row["cv"] is not None and row["cv"] > CV_WARN:
                     warnings.append(f"high variation (cv {row['cv']:.2f})")
             if "no_pool" in notes[id(row)]:

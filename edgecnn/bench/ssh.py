@@ -148,14 +148,18 @@ class SSH:
 
     def _run(self, argv: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
         timeout = self.timeout if timeout is None else timeout
+        # ssh's ConnectTimeout bounds connecting (and the greeting); ``timeout`` is for the command itself,
+        # so a silent server is reported as such rather than as a slow command.
+        limit = self.timeout + timeout + 5
         try:
-            proc = subprocess.run(self._ssh(argv), capture_output=True, text=True, timeout=timeout,
+            proc = subprocess.run(self._ssh(argv), capture_output=True, text=True, timeout=limit,
                                   stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise UserError("ssh is not installed here: install the OpenSSH client "
                             "(apt-get install openssh-client)") from None
         except subprocess.TimeoutExpired:
-            raise UserError(f"{self.device}: `{shlex.join(argv)[:80]}` did not finish within {timeout:.0f} s; "
+            shown = shlex.join(argv).splitlines()[0][:60]
+            raise UserError(f"{self.device}: `{shown}` did not finish within {limit:.0f} s; "
                             "is the board overloaded or the link stalled? try again, or raise --timeout") from None
         self._raise_for_connection(proc.returncode, proc.stderr)
         return proc
@@ -177,6 +181,9 @@ class SSH:
         if "timed out" in err and "connect to host" in err:
             return (f"{self.device}: no answer from {where} within {self.timeout:.0f} s: "
                     "is the board on and on this network?")
+        if "banner exchange" in err or "kex_exchange_identification" in err:
+            return (f"{self.device}: {where} took the connection but no SSH server answered "
+                    f"within {self.timeout:.0f} s: is the port right, and is it sshd listening there?")
         if "No route to host" in err or "Network is unreachable" in err:
             return f"{self.device}: {where} is unreachable (no route): is the board on and on this network?"
         if "Permission denied" in err or "Too many authentication failures" in err:
