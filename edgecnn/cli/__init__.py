@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from edgecnn.cli import bench, bench_train, data, eval, export, info, predict, prune, qat, report, train, validate
+from edgecnn.cli import bench, bench_train, data, eval, export, info, predict, prune, qat, report, run, train, validate
 from edgecnn.errors import UserError
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.command("predict")(predict.predict)
 app.command("bench")(bench.bench)
 app.command("bench-train")(bench_train.bench_train)
 app.command("report")(report.report)
+app.command("run")(run.run)
 app.add_typer(data.app, name="data")
 
 

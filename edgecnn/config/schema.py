@@ -111,6 +111,60 @@ class TrainConfig(Section):
     compile: bool = Field(False, description="torch.compile the model (slow first epoch, faster after)")
 
 
+# QAT backend that produces each export target's INT8 (onnx has none).
+QAT_FOR_TARGET = {"executorch": "xnnpack", "openvino": "openvino"}
+
+
+class ExportItem(Section):
+    target: Literal["executorch", "openvino", "onnx"]
+    int8: Literal["none", "ptq", "qat"] = Field(
+        "none", description="none: fp32; ptq: calibrated from the float run; qat: from the pipeline's QAT run")
+    channels: str | None = Field(None, description="band subset to fold in, e.g. RG (band-robust models)")
+
+    @model_validator(mode="after")
+    def _qat_exists(self) -> ExportItem:
+        if self.int8 == "qat" and self.target not in QAT_FOR_TARGET:
+            raise ValueError(f"{self.target} has no QAT backend; use int8: ptq")
+        if self.int8 == "qat" and self.channels:
+            raise ValueError("a QAT artifact is the full-band model; drop channels or use int8: ptq")
+        return self
+
+
+class BenchStage(Section):
+    device: str = Field("local", description="local, ssh://user@host[:port] or adb://SERIAL")
+    threads: int = Field(2, ge=1)
+    warmup: int = Field(10, ge=0)
+    iters: int = Field(100, ge=1)
+    rounds: int = Field(5, ge=1)
+    eager: bool = Field(True, description="the run's PyTorch fp32 model as the reference row (this machine only)")
+
+
+class PipelineConfig(Section):
+    """What ``edgecnn run`` does after (or instead of) training; ``edgecnn train`` ignores it."""
+
+    stages: list[Literal["train", "qat", "export", "bench", "report"]] = Field(
+        ["train", "export", "bench", "report"], min_length=1, description="stages to run, in chain order")
+    qat: list[Literal["xnnpack", "openvino"]] = Field([], description="QAT runs made by the qat stage")
+    qat_epochs: int = Field(3, ge=1)
+    export: list[ExportItem] = Field(
+        [ExportItem(target="executorch"), ExportItem(target="executorch", int8="ptq"),
+         ExportItem(target="openvino"), ExportItem(target="openvino", int8="ptq")],
+        description="artifacts made by the export stage")
+    calib: int = Field(256, ge=1, description="PTQ calibration images")
+    bench: BenchStage = BenchStage()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        order = ["train", "qat", "export", "bench", "report"]
+        if [s for s in order if s in self.stages] != self.stages:
+            raise ValueError(f"stages {self.stages}: list each at most once, in the order {' -> '.join(order)}")
+        for item in self.export:
+            backend = QAT_FOR_TARGET.get(item.target)
+            if item.int8 == "qat" and backend not in self.qat:
+                raise ValueError(f"export {item.target} int8: qat needs '{backend}' in pipeline.qat")
+        return self
+
+
 class Recipe(Section):
     name: str = Field(..., min_length=1, description="run name; default run folder is runs/<name>")
     seed: int = 0
@@ -118,3 +172,4 @@ class Recipe(Section):
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
+    pipeline: PipelineConfig = PipelineConfig()

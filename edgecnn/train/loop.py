@@ -171,8 +171,9 @@ def check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
     if resume and not (out / R.LAST).exists():
         raise UserError(f"--resume: {out} has no checkpoint ({R.LAST}) to resume from; drop --resume to start the run")
     if resume:
-        stored = R.read_run_recipe(out).model_dump(mode="json")
-        given = recipe.model_dump(mode="json")
+        # The pipeline section says what happens after training: changing it never blocks a resume.
+        stored = R.read_run_recipe(out).model_dump(mode="json", exclude={"pipeline"})
+        given = recipe.model_dump(mode="json", exclude={"pipeline"})
         diff = [f"{s}.{k}" for s in given if isinstance(given[s], dict)
                 for k in given[s] if stored.get(s, {}).get(k) != given[s][k]]
         diff += [s for s in given if not isinstance(given[s], dict) and stored.get(s) != given[s]]

@@ -1,0 +1,271 @@
+"""``edgecnn run``: the stages a recipe's ``pipeline:`` section lists, chained in one folder.
+
+Read top to bottom: train the recipe into ``out``, fine-tune it with QAT for
+each listed backend (``out/qat-<backend>``), export each listed artifact
+(float and PTQ ones into ``out/export``, QAT ones into ``out/qat-*/export``),
+time them all in one ``edgecnn bench`` run (``out/bench.json``), and write the
+report (``out/report``). Each stage is the function its own command calls, so
+the chain does nothing a user could not do by hand.
+
+Re-running the same command resumes: training and QAT continue from their
+last checkpoint (or say they are finished), and ``out/pipeline.json`` records
+each artifact with a stamp of the checkpoint it came from, so an artifact
+whose source has not changed is not exported again, and the bench is not
+repeated while its artifacts are the ones it timed. The report is always
+rewritten (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from edgecnn.config import Recipe
+from edgecnn.config.schema import QAT_FOR_TARGET
+from edgecnn.errors import UserError
+
+STATE = "pipeline.json"
+BENCH = "bench.json"
+REPORT = "report"
+
+
+def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
+    """Run ``recipe.pipeline.stages`` into the folder ``out``.
+
+    Returns:
+        ``{"out", "stages": [{"stage", "status", "seconds"}], "artifacts", "bench", "report"}``;
+        ``report`` is what ``edgecnn.report.build`` returned (or None without a report stage).
+
+    Raises:
+        UserError: from any stage (bad data, a failed export, an unreachable bench device),
+            or a stage that needs a trained run when ``train`` is not listed and ``out`` holds none.
+    """
+    from edgecnn.train import run as R
+
+    p, out = recipe.pipeline, Path(out)
+    console = console or Console()
+    chain = Chain(out, console, total=_count_steps(recipe))
+
+    if "train" in p.stages:
+        with chain.step("train", f"train {recipe.model.name} ({recipe.train.epochs} epochs)") as step:
+            if _finished(out, recipe.train.epochs):
+                step.skip(f"{out} is finished")
+            else:
+                from edgecnn.train.loop import train
+
+                train(recipe, out, resume=(out / R.LAST).exists(), console=console)
+            _evaluate(out, console)
+    if not (out / R.LAST).exists():
+        raise UserError(f"{out}: no trained run to continue from; add train to pipeline.stages "
+                        "or pass --out a folder written by edgecnn train")
+
+    if "qat" in p.stages:
+        for backend in p.qat:
+            folder = out / f"qat-{backend}"
+            with chain.step(f"qat {backend}", f"QAT for {backend} ({p.qat_epochs} epochs)") as step:
+                if _finished(folder, p.qat_epochs):
+                    step.skip(f"{folder} is finished")
+                else:
+                    from edgecnn.quantize.qat import qat_run
+
+                    qat_run(out, backend, epochs=p.qat_epochs, resume=(folder / R.LAST).exists(), console=console)
+                _evaluate(folder, console)
+
+    if "export" in p.stages:
+        for item in p.export:
+            source = out / f"qat-{QAT_FOR_TARGET[item.target]}" if item.int8 == "qat" else out
+            label = _export_label(item)
+            with chain.step(f"export {label}", f"export {label} from {source}") as step:
+                done = chain.recorded("exports", label)
+                if done and _unchanged(done, source):
+                    step.skip(f"{Path(done['path']).name} is up to date")
+                else:
+                    from edgecnn.export.api import export_run
+
+                    r = export_run(source, item.target, int8=item.int8 != "none", channels=item.channels,
+                                   calib=p.calib)
+                    parity = r["parity"]
+                    console.print(f"{Path(r['path']).name}: {r['size_bytes'] / 1e6:.2f} MB, accuracy "
+                                  f"{parity['artifact']['accuracy']:.1%} through {r['target']}, top-1 agreement "
+                                  f"{parity['top1_agreement']:.1%} with PyTorch", highlight=False)
+                    chain.record("exports", label, {"path": r["path"], "source": _stamp(_checkpoint(source))})
+    artifacts = [Path(e["path"]) for e in chain.state.get("exports", {}).values() if Path(e["path"]).is_file()]
+
+    if "bench" in p.stages:
+        b = p.bench
+        with chain.step("bench", f"bench {len(artifacts)} artifacts on {b.device}") as step:
+            stamp = _stamp(*artifacts, *([_checkpoint(out)] if b.eager else []))
+            if (out / BENCH).is_file() and chain.state.get("bench") == stamp:
+                step.skip(f"{out / BENCH} times these artifacts already")
+            else:
+                from edgecnn.bench.api import bench, save
+                from edgecnn.cli.bench import print_rows
+
+                rows = bench(artifacts, eager=out if b.eager else None, device=b.device, threads=b.threads,
+                             warmup=b.warmup, iters=b.iters, rounds=b.rounds)
+                print_rows(console, rows)
+                save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
+                chain.state["bench"] = stamp
+                chain.save()
+
+    report = None
+    if "report" in p.stages:
+        with chain.step("report", f"report -> {out / REPORT}"):
+            from edgecnn.report import build
+
+            report = build([out], out / REPORT)
+    chain.summary()
+    if report is not None:
+        print_headline(console, report)
+    return {"out": str(out), "stages": chain.done, "artifacts": [str(a) for a in artifacts],
+            "bench": str(out / BENCH) if (out / BENCH).is_file() else None, "report": report}
+
+
+def print_headline(console: Console, report: dict) -> None:
+    """The report's short table, then where the report is."""
+    head = report["headline"]
+    table = Table(title="accuracy vs cost")
+    for col in head["columns"]:
+        table.add_column(col, justify="left" if col in ("Model", "Role", "Device") else "right", overflow="fold")
+    for cells in head["rows"]:
+        table.add_row(*cells)
+    console.print(table)
+    for note in report["notes"]:
+        console.print(f"note: {note}", style="dim", markup=False, highlight=False)
+    console.print(f"report: {Path(report['out']) / 'report.html'} (and report.md, results.csv, plots)",
+                  markup=False, highlight=False)
+
+
+# -- the chain's bookkeeping -----------------------------------------------------------------------
+
+class Chain:
+    """One progress display for the whole chain: a numbered rule per step, a timed summary at the end,
+    and ``pipeline.json``, the record that lets a re-run skip finished steps.
+
+    (Stages draw their own progress bars; rich allows one live display at a time,
+    so the chain's own display is the rules and the summary, not an outer bar.)
+    """
+
+    def __init__(self, out: Path, console: Console, total: int):
+        self.out, self.console, self.total = out, console, total
+        self.path = out / STATE
+        self.state = self._load()
+        self.done: list[dict] = []
+
+    def _load(self) -> dict:
+        if not self.path.is_file():
+            return {}
+        try:
+            return json.loads(self.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            # Only a cache of what was done: losing it costs a re-export, never a wrong result.
+            self.console.print(f"[yellow]{self.path} is damaged; every export and the bench run again[/]")
+            return {}
+
+    def save(self) -> None:
+        from edgecnn.train.checkpoint import atomic_write_text
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.state, indent=2) + "\n")
+
+    def recorded(self, section: str, key: str) -> dict | None:
+        return self.state.get(section, {}).get(key)
+
+    def record(self, section: str, key: str, value: dict) -> None:
+        self.state.setdefault(section, {})[key] = value
+        self.save()
+
+    @contextmanager
+    def step(self, stage: str, title: str):
+        self.console.rule(f"[bold][{len(self.done) + 1}/{self.total}] {title}")
+        entry = {"stage": stage, "status": "done", "seconds": 0.0}
+        t0 = time.perf_counter()
+        try:
+            yield Step(entry, self.console)
+        except BaseException:
+            entry["status"] = "failed"
+            raise
+        finally:
+            entry["seconds"] = round(time.perf_counter() - t0, 1)
+            self.done.append(entry)
+
+    def summary(self) -> None:
+        table = Table(title=f"edgecnn run -> {self.out}")
+        for col in ("step", "status", "seconds"):
+            table.add_column(col, justify="right" if col == "seconds" else "left")
+        for e in self.done:
+            table.add_row(e["stage"], e["status"], f"{e['seconds']:.1f}")
+        table.add_row("total", "", f"{sum(e['seconds'] for e in self.done):.1f}")
+        self.console.print(table)
+
+
+class Step:
+    def __init__(self, entry: dict, console: Console):
+        self.entry, self.console = entry, console
+
+    def skip(self, why: str) -> None:
+        self.entry["status"] = "skipped"
+        self.console.print(f"skipped: {why}", style="dim", markup=False, highlight=False)
+
+
+def _evaluate(run: Path, console: Console) -> None:
+    """``eval.json`` for the report (accuracy, MACs, params), unless it is newer than the checkpoint."""
+    result = run / "eval.json"
+    if result.is_file() and result.stat().st_mtime_ns >= _checkpoint(run).stat().st_mtime_ns:
+        return
+    from edgecnn.train.evaluate import evaluate_run
+
+    r = evaluate_run(run)
+    console.print(f"{run}: val accuracy {r['accuracy']:.1%}, F1 {r['f1']:.1%}, {r['macs'] / 1e9:.3f} GMACs, "
+                  f"{r['params'] / 1e6:.3f} M params -> {result}", highlight=False)
+
+
+def _count_steps(recipe: Recipe) -> int:
+    p = recipe.pipeline
+    per_stage = {"train": 1, "qat": len(p.qat), "export": len(p.export), "bench": 1, "report": 1}
+    return sum(per_stage[s] for s in p.stages)
+
+
+def _finished(run: Path, epochs: int) -> bool:
+    """A run whose last checkpoint has every epoch (metrics.csv has a row per checkpointed epoch)."""
+    metrics = run / "metrics.csv"
+    if not (run / "last.pt").is_file() or not metrics.is_file():
+        return False
+    return len(metrics.read_text().strip().splitlines()) - 1 >= epochs
+
+
+def _export_label(item) -> str:
+    precision = {"none": "fp32", "ptq": "int8 (PTQ)", "qat": "int8 (QAT)"}[item.int8]
+    return f"{item.target} {precision}" + (f" {item.channels}" if item.channels else "")
+
+
+def _checkpoint(run: Path) -> Path:
+    """The checkpoint exports and the eager reference read (``load_trained``: best, else last)."""
+    return run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
+
+
+def _stamp(*paths: Path) -> list:
+    """Which files, of which size and modification time: equal stamps mean nothing was rewritten."""
+    out = []
+    for p in paths:
+        st = Path(p).stat() if Path(p).exists() else None
+        out.append([str(p), st.st_size if st else None, st.st_mtime_ns if st else None])
+    return out
+
+
+def _unchanged(done: dict, source: Path) -> bool:
+    """An artifact recorded earlier is still valid: it and its sidecar are intact and its source checkpoint
+    is the one it was exported from."""
+    from edgecnn.export.artifact import check_sidecar, read_sidecar
+
+    path = Path(done["path"])
+    try:
+        check_sidecar(path, read_sidecar(path))
+    except UserError:
+        return False
+    return done.get("source") == _stamp(_checkpoint(source))
