@@ -233,9 +233,10 @@ def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
     out = tmp_path / "rows.json"
     proc = cli("bench", str(artifacts["executorch"]), str(artifacts["onnx"]), "--device", "adb://emulator-5554",
                "--runner", str(STANDINS / "executor_runner"), "--iters", "6", "--warmup", "1", "--rounds", "2",
-               "--threads", "1", "--json", str(out), timeout=TIMEOUT)
+               "--threads", "1", "--profile", "--json", str(out), timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     pte, onnx = json.loads(out.read_text())["rows"]
+    assert pte["warning"].startswith("no per-operator profile on adb://")
     assert pte["error"] is None, pte["error"]
     assert pte["device"] == "adb://emulator-5554" and pte["runtime"] == "executorch"
     assert pte["threads"] == 1 and pte["iters"] == 6 and pte["rounds"] == 2 and pte["input_shape"] == [1, 3, 16, 16]

@@ -349,7 +349,7 @@ def _row(path: Path, device: str, info: dict, threads: int | None, warmup: int, 
 
 def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: int | None = None,
               warmup: int = 10, iters: int = 50, batch: int = 1, timeout: float = 30,
-              rounds: int | None = None) -> list[dict]:
+              rounds: int | None = None, profile: bool = False, wait_cool: float | None = None) -> list[dict]:
     """Benchmark ``.pte`` artifacts on an Android phone with ``executor_runner``; one row per artifact.
 
     Rounds are interleaved across artifacts (each round a fresh runner process
@@ -366,6 +366,8 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
         batch: must equal the batch the ``.pte`` was exported with (the runner cannot change it).
         timeout: seconds for each adb command, plus 2 s per execution for each run.
         rounds: how many runner processes per artifact (default: one per 10 measured executions, 1 to 5).
+        profile: not available here; the rows say so in ``warning``.
+        wait_cool: before measuring, wait (at most 5 min) until the CPU thermal zones read below this (°C).
 
     Raises:
         UserError: no ``--runner``, adb missing, the device missing, unauthorized or offline.
@@ -394,8 +396,8 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
             side = read_sidecar(path)
             check_sidecar(path, side)
             shape = side["inputs"][0]["shape"]
-            row.update(runtime="executorch", sidecar=str(sidecar_path(path).resolve()), run=(side.get("source") or {}).get("run"),
-                       model=side.get("model"), target=side.get("target"), precision=side.get("precision"),
+            row.update(runtime="executorch", sidecar=str(sidecar_path(path).resolve()),
+                       run=(side.get("source") or {}).get("run"), model=side.get("model"), target=side.get("target"), precision=side.get("precision"),
                        input_shape=shape, batch=shape[0], size_mb=side.get("size_bytes", path.stat().st_size) / 1e6,
                        runtime_note=f"ExecuTorch {runner.name} on Android (it does not report its version); "
                                     "inputs filled with ones")
@@ -405,6 +407,12 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
                 continue
             ptes.append((row, path))
 
+        general = []  # warnings for every row that runs
+        if profile:
+            general.append("no per-operator profile on adb:// (it would need an executor_runner built with "
+                           "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON and its ETDump pulled back; not implemented)")
+        if ptes and wait_cool is not None:
+            general += _wait_cool(phone, wait_cool)
         if ptes:
             folder = phone.put([runner, *(p for _, p in ptes)])
             exe = f"{folder}/{runner.name}"
@@ -443,13 +451,16 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
                 elif threads is not None and "no_pool" not in notes[id(row)]:
                     notes[id(row)].append("no_pool")
 
+        # The phone's state at the end of the measurement (temperature, clock) replaces the one before it.
+        after = phone.device_info() if ptes else {}
         for row, _ in ptes:
+            row.update({k: v for k, v in after.items() if k in row and v is not None})
             per_round = lat[id(row)]
             values = [x for r in per_round for x in r]
             if row["error"] or not values:
                 continue
             row["rounds"] = len(per_round)
-            warnings = []
+            warnings = list(general)
             if "mean_only" in notes[id(row)]:
                 row["latency_ms_mean"] = sum(values) / len(values)
                 row["throughput_ips"] = row["batch"] * 1000.0 / row["latency_ms_mean"]
@@ -467,6 +478,25 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
                 warnings.append(f"{runner.name} has no thread pool (built without XNNPACK?): --threads was ignored")
             row["warning"] = "; ".join(warnings) or None
     return rows
+
+
+COOL_WAIT_MAX_S = 300
+
+
+def _wait_cool(phone: ADB, limit_c: float) -> list[str]:
+    """Poll the phone's CPU temperature until it is below ``limit_c`` (at most 5 min); warnings to add."""
+    import time
+
+    start = time.monotonic()
+    temp = phone.device_info()["temp_c"]
+    while temp is not None and temp >= limit_c and time.monotonic() - start < COOL_WAIT_MAX_S:
+        time.sleep(5)
+        temp = phone.device_info()["temp_c"]
+    if temp is None:
+        return ["--wait-cool: no CPU temperature readable on this phone; did not wait"]
+    if temp >= limit_c:
+        return [f"did not cool below {limit_c:g} C within {COOL_WAIT_MAX_S} s (at {temp} C)"]
+    return []
 
 
 def _runner_failure(proc: subprocess.CompletedProcess, parsed: dict, info: dict) -> str:

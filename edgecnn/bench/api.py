@@ -312,7 +312,7 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
         from edgecnn.bench.adb import bench_adb
 
         rows = bench_adb(paths, device, runner, threads=threads, warmup=warmup, iters=iters, batch=batch,
-                         timeout=timeout, rounds=rounds)
+                         timeout=timeout, rounds=rounds, profile=profile, wait_cool=wait_cool)
         for row in rows:
             for k in (*ROW_FIELDS, *EXTRA_FIELDS):
                 row.setdefault(k, None)
