@@ -425,7 +425,7 @@ def top_ops(ms_by_op: dict[str, float], counts: dict[str, int] | None = None) ->
     rows = sorted(ms_by_op.items(), key=lambda kv: -kv[1])[:TOP_OPS]
     out = []
     for op, ms in rows:
-        row = {"op": op, "ms": round(ms, 4), "share": round(ms / total, 4)}
+        row = {"op": op, "ms": round(float(ms), 4), "share": round(float(ms / total), 4)}
         if counts:
             row["count"] = counts.get(op, 1)
         out.append(row)
@@ -538,10 +538,10 @@ def summarize_etdump(etdump: Path) -> dict:
     ms: dict[str, float] = {}
     count: dict[str, int] = {}
     for e in events:
-        ms[e.name] = ms.get(e.name, 0.0) + e.perf_data.avg  # ms per call (one value per run)
+        ms[e.name] = ms.get(e.name, 0.0) + float(e.perf_data.avg)  # ms per call (one value per run)
         count[e.name] = count.get(e.name, 0) + 1
     total = sum(ms.values())
-    delegated = sum(e.perf_data.avg for e in (inside or [e for e in events if e.name == "DELEGATE_CALL"]))
+    delegated = sum(float(e.perf_data.avg) for e in (inside or [e for e in events if e.name == "DELEGATE_CALL"]))
     return {"top_ops": top_ops(ms, count), "delegated_share": round(delegated / total, 4) if total else None,
             "source": "etdump", "ops_ms": round(total, 4)}
 

@@ -1,0 +1,327 @@
+"""``edgecnn bench`` on this machine: real runtimes in real runner processes, the eager reference beside them.
+
+One tiny cnn_attn run is trained and exported once for the module (fp32 and
+INT8 for ExecuTorch, OpenVINO and ONNX); one ``edgecnn bench`` invocation with
+``--eager`` and ``--profile`` then times all six artifacts and the PyTorch
+model, and most tests read its rows. Timings are never compared with a
+constant (this machine is shared): only their shape (positive, ordered
+percentiles, the reference's ratio of 1) is checked.
+
+One stand-in, said where it is used: ExecuTorch's pip wheel records no ETDump
+events, so ETDump parsing is checked on an ETDump written with ExecuTorch's own
+serializer, not by a runtime.
+"""
+
+import ast
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY, cli
+
+TARGETS = ("executorch", "openvino", "onnx")
+RUNNER = ROOT / "edgecnn" / "bench" / "runner.py"
+# The row contract (notes/contracts.md).
+FIELDS = {
+    "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
+    "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",
+    "throttled", "threads", "batch", "warmup", "iters", "input_shape", "latency_ms_p50", "latency_ms_p90",
+    "latency_ms_p99", "latency_ms_mean", "latency_ms_min", "latency_ms_std", "cv", "throughput_ips", "peak_rss_mb",
+    "size_mb", "ratio_vs_ref", "harness_overhead_pct", "warning", "error", "profile", "timestamp", "edgecnn_version",
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A tiny quickstart run with six artifacts in run/export: three targets, fp32 and INT8."""
+    from edgecnn.export import export_run
+
+    run = tmp_path_factory.mktemp("bench") / "attn"
+    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
+    for target in TARGETS:
+        for int8 in (False, True):
+            export_run(run, target, int8=int8, calib=8)
+    return run
+
+
+@pytest.fixture(scope="module")
+def benched(run, tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
+    """``edgecnn bench RUN/export --eager RUN --profile --json ...``: (the process, the JSON document)."""
+    out = tmp_path_factory.mktemp("bench-out") / "rows.json"
+    proc = cli("bench", str(run / "export"), "--eager", str(run), "--iters", "6", "--warmup", "1", "--rounds", "2",
+               "--threads", "1", "--profile", "--json", str(out), check=True)
+    return proc, json.loads(out.read_text())
+
+
+def rows_by_name(doc: dict) -> dict[str, dict]:
+    return {r["name"]: r for r in doc["rows"]}
+
+
+def test_one_row_per_artifact_and_the_reference(benched, run):
+    proc, doc = benched
+    assert doc["edgecnn_bench"] == 1 and doc["created"] and doc["command"][:2] == ["edgecnn", "bench"]
+    rows = rows_by_name(doc)
+    expected = {f"cnn_attn-{t}-{p}" for t in TARGETS for p in ("fp32", "int8")} | {"cnn_attn-eager-fp32"}
+    assert set(rows) == expected
+    assert doc["rows"][0]["name"] == "cnn_attn-eager-fp32"  # the reference comes first
+    for row in doc["rows"]:
+        assert FIELDS <= set(row), (row["name"], FIELDS - set(row))
+        assert row["error"] is None, (row["name"], row["error"])
+        assert row["threads"] == 1 and row["batch"] == 1 and row["iters"] == 6 and row["warmup"] == 1
+        assert row["input_shape"] == [1, 3, 16, 16]
+        assert row["device"] == "local" and row["device_desc"] and row["cores"] >= 1
+        assert row["runtime_version"] and row["edgecnn_version"] and row["timestamp"]
+        assert row["rounds"] == 2
+    for t in TARGETS:
+        for p in ("fp32", "int8"):
+            row = rows[f"cnn_attn-{t}-{p}"]
+            assert row["kind"] == "artifact" and row["target"] == t and row["precision"] == p
+            assert row["runtime"] == {"onnx": "onnxruntime"}.get(t, t)
+            assert Path(row["artifact"]).is_file() and row["sidecar"] == row["artifact"] + ".json"
+            assert row["run"] == str(run) and row["model"] == "cnn_attn"
+    eager = rows["cnn_attn-eager-fp32"]
+    assert eager["kind"] == "eager" and eager["runtime"] == "torch" and eager["artifact"] is None
+    assert eager["size_mb"] is None and eager["run"] == str(run.resolve())
+    # OpenVINO says which precision it ran: the sidecar's f32 hint.
+    assert "INFERENCE_PRECISION_HINT=f32" in rows["cnn_attn-openvino-fp32"]["runtime_note"]
+    assert "threadpool 1 threads" in rows["cnn_attn-executorch-int8"]["runtime_note"]
+
+
+def test_latency_figures_are_consistent(benched):
+    _, doc = benched
+    for row in doc["rows"]:
+        name = row["name"]
+        assert 0 < row["latency_ms_min"] <= row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"], name
+        assert row["latency_ms_min"] <= row["latency_ms_mean"] and row["latency_ms_std"] >= 0
+        assert row["cv"] == pytest.approx(row["latency_ms_std"] / row["latency_ms_mean"])
+        assert row["throughput_ips"] == pytest.approx(1000 / row["latency_ms_mean"])
+        assert row["peak_rss_mb"] > 10 and row["import_rss_mb"] <= row["peak_rss_mb"]
+        assert isinstance(row["harness_overhead_pct"], float)
+        assert row["round_p50_spread_pct"] >= 0
+        if row["cv"] > 0.1:
+            assert f"high variation (cv {row['cv']:.2f})" in row["warning"]
+
+
+def test_ratios_are_against_the_eager_row(benched):
+    _, doc = benched
+    rows = rows_by_name(doc)
+    ref = rows["cnn_attn-eager-fp32"]
+    assert ref["ratio_vs_ref"] == 1.0
+    for row in doc["rows"]:
+        assert row["ratio_vs_ref"] == pytest.approx(row["latency_ms_p50"] / ref["latency_ms_p50"])
+
+
+def test_size_is_the_artifact_files(benched):
+    _, doc = benched
+    for row in doc["rows"]:
+        if row["kind"] != "artifact":
+            continue
+        side = json.loads(Path(row["sidecar"]).read_text())
+        files = [Path(row["artifact"]).parent / name for name in side["files"]]
+        assert row["size_mb"] == pytest.approx(sum(f.stat().st_size for f in files) / 1e6)
+        if row["target"] == "openvino":
+            assert len(files) == 2  # .xml and .bin
+
+
+def test_table_and_summary_on_the_terminal(benched):
+    proc, doc = benched
+    out = proc.stdout
+    for row in doc["rows"]:
+        assert row["name"] in out
+    assert "vs cnn_attn-eager-fp32" in out and "1.000x" in out
+    assert "harness overhead vs a plain loop" in out and "round-to-round median spread" in out
+    assert f"wrote {len(doc['rows'])} rows to" in out
+
+
+def test_profiles_of_every_runtime(benched):
+    """OpenVINO, ONNX Runtime and torch give top ops; ExecuTorch's wheel gives a note saying how to get them."""
+    proc, doc = benched
+    for row in doc["rows"]:
+        prof = row["profile"]
+        assert prof is not None, row["name"]
+        if row["runtime"] == "executorch" and not prof["top_ops"]:
+            # The pip wheel is built without the event tracer: nothing to read, and the row says why.
+            assert prof["source"] == "etdump" and "EXECUTORCH_ENABLE_EVENT_TRACER" in prof["note"]
+            continue
+        ops = prof["top_ops"]
+        assert ops, row["name"]
+        assert all(op["ms"] >= 0 and 0 <= op["share"] <= 1 for op in ops)
+        assert [op["ms"] for op in ops] == sorted((op["ms"] for op in ops), reverse=True)
+        assert sum(op["share"] for op in ops) <= 1.001  # each share rounded to 4 places
+        assert prof["source"] == {"openvino": "openvino perf counters", "onnxruntime": "onnxruntime profiler",
+                                  "torch": "torch profiler", "executorch": "etdump"}[row["runtime"]]
+    ops = {r["runtime"]: {op["op"] for op in r["profile"]["top_ops"]} for r in doc["rows"] if r["precision"] == "fp32"}
+    assert "Convolution" in ops["openvino"] and "Conv" in ops["onnxruntime"]
+    assert "cnn_attn-onnx-int8 (onnxruntime profiler)" in proc.stdout
+
+
+def test_a_failing_runtime_gives_an_error_row(run, tmp_path):
+    """A damaged .onnx (its sidecar matching it) fails in its own row; the others, same file names included, run."""
+    good = run / "export" / "cnn_attn-onnx-int8.onnx"
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an onnx model" * 100)
+    side = json.loads(Path(f"{good}.json").read_text())
+    side.update(artifact=broken.name, files={broken.name: broken.stat().st_size})
+    Path(f"{broken}.json").write_text(json.dumps(side))
+    twin = tmp_path / "twin" / good.name  # same base name as `good`: each runner has its own folder
+    twin.parent.mkdir()
+    shutil.copy(good, twin)
+    shutil.copy(f"{good}.json", f"{twin}.json")
+
+    out = tmp_path / "rows.json"
+    proc = cli("bench", str(good), str(broken), str(twin), "--iters", "3", "--warmup", "0", "--threads", "1",
+               "--wait-cool", "1000", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 3 and len({r["name"] for r in rows}) == 3  # same-named artifacts told apart
+    ok, bad, twin_row = rows
+    assert bad["error"].startswith("onnxruntime could not load broken.onnx"), bad["error"]
+    assert bad["latency_ms_p50"] is None and bad["ratio_vs_ref"] is None and bad["size_mb"] > 0
+    for row in (ok, twin_row):
+        assert row["error"] is None and row["latency_ms_p50"] > 0
+    assert ok["ratio_vs_ref"] == 1.0  # no eager row: the first row that ran is the reference
+    assert "onnxruntime could not load broken.onnx" in proc.stdout
+
+
+def test_batch_above_the_exported_one(run, tmp_path):
+    """A batch-1 artifact refuses --batch 2 in its row; the eager model takes it."""
+    out = tmp_path / "rows.json"
+    proc = cli("bench", str(run / "export" / "cnn_attn-onnx-fp32.onnx"), "--eager", str(run), "--batch", "2",
+               "--iters", "2", "--warmup", "0", "--threads", "1", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    eager, onnx = json.loads(out.read_text())["rows"]
+    assert "batch is fixed to 1" in onnx["error"] and "--batch 1" in onnx["error"]
+    assert eager["error"] is None and eager["input_shape"] == [2, 3, 16, 16]
+    assert eager["throughput_ips"] == pytest.approx(2 * 1000 / eager["latency_ms_mean"])
+
+
+def test_bad_input_is_one_line_exit_2(run, tmp_path):
+    lone = tmp_path / "lone.onnx"  # an artifact without its sidecar
+    shutil.copy(run / "export" / "cnn_attn-onnx-fp32.onnx", lone)
+    pte = str(run / "export" / "cnn_attn-executorch-int8.pte")
+    for args, message in [
+        ((str(lone),), "no sidecar lone.onnx.json next to it"),
+        ((str(tmp_path / "nope.pte"),), "no such file or folder"),
+        ((str(run / "recipe.yaml"),), "not an exported model"),
+        ((str(tmp_path),), "no exported artifacts in it"),
+        ((pte, "--device", "ftp://board"), "unknown device"),
+        ((pte, "--device", "ssh://pi@board:99999"), "--device ssh://pi@board:99999"),
+        ((pte, "--eager", str(tmp_path)), "not a run folder"),
+        ((pte, "--eager", str(run), "--device", "ssh://pi@board"), "--eager runs the PyTorch model on this machine"),
+        ((pte, "--runner", pte), "--runner is the executor_runner for adb:// devices"),
+        ((pte, "--iters", "0"), "--iters 0: must be at least 1"),
+        ((), "nothing to bench"),
+    ]:
+        proc = cli("bench", *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith("error: ") and message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- the device runner on its own -------------------------------------------------------------------
+
+def test_runner_imports_nothing_but_stdlib_numpy_and_runtimes():
+    allowed = set(sys.stdlib_module_names) | {"numpy", "torch", "executorch", "openvino", "onnxruntime"}
+    tree = ast.parse(RUNNER.read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert imported <= allowed, imported - allowed
+
+
+def run_copied_runner(folder: Path, args: list[str], commands: list[dict], block: tuple[str, ...] = ()) -> list[dict]:
+    """Copy runner.py into ``folder`` and run it isolated (``python -I``), with ``edgecnn`` (and ``block``)
+    unimportable, as on a board where only the runtime is installed; returns its JSON answers."""
+    shutil.copy(RUNNER, folder / "runner.py")
+    boot = ("import runpy, sys\n"
+            f"for name in {('edgecnn', *block)!r}:\n"
+            "    sys.modules[name] = None  # any import of it raises ImportError\n"
+            "sys.argv = ['runner.py', *sys.argv[1:]]\n"
+            "runpy.run_path('runner.py', run_name='__main__')\n")
+    stdin = "".join(json.dumps(c) + "\n" for c in commands)
+    proc = subprocess.run([sys.executable, "-I", "-c", boot, *args], cwd=folder, input=stdin, capture_output=True,
+                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": "/nowhere"})
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert answers, proc.stderr
+    return answers
+
+
+def test_runner_runs_standalone_on_a_copy(run, tmp_path):
+    for name in ("cnn_attn-onnx-int8.onnx", "cnn_attn-onnx-int8.onnx.json"):
+        shutil.copy(run / "export" / name, tmp_path / name)
+    ready, first, finish = run_copied_runner(
+        tmp_path, ["--artifact", "cnn_attn-onnx-int8.onnx", "--threads", "1", "--wait-cool", "1000"],
+        [{"cmd": "round", "iters": 3}, {"cmd": "finish", "overhead_iters": 8}])
+    assert ready["ok"] and ready["runtime"] == "onnxruntime" and ready["input_shapes"] == [[1, 3, 16, 16]]
+    assert ready["cool"]["cooled"] in (None, True) and ready["cool"]["waited_s"] < 5  # 1000 C: nothing to wait for
+    device = ready["device"]
+    assert device["cores"] >= 1 and device["device_desc"] and device["cpu_model"]
+    assert first["ok"] and len(first["latencies_ms"]) == 3 and min(first["latencies_ms"]) > 0
+    assert finish["ok"] and finish["peak_rss_mb"] > 0 and isinstance(finish["overhead_pct"], float)
+    assert finish["profile"] is None  # no --profile
+
+
+def test_runner_names_the_pip_command_for_a_missing_runtime(run, tmp_path):
+    for name in ("cnn_attn-openvino-fp32.xml", "cnn_attn-openvino-fp32.bin", "cnn_attn-openvino-fp32.xml.json"):
+        shutil.copy(run / "export" / name, tmp_path / name)
+    (answer,) = run_copied_runner(tmp_path, ["--artifact", "cnn_attn-openvino-fp32.xml"], [], block=("openvino",))
+    assert answer["ok"] is False and answer["error"].startswith("openvino is not installed on this device")
+    assert answer["error"].endswith("pip install openvino")
+
+
+def test_etdump_summary_on_a_serialized_etdump(tmp_path):
+    """Stand-in: an ETDump written with ExecuTorch's own serializer, shaped like an XNNPACK-profiled run
+    (the pip runtime records no events to read). Checks the op times, shares and delegated share."""
+    pytest.importorskip("executorch.devtools")
+    import executorch.devtools.etdump.schema_flatcc as fc
+    from executorch.devtools.etdump.serialize import serialize_to_etdump_flatcc
+
+    from edgecnn.bench.runner import summarize_etdump
+
+    def event(name, instruction, start_ns, end_ns, delegate=""):
+        profile = fc.ProfileEvent(name, 0, instruction, -1, delegate, None, start_time=start_ns, end_time=end_ns)
+        return fc.Event(profile_event=profile, allocation_event=None, debug_event=None)
+
+    runs = [fc.RunData(name="forward", bundled_input_index=-1, allocators=[], events=[
+        event("Method::execute", -1, 0, 1_000_000),
+        event("DELEGATE_CALL", 1, 0, 800_000),  # contains the two XNNPACK ops below
+        event("", 1, 0, 500_000, "Convolution (NHWC, QC8)"),
+        event("", 1, 500_000, 800_000, "Fully Connected (NC, QD8, F32, QC8W)"),
+        event("native_call_as_strided_copy.out", 2, 800_000, 1_000_000),
+    ]) for _ in range(3)]
+    data = serialize_to_etdump_flatcc(fc.ETDumpFlatCC(version=0, run_data=runs))
+    path = tmp_path / "profile.etdp"
+    path.write_bytes(struct.pack("<I", len(data)) + data)  # the runtime writes it size-prefixed
+    prof = summarize_etdump(path)
+    assert [(op["op"], op["ms"], op["share"]) for op in prof["top_ops"]] == [
+        ("Convolution (NHWC, QC8)", 0.5, 0.5), ("Fully Connected (NC, QD8, F32, QC8W)", 0.3, 0.3),
+        ("native_call_as_strided_copy.out", 0.2, 0.2)]
+    assert prof["delegated_share"] == pytest.approx(0.8) and prof["source"] == "etdump"
+
+
+# -- transports -------------------------------------------------------------------------------------
+
+def test_local_transport_and_device_urls(tmp_path):
+    from edgecnn.bench.ssh import SSH
+    from edgecnn.bench.transport import Local, open_transport
+    from edgecnn.errors import UserError
+
+    f = tmp_path / "model.onnx"
+    f.write_text("x")
+    t = open_transport("local")
+    assert isinstance(t, Local) and t.device == "local" and t.python == [sys.executable]
+    folder = Path(t.put([f]))
+    assert (folder / "model.onnx").read_text() == "x"
+    proc = t.run(["cat", str(folder / "model.onnx")], timeout=30)
+    assert proc.stdout == "x"
+    t.close()
+    assert not folder.exists() and f.exists()  # the folder went, the original stays
+    assert isinstance(open_transport("ssh://pi@board:2222"), SSH)  # no connection until used
+    with pytest.raises(UserError, match="unknown device"):
+        open_transport("telnet://board")
