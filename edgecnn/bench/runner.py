@@ -62,9 +62,10 @@ TOP_OPS = 10
 PROFILE_WARMUP = 2  # profiled calls left out of a profile
 # The pybindings of the executorch wheel do not record ETDump events (it is built
 # without EXECUTORCH_ENABLE_EVENT_TRACER), so its ETDump comes back empty.
+# With the event tracer compiled in, the XNNPACK delegate logs each of its own ops as well.
 NO_ETDUMP = ("this executorch build records no ETDump events (built without EXECUTORCH_ENABLE_EVENT_TRACER); "
-             "a per-operator profile needs a runtime built with -DEXECUTORCH_ENABLE_EVENT_TRACER=ON "
-             "(and -DEXECUTORCH_XNNPACK_ENABLE_KERNEL_PROFILING=ON for ops inside the XNNPACK delegate)")
+             "a per-operator profile needs a runtime built with -DEXECUTORCH_BUILD_DEVTOOLS=ON "
+             "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON (ExecuTorch's profiling CMake preset)")
 
 
 class RunnerError(Exception):
