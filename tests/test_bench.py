@@ -312,16 +312,19 @@ def test_local_transport_and_device_urls(tmp_path):
     from edgecnn.bench.transport import Local, open_transport
     from edgecnn.errors import UserError
 
-    f = tmp_path / "model.onnx"
-    f.write_text("x")
+    small, big = tmp_path / "model.onnx.json", tmp_path / "model.onnx"
+    small.write_text("x")
+    big.write_bytes(b"w" * (Local.LINK_ABOVE + 1))
     t = open_transport("local")
     assert isinstance(t, Local) and t.device == "local" and t.python == [sys.executable]
-    folder = Path(t.put([f]))
-    assert (folder / "model.onnx").read_text() == "x"
-    proc = t.run(["cat", str(folder / "model.onnx")], timeout=30)
-    assert proc.stdout == "x"
+    folder = Path(t.put([RUNNER, small, big]))
+    # Small files copied (a linked runner.py would see edgecnn/bench on sys.path), weights linked.
+    assert not (folder / "runner.py").is_symlink() and (folder / "runner.py").read_text() == RUNNER.read_text()
+    assert (folder / "model.onnx").is_symlink() and (folder / "model.onnx.json").read_text() == "x"
+    proc = t.run([sys.executable, str(folder / "runner.py"), "--help"], timeout=60)
+    assert proc.returncode == 0 and "--artifact" in proc.stdout
     t.close()
-    assert not folder.exists() and f.exists()  # the folder went, the original stays
+    assert not folder.exists() and big.exists() and small.exists()  # the folder went, the originals stay
     assert isinstance(open_transport("ssh://pi@board:2222"), SSH)  # no connection until used
     with pytest.raises(UserError, match="unknown device"):
         open_transport("telnet://board")

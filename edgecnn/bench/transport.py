@@ -55,12 +55,17 @@ class Transport(Protocol):
 
 
 class Local:
-    """This machine: a temporary working folder holding symbolic links to the files.
+    """This machine: a temporary working folder holding the files, as a device would.
 
-    Links, not copies: an artifact can be hundreds of MB, and the runner only
-    reads it. OpenVINO finds its ``.bin`` beside the ``.xml`` by name, which the
-    links keep.
+    Small files (the runner, sidecars) are copied; big ones (weights) are
+    linked, since an artifact can be hundreds of MB and the runner only reads
+    it. The runner must be a copy: Python puts the directory of a script's
+    *resolved* path on ``sys.path``, so a linked ``runner.py`` would run with
+    the package folder importable. OpenVINO finds its ``.bin`` beside the
+    ``.xml`` by name, which both keep.
     """
+
+    LINK_ABOVE = 1_000_000  # bytes
 
     def __init__(self, timeout: float = 30):
         self.device = "local"
@@ -69,7 +74,7 @@ class Local:
         self.folder: str | None = None
 
     def put(self, files: list[Path]) -> str:
-        """Link ``files`` into the working folder (made on the first call); returns its path.
+        """Copy or link ``files`` into the working folder (made on the first call); returns its path.
 
         Raises:
             UserError: a file is missing, or two files share a name.
@@ -88,7 +93,10 @@ class Local:
             link = Path(self.folder) / f.name
             if link.is_symlink() or link.exists():
                 link.unlink()
-            link.symlink_to(f)
+            if f.stat().st_size > self.LINK_ABOVE:
+                link.symlink_to(f)
+            else:
+                shutil.copyfile(f, link)
         return self.folder
 
     def popen(self, argv: list[str]) -> subprocess.Popen:
