@@ -1,4 +1,5 @@
-# make demo   set up a virtual environment and run the demo on the built-in dataset
+# make demo   set up a virtual environment and run the whole chain on the built-in dataset:
+#             train, QAT, INT8 + fp32 export, bench on this machine, report (runs/quickstart/report)
 # make test   set up what the tests need and run them (what .ci/run calls)
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 RUN    ?= runs/quickstart
 
-.PHONY: install install-dev demo test clean
+.PHONY: install install-full install-dev demo test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +21,21 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(PIP_LOCAL) -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[dev,export]"
+$(VENV)/.full: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[export,report]"
 	touch $@ $(VENV)/.core
 
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[dev,export,report]"
+	touch $@ $(VENV)/.core $(VENV)/.full
+
 install: $(VENV)/.core
+install-full: $(VENV)/.full
 install-dev: $(VENV)/.dev
 
-demo: install
-	@if [ -f $(RUN)/last.pt ]; then resume=--resume; fi; \
-	$(BIN)/edgecnn train recipes/quickstart.yaml --out $(RUN) $$resume
-	$(BIN)/edgecnn eval $(RUN)
+# A second `make demo` after an interruption resumes: finished stages are skipped.
+demo: install-full
+	$(BIN)/edgecnn run recipes/quickstart.yaml --out $(RUN)
 
 test: install-dev
 	$(BIN)/python -m pytest -q
