@@ -53,7 +53,7 @@ def ssh_env(sshd, monkeypatch):  # noqa: F811
 
 def remote_folders() -> set[str]:
     """Working folders the SSH transport made on the 'board' (this machine's /tmp)."""
-    return set(glob.glob("/tmp/edgecnn-*"))
+    return set(glob.glob("/tmp/edgecnn-remote-*"))
 
 
 # -- SSH transport -------------------------------------------------------------------------------

@@ -275,9 +275,9 @@ class SSH:
                             "the board's working folder keeps base names only")
         self.check()
         if self.folder is None:
-            proc = self._run(["mktemp", "-d", "-t", "edgecnn-XXXXXXXX"])
+            proc = self._run(["mktemp", "-d", "-t", "edgecnn-remote-XXXXXXXX"])
             folder = proc.stdout.strip()
-            if proc.returncode != 0 or not folder.startswith("/") or "edgecnn-" not in folder:
+            if proc.returncode != 0 or not folder.startswith("/") or "edgecnn-remote-" not in folder:
                 raise UserError(f"{self.device}: could not make a working folder with mktemp -d: "
                                 f"{(proc.stderr.strip() or folder)[:120]}; is /tmp writable on the board?")
             self.folder = folder
