@@ -101,7 +101,11 @@ class SSH:
         login = f"{self.user}@" if self.user else ""
         self.device = f"ssh://{login}{netloc}" + (f":{self.port}" if self.port else "")
         self.timeout = float(timeout)
-        self.python = list(python) if python else shlex.split(os.environ.get("EDGECNN_SSH_PYTHON", "python3"))
+        self.python = list(python) if python else shlex.split(os.environ.get("EDGECNN_SSH_PYTHON") or "python3")
+        if not self.python or self.python[0].startswith("~"):
+            # The command reaches the board quoted, so its shell would not expand the tilde.
+            raise UserError(f"EDGECNN_SSH_PYTHON={shlex.join(self.python)!s}: give the board's interpreter as a "
+                            "name on its PATH or an absolute path (/home/pi/venv/bin/python); ~ is not expanded")
         # ssh keeps the first value it sees for an option, so the user's come first and win.
         user_opts = shlex.split(os.environ.get("EDGECNN_SSH_OPTS", "")) + list(options or [])
         self._opts = [
