@@ -200,6 +200,25 @@ def test_batch_above_the_exported_one(run, tmp_path):
     assert eager["throughput_ips"] == pytest.approx(2 * 1000 / eager["latency_ms_mean"])
 
 
+def test_eager_on_cuda_without_a_gpu(run, tmp_path):
+    """--device cuda: artifacts here, the eager model on the GPU; with no GPU (this machine) its row says so.
+
+    The CUDA path itself (synchronize after each call) is not exercised here: there is no GPU.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: this checks the message for its absence")
+    out = tmp_path / "rows.json"
+    proc = cli("bench", str(run / "export" / "cnn_attn-onnx-int8.onnx"), "--eager", str(run), "--device", "cuda",
+               "--iters", "2", "--warmup", "0", "--threads", "1", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    eager, onnx = json.loads(out.read_text())["rows"]
+    assert eager["name"] == "cnn_attn-eager-fp32-cuda" and eager["device"] == "cuda"
+    assert "no CUDA GPU is visible" in eager["error"] and eager["ratio_vs_ref"] is None
+    assert onnx["device"] == "local" and onnx["error"] is None and onnx["ratio_vs_ref"] == 1.0
+
+
 def test_bad_input_is_one_line_exit_2(run, tmp_path):
     lone = tmp_path / "lone.onnx"  # an artifact without its sidecar
     shutil.copy(run / "export" / "cnn_attn-onnx-fp32.onnx", lone)

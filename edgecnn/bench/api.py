@@ -37,6 +37,10 @@ RUNNER = Path(__file__).with_name("runner.py")
 SUFFIXES = (".pte", ".xml", ".onnx")
 CV_WARN = 0.1  # above this the median is worth distrusting (heat, background load)
 COOL_WAIT_MAX_S = 300  # runner.COOL_WAIT_MAX_S: a runner may sleep this long before its first line
+# Pause before each round, so the worker threads of the runtime that ran last
+# (OpenMP, onnxruntime and XNNPACK pools spin a while after their work) are
+# idle when the next one starts its clock.
+SETTLE_S = 0.05
 
 # Every row has these keys, in this order (null when unknown); see notes/contracts.md.
 ROW_FIELDS = (
@@ -437,6 +441,7 @@ def _measure(jobs: list[Job], warmup: int, iters: int, rounds: int, profile: boo
         order = alive()
         order = order[r % len(order):] + order[: r % len(order)] if order else []  # who goes first rotates
         for job in order:
+            time.sleep(SETTLE_S)
             try:
                 answer = job.worker.ask({"cmd": "round", "iters": n}, job.limit(n, step_timeout),
                                         f"round {r + 1} of {rounds}")

@@ -81,6 +81,17 @@ def profile_torch(call, n: int, cuda: bool) -> dict:
             "profiled_calls": n, "ops_ms": round(sum(ms.values()), 4)}
 
 
+def describe(device: str) -> dict:
+    """The runner's device description; on CUDA the GPU leads it (the CPU only feeds it)."""
+    info = runner.device_info()
+    if device == "cuda":
+        import torch
+
+        gpu = torch.cuda.get_device_name(0)
+        info.update(gpu=gpu, device_desc=f"{gpu} (CUDA {torch.version.cuda}); host {info['device_desc']}")
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="PyTorch eager reference for edgecnn bench (runner protocol)")
     parser.add_argument("--run", type=Path, required=True)
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # UserError, RunnerError or anything torch raises: one line for the host
         runner.send(out, {"ok": False, "error": f"eager model of {args.run}: {runner.first_line(e)}"})
         return 2
-    return runner.serve(model, args.profile, out, inp)
+    return runner.serve(model, args.profile, out, inp, describe=lambda: describe(args.device))
 
 
 if __name__ == "__main__":

@@ -597,7 +597,7 @@ def send(out, obj: dict) -> None:
     out.flush()
 
 
-def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None) -> int:
+def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None, describe=device_info) -> int:
     """Answer round and finish commands for ``model`` until finish or end of input; returns the exit status.
 
     Args:
@@ -605,10 +605,11 @@ def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None) -> 
         profile: profile at finish.
         out, inp: the protocol streams.
         ready: extra fields for the ready line (the cooling wait).
+        describe: returns the ``device`` dict (the eager worker adds its GPU).
     """
     send(out, {"ok": True, "runtime": model.runtime, "runtime_version": model.version,
                "runtime_note": model.note, "precision": model.precision, "input_shapes": model.input_shapes,
-               "device": device_info(), "import_rss_mb": model.import_rss_mb, "pid": os.getpid(), **(ready or {})})
+               "device": describe(), "import_rss_mb": model.import_rss_mb, "pid": os.getpid(), **(ready or {})})
     for line in inp:
         if not line.strip():
             continue
@@ -625,7 +626,7 @@ def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None) -> 
                 peak = rss_mb(peak=True)  # before profiling loads a second copy
                 overhead = harness_overhead_pct(model.call, int(msg.get("overhead_iters", 20)))
                 prof = model.profile(int(msg.get("profile_iters", 10))) if profile else None
-                send(out, {"ok": True, "peak_rss_mb": peak, "device": device_info(), "overhead_pct": overhead,
+                send(out, {"ok": True, "peak_rss_mb": peak, "device": describe(), "overhead_pct": overhead,
                            "profile": prof})
                 return 0
             else:
