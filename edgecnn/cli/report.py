@@ -12,6 +12,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="report folder (report.html, report.md, results.csv/json, PNGs)")],
 ) -> None:
     """Accuracy-versus-cost report: tables in the paper's columns plus latency and size, plots, HTML and Markdown."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -19,9 +20,12 @@ def report(
 
     result = build(paths, out)
     head = result["headline"]
-    table = Table(title=f"{len(head['rows'])} results")
+    table = Table(title=f"{len(head['rows'])} results", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    short = {"Accuracy": "Acc", "F1-score": "F1", "p50 (ms)": "p50 ms", "Size (MB)": "MB"}  # 80 columns
     for col in head["columns"]:
-        table.add_column(col, justify="left" if col in ("Model", "Role", "Device") else "right", overflow="fold")
+        # Names and figures are never folded; a long device URL gives way.
+        table.add_column(short.get(col, col), justify="left" if col in ("Model", "Role", "Device") else "right",
+                         no_wrap=col != "Device", overflow="fold", min_width=6 if col == "Device" else None)
     for cells in head["rows"]:
         table.add_row(*cells)
     console = Console()

@@ -12,7 +12,9 @@ What counts as ours:
   ``<artifact>.json`` (``edgecnn export``), or the sidecar itself;
 * a **bench file**: JSON with ``"edgecnn_bench": 1`` and ``rows``
   (``edgecnn bench --json``; see notes/contracts.md);
-* a folder holding any of these, walked recursively (hidden entries skipped).
+* a folder holding any of these, walked recursively (hidden entries skipped;
+  other JSON files are opened to see whether they are bench files, so a damaged
+  one is reported by name like any other).
 
 Files named inside those (a sidecar's ``source.run``, a bench row's
 ``artifact``/``sidecar``/``run``) are read too when they exist, so a bench file
@@ -181,9 +183,11 @@ def _add_file(path: Path, sources: Sources) -> bool:
 
 
 def _add_bench(path: Path, data: dict, sources: Sources) -> None:
-    if data["edgecnn_bench"] != BENCH_VERSION or not isinstance(data.get("rows"), list):
+    if data["edgecnn_bench"] != BENCH_VERSION:
         raise UserError(f"{path}: bench format {data['edgecnn_bench']!r} is not the one this edgecnn reads "
                         f"({BENCH_VERSION}); re-run edgecnn bench with this version")
+    if not isinstance(data.get("rows"), list):
+        raise UserError(f"{path}: damaged bench file (no list of rows); re-run edgecnn bench --json")
     sources.files.append(str(path))
     for row in data["rows"]:
         if isinstance(row, dict):

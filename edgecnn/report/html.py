@@ -22,7 +22,7 @@ th, td { padding: 5px 8px; border-bottom: 1px solid #e6e9ee; white-space: nowrap
          vertical-align: top; }
 th { background: #eef1f5; font-weight: 600; }
 th.text, td.text { text-align: left; }
-td.wrap { white-space: normal; overflow-wrap: break-word; max-width: 16em; }
+td.wrap { white-space: normal; overflow-wrap: break-word; max-width: 22em; }
 td.note { text-align: left; white-space: normal; color: #8a5a00; padding: 0 8px 6px 24px; }
 tr.error td.note { color: #b42318; }
 tr.failed td { border-bottom: none; }
@@ -37,8 +37,8 @@ code { font-size: 12px; background: #eef1f5; padding: 1px 4px; border-radius: 3p
 .legend { color: #5b6575; font-size: 12px; margin: 6px 0 0; }
 """
 
-TEXT_COLUMNS = {"Model", "Device", "Runtime", "Bands", "Role", "Description", "Runtime notes"}
-WRAP_COLUMNS = {"Device", "Description", "Runtime notes"}  # long device URLs and CPU names
+TEXT_COLUMNS = {"Model", "Device", "Runtime", "Bands", "Role", "Description", "Settings"}
+WRAP_COLUMNS = {"Device", "Description", "Settings"}  # long device URLs, CPU names, runtime settings
 
 
 def table(table_id: str, columns: list[str], cells: list[list[str]]) -> str:

@@ -55,12 +55,13 @@ def _series_key(r: dict) -> str:
     return f"{r['target'] or '?'} {r['variant'] or r['precision'] or '?'}"
 
 
-def _scatter(ax, rows: list[dict], x_field: str, scale: float = 1.0) -> list[tuple[str, float, float]]:
-    """One scatter series per target x variant, each point labelled with its row's name."""
+def _scatter(ax, rows: list[dict], x_field: str, scale: float = 1.0, by_model: bool = False) -> list[tuple]:
+    """One scatter series per target x variant, each point labelled with its row's name
+    (``by_model``: one label per model, for costs all of a model's targets share)."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(_series_key(r), []).append(r)
-    points = []
+    points, labels = [], []
     for label, mine in sorted(groups.items()):
         xs = [r[x_field] / scale for r in mine]
         ys = [r["accuracy"] * 100 for r in mine]
@@ -68,20 +69,29 @@ def _scatter(ax, rows: list[dict], x_field: str, scale: float = 1.0) -> list[tup
         ax.scatter(xs, ys, label=label, s=46, zorder=3, color=COLORS.get(first["target"], OTHER_COLOR),
                    marker=MARKERS.get(first["variant"] or first["precision"], "o"), edgecolors="white", linewidths=0.6)
         points += [(r["name"], x, y) for r, x, y in zip(mine, xs, ys)]
-    _label(ax, points)
+        labels += [(r["model"] or r["name"] if by_model else r["name"], x, y) for r, x, y in zip(mine, xs, ys)]
+    _label(ax, labels, by_model)
     return points
 
 
-def _label(ax, points: list[tuple[str, float, float]]) -> None:
-    """Names beside their points. Points drawn on top of each other (one model on several targets
-    in a cost plot) share one label, a name a line; neighbours alternate above and below."""
+def _label(ax, labels: list[tuple[str, float, float]], by_model: bool) -> None:
+    """Texts beside their points. Points on top of each other share one label, a name a line;
+    ``by_model``: one label per model at its most accurate point. Neighbours alternate above and
+    below; points in the right part of the plot are labelled on their left, inside the axes."""
     at: dict[tuple[float, float], list[str]] = {}
-    for name, x, y in points:
-        at.setdefault((x, y), []).append(name)
-    for i, ((x, y), names) in enumerate(sorted(at.items())):
-        above = i % 2 == 0
-        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(6, 4 if above else -4),
-                    va="bottom" if above else "top", fontsize=7, color="#333333")
+    if by_model:
+        for text in dict.fromkeys(t for t, _, _ in labels):
+            x, y = max(((x, y) for t, x, y in labels if t == text), key=lambda p: p[1])
+            at.setdefault((x, y), []).append(text)
+    else:
+        for text, x, y in labels:
+            at.setdefault((x, y), []).append(text)
+    xs = [x for x, _ in at]
+    lo, hi = min(xs, default=0), max(xs, default=0)
+    for i, ((x, y), texts) in enumerate(sorted(at.items())):
+        above, left = i % 2 == 0, hi > lo and (x - lo) / (hi - lo) > 0.6
+        ax.annotate("\n".join(texts), (x, y), textcoords="offset points", xytext=(-7 if left else 7, 4 if above else -4),
+                    ha="right" if left else "left", va="bottom" if above else "top", fontsize=7, color="#333333")
 
 
 def _finish(ax, xlabel: str, title: str, xs: list[float]) -> None:
@@ -149,7 +159,7 @@ def accuracy_vs(rows: list[dict], field: str, xlabel: str, scale: float, kind: s
         if r["name"] not in seen:
             seen.add(r["name"])
             mine.append(r)
-    points = _scatter(ax, mine, field, scale)
+    points = _scatter(ax, mine, field, scale, by_model=field != "size_mb")
     title = f"Accuracy vs {xlabel.split(' (')[0]}"
     _finish(ax, xlabel, title, [p[1] for p in points])
     file = f"{kind}.png"

@@ -76,23 +76,24 @@ def section_tables(rows: list[dict]) -> list[tuple[str, str, list[str], list[lis
     return out
 
 
-DEVICE_COLUMNS = ["Device", "Description", "Runtime notes", "Rows"]
+DEVICE_COLUMNS = ["Device", "Description", "Runtime", "Settings"]
 
 
 def device_table(rows: list[dict]) -> tuple[str, str, list[str], list[list[str]]] | None:
-    """What each device string stands for (CPU, board, governor), from the bench rows."""
-    devices: dict[str, list[dict]] = {}
+    """What each device string stands for (CPU, board, frequency), and how each runtime ran there."""
+    seen: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["device"]:
-            devices.setdefault(r["device"], []).append(r)
-    if not devices:
+            runtime = " ".join(x for x in (r["runtime"], r["runtime_version"]) if x) or GAP
+            seen.setdefault((r["device"], runtime), []).append(r)
+    if not seen:
         return None
     cells = []
-    for device, mine in devices.items():
+    for (device, runtime), mine in seen.items():
         desc = next((r["device_desc"] for r in mine if r["device_desc"]), GAP)
         notes = "; ".join(dict.fromkeys(r["runtime_note"] for r in mine if r["runtime_note"])) or GAP
-        cells.append([device, desc, notes, str(len(mine))])
-    return "devices", "Devices", DEVICE_COLUMNS, cells
+        cells.append([device, desc, runtime, notes])
+    return "devices", "Devices and runtimes", DEVICE_COLUMNS, cells
 
 
 SUBSET_COLUMNS = ["Bands", "Accuracy", "Precision", "Recall", "F1-score", "Images"]
@@ -112,6 +113,7 @@ def subset_tables(runs) -> list[tuple[str, str, list[str], list[list[str]]]]:
 
 
 HEADLINE_COLUMNS = ["Model", "Role", "Device", "Accuracy", "F1-score", "p50 (ms)", "Size (MB)", "vs ref"]
+SHORT_ROLES = {"gpu-reference": "GPU ref", "reference": "ref", "edge": "edge"}  # fits an 80-column terminal
 
 
 def headline(rows: list[dict]) -> dict:
@@ -119,7 +121,7 @@ def headline(rows: list[dict]) -> dict:
     cells = []
     for r in rows:
         failed = bool(r.get("error"))
-        cells.append([r["name"], r["role"], r["device"] or GAP, pct(r["accuracy"]), pct(r["macro_f1"]),
+        cells.append([r["name"], SHORT_ROLES[r["role"]], r["device"] or GAP, pct(r["accuracy"]), pct(r["macro_f1"]),
                       "error" if failed else num(r["latency_ms_p50"]), num(r["size_mb"]),
                       GAP if failed else ratio(r["ratio_vs_ref"])])
     return {"columns": HEADLINE_COLUMNS, "rows": cells}
