@@ -242,6 +242,18 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path):
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_folders_expand_to_their_artifacts(run):
+    from edgecnn.bench.api import find_artifacts
+
+    export = run / "export"
+    names = [p.name for p in find_artifacts([export])]
+    assert names == sorted(f"cnn_attn-{t}-{p}{s}" for t, s in (("executorch", ".pte"), ("openvino", ".xml"),
+                                                                ("onnx", ".onnx")) for p in ("fp32", "int8"))
+    assert find_artifacts([run]) == find_artifacts([export])  # a run folder stands for its export/
+    one = export / "cnn_attn-onnx-int8.onnx"
+    assert find_artifacts([one, export]).count(one) == 1  # named twice, benched once
+
+
 # -- the device runner on its own -------------------------------------------------------------------
 
 def test_runner_imports_nothing_but_stdlib_numpy_and_runtimes():
