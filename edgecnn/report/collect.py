@@ -30,6 +30,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from edgecnn.errors import UserError
 
 # The run-folder contract (edgecnn/train/run.py, quantize/qat.py); repeated
@@ -46,6 +48,7 @@ class Run:
 
     path: str
     given: bool = True  # named on the command line (or found in a folder), not only referred to
+    model: str | None = None  # the recipe's model.name
     eval: dict | None = None
     best_epoch: dict | None = None  # metrics.csv row of the best validation accuracy
     env: dict | None = None
@@ -202,6 +205,7 @@ def add_run(path: Path, sources: Sources, given: bool = True) -> Run:
         return sources.runs[k]
     path = Path(k)
     run = Run(path=k, given=given)
+    run.model = _recipe_model(path / RECIPE)
     sources.files.append(str(path / RECIPE))
     for name, attr in ((EVAL, "eval"), (ENV, "env"), (QAT, "qat")):
         if (path / name).is_file():
@@ -213,6 +217,16 @@ def add_run(path: Path, sources: Sources, given: bool = True) -> Run:
     run.cost = _cost(run, sources)
     sources.runs[k] = run
     return run
+
+
+def _recipe_model(path: Path) -> str | None:
+    """``model.name`` of a run's resolved recipe (all a report needs from it)."""
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise UserError(f"{path}: damaged (not valid YAML); restore it from the original recipe") from None
+    model = (recipe or {}).get("model") if isinstance(recipe, dict) else None
+    return model.get("name") if isinstance(model, dict) else None
 
 
 def _cost(run: Run, sources: Sources) -> dict | None:

@@ -152,7 +152,8 @@ def _reference_row(run: Run | None, b: dict | None, sources: Sources) -> dict:
     ev = (run.eval if run else None) or {}
     row.update(role="gpu-reference" if str(b_.get("device") or "").startswith("cuda") else "reference",
                run=run.path if run else b_.get("run"), target="eager",
-               model=ev.get("model") or b_.get("model"), precision=b_.get("precision") or "fp32")
+               model=ev.get("model") or (run.model if run else None) or b_.get("model"),
+               precision=b_.get("precision") or "fp32")
     if ev.get("accuracy") is not None:
         row.update(accuracy=ev["accuracy"], macro_precision=ev.get("precision"), macro_recall=ev.get("recall"),
                    macro_f1=ev.get("f1"), eval_images=ev.get("images"),
