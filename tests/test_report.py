@@ -490,3 +490,13 @@ def test_report_renders_in_headless_chromium(inputs, tmp_path):
     with Image.open(shot) as im:
         assert im.size == (1400, 3000)
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 200  # text and plots, not a blank page
+
+
+def test_without_matplotlib_the_error_names_the_extra(inputs, tmp_path):
+    # matplotlib hidden from this interpreter (None in sys.modules makes its import fail), as on a core install.
+    code = ("import sys; sys.modules['matplotlib'] = None; from edgecnn.cli import main; "
+            f"sys.argv = ['edgecnn', 'report', {str(inputs['bench'])!r}, '--out', {str(tmp_path / 'r')!r}]; main()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: edgecnn report draws its plots with matplotlib, which is not installed: "
+                                   "pip install 'edgecnn[report]'")
