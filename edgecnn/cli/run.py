@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,8 +18,12 @@ def run(
 
     Run it again after an interruption: finished stages are skipped, training and QAT resume.
     """
+    from rich.console import Console
+
     from edgecnn.config import load_recipe
     from edgecnn.pipeline import run as run_pipeline
 
     r = load_recipe(recipe, overrides or [])
-    run_pipeline(r, out or Path("runs") / r.name)
+    # Under make or a pipe rich assumes 80 columns, and the tables wrap every name.
+    console = Console() if sys.stdout.isatty() else Console(width=140)
+    run_pipeline(r, out or Path("runs") / r.name, console=console)
