@@ -37,7 +37,22 @@ app.command("run")(run.run)
 app.add_typer(data.app, name="data")
 
 
+def _quiet_libraries() -> None:
+    """Hide the backends' deprecation chatter (pages of it per export); EDGECNN_WARNINGS=1 shows it."""
+    import logging
+    import os
+    import warnings
+
+    if os.environ.get("EDGECNN_WARNINGS"):
+        return
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # "Failed to load ... _C_cutlass": CUDA kernels
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+
 def main() -> None:
+    _quiet_libraries()
     try:
         app()
     except UserError as e:
