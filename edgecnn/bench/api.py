@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import posixpath
 import queue
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -538,22 +536,11 @@ def finish_rows(rows: list[dict]) -> list[dict]:
 def save(path: Path, rows: list[dict], command: list[str]) -> None:
     """Write ``{"edgecnn_bench": 1, "created", "command", "rows"}`` to ``path`` atomically.
 
-    A temporary file beside it, synced, then renamed over it: a reader sees the
-    old file or the new one, never half of one. (``train.checkpoint`` has the
-    same helper, but importing it loads torch, which the bench host never needs.)
+    A reader sees the old file or the new one, never half of one.
     """
+    from edgecnn.files import atomic_write_text
+
     doc = {"edgecnn_bench": 1,
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": list(command), "rows": rows}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(doc, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(Path(path), json.dumps(doc, indent=2) + "\n")

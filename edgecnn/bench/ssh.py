@@ -269,14 +269,9 @@ class SSH:
             UserError: a local file is missing, two files share a name, the
                 folder cannot be made, or the copy fails or times out.
         """
-        files = [Path(f) for f in files]
-        for f in files:
-            if not f.is_file():
-                raise UserError(f"{f}: no such file to copy to {self.device}")
-        names = [f.name for f in files]
-        if len(set(names)) != len(names):
-            raise UserError(f"two files to copy share a name ({', '.join(sorted(names))}); "
-                            "the board's working folder keeps base names only")
+        from edgecnn.bench.transport import checked_files
+
+        files = checked_files(files, self.device)
         self.check()
         if self.folder is None:
             proc = self._run(["mktemp", "-d", "-t", "edgecnn-remote-XXXXXXXX"])

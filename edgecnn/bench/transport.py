@@ -54,6 +54,23 @@ class Transport(Protocol):
         ...
 
 
+def checked_files(files: list[Path], device: str) -> list[Path]:
+    """``files`` resolved, after checking that each exists and that their base names differ.
+
+    Raises:
+        UserError: a file is missing, or two files share a name (the device's working folder keeps base names only).
+    """
+    files = [Path(f).resolve() for f in files]
+    for f in files:
+        if not f.is_file():
+            raise UserError(f"{f}: no such file to copy to {device}")
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise UserError(f"two files to copy to {device} share a name ({', '.join(sorted(names))}); "
+                        "the working folder there keeps base names only")
+    return files
+
+
 class Local:
     """This machine: a temporary working folder holding the files, as a device would.
 
@@ -79,14 +96,7 @@ class Local:
         Raises:
             UserError: a file is missing, or two files share a name.
         """
-        files = [Path(f).resolve() for f in files]
-        for f in files:
-            if not f.is_file():
-                raise UserError(f"{f}: no such file")
-        names = [f.name for f in files]
-        if len(set(names)) != len(names):
-            raise UserError(f"two files share a name ({', '.join(sorted(names))}); "
-                            "the working folder keeps base names only")
+        files = checked_files(files, "this machine")
         if self.folder is None:
             self.folder = tempfile.mkdtemp(prefix="edgecnn-bench-")
         for f in files:

@@ -6,32 +6,14 @@ import csv
 import datetime
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from edgecnn.report import html, plots, tables
 from edgecnn.report.collect import collect
+from edgecnn.files import atomic_write_bytes
 from edgecnn.report.rows import COLUMNS, build_rows, run_label
 
 REPORT_VERSION = 1
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary sibling, flush, rename: a killed report never leaves half a file.
-
-    (The same as ``edgecnn.train.checkpoint.atomic_write_bytes``, repeated because that module imports torch.)
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build(paths: list[Path], out: Path) -> dict:
@@ -78,7 +60,7 @@ def build(paths: list[Path], out: Path) -> dict:
     }
     _remove_stale_plots(out, set(files))
     for name, data in files.items():
-        write_atomic(out / name, data)
+        atomic_write_bytes(out / name, data)
     return {"out": str(out), "files": [str(out / n) for n in files], "rows": rows, "headline": head,
             "plots": metas, "notes": notes}
 
