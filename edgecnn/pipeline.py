@@ -93,7 +93,8 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
                     console.print(f"{Path(r['path']).name}: {r['size_bytes'] / 1e6:.2f} MB, accuracy "
                                   f"{parity['artifact']['accuracy']:.1%} through {r['target']}, top-1 agreement "
                                   f"{parity['top1_agreement']:.1%} with PyTorch", highlight=False)
-                    chain.record("exports", label, {"path": r["path"], "source": _stamp(_checkpoint(source))})
+                    chain.record("exports", label, {"path": str(Path(r["path"]).resolve()),
+                                                    "source": _stamp(_checkpoint(source))})
     artifacts = [Path(e["path"]) for e in chain.state.get("exports", {}).values() if Path(e["path"]).is_file()]
 
     if "bench" in p.stages:
@@ -250,10 +251,14 @@ def _checkpoint(run: Path) -> Path:
 
 
 def _stamp(*paths: Path) -> list:
-    """Which files, of which size and modification time: equal stamps mean nothing was rewritten."""
+    """Which files, of which size and modification time: equal stamps mean nothing was rewritten.
+
+    Files are named by absolute path, so ``--out runs/x`` and ``--out /home/me/runs/x`` agree.
+    """
     out = []
     for p in paths:
-        st = Path(p).stat() if Path(p).exists() else None
+        p = Path(p).resolve()
+        st = p.stat() if p.exists() else None
         out.append([str(p), st.st_size if st else None, st.st_mtime_ns if st else None])
     return out
 

@@ -170,8 +170,10 @@ def _reference_row(run: Run | None, b: dict | None, sources: Sources) -> dict:
     row["variant"] = "QAT" if run is not None and run.qat else row["precision"]
     _apply_bench(row, b)
     row["runtime"] = row["runtime"] or "torch"
-    qat = "-qat" if row["variant"] == "QAT" else ""
-    row["name"] = f"{row['model']}-eager-{row['precision']}{qat}"
+    if row["variant"] == "QAT":  # the fake-quantized PyTorch model of a QAT run, not an fp32 one
+        row["name"] = f"{row['model']}-qat-{run.qat.get('target', '?')}-fakequant"
+    else:
+        row["name"] = f"{row['model']}-eager-{row['precision']}"
     return row
 
 
