@@ -136,7 +136,8 @@ class BenchStage(Section):
     warmup: int = Field(10, ge=0)
     iters: int = Field(100, ge=1)
     rounds: int = Field(5, ge=1)
-    eager: bool = Field(True, description="the run's PyTorch fp32 model as the reference row (this machine only)")
+    eager: bool = Field(True, description="the run's PyTorch fp32 model as the reference row "
+                                          "(on this machine; left out when device is ssh:// or adb://)")
 
 
 class PipelineConfig(Section):
