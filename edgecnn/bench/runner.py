@@ -33,7 +33,7 @@ What is measured, and how:
   (random float32 of the sidecar's shapes; a ``mask`` input is all ones);
 * harness overhead: the same number of calls in a plain loop and in the
   per-call-timed loop, alternated (ABBA) so drift cancels;
-* peak RSS: ``getrusage`` of this process, taken before any profiling;
+* peak RSS: ``VmHWM`` of this process (``getrusage`` where there is no /proc), taken before any profiling;
 * the device: CPU model (or the Pi's "Model" line), cores, governor,
   frequency, temperature and ``vcgencmd get_throttled`` where readable;
 * ``--profile``, after timing and on a separately loaded copy so the timed
@@ -194,8 +194,18 @@ def wait_cool(limit_c: float) -> dict:
 
 
 def rss_mb(peak: bool) -> float | None:
-    """Peak (``getrusage``) or current (``/proc/self/statm``) resident memory of this process, in MB."""
+    """Peak or current resident memory of this process, in MB.
+
+    Linux peak is ``VmHWM`` from ``/proc/self/status``, which belongs to this
+    program's memory map. ``getrusage``'s ``ru_maxrss`` survives ``exec``: a
+    runner started by a big process (``edgecnn run`` after training) would report
+    its parent's size. ``getrusage`` is the fallback elsewhere (macOS).
+    """
     if peak:
+        status = _read("/proc/self/status") or ""
+        hwm = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), None)
+        if hwm is not None:
+            return round(int(hwm) / 1024, 1)
         kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS
     statm = _read("/proc/self/statm")
