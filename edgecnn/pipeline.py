@@ -95,7 +95,9 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
                                   f"{parity['top1_agreement']:.1%} with PyTorch", highlight=False)
                     chain.record("exports", label, {"path": str(Path(r["path"]).resolve()),
                                                     "source": _stamp(_checkpoint(source))})
-    artifacts = [Path(e["path"]) for e in chain.state.get("exports", {}).values() if Path(e["path"]).is_file()]
+    # The artifacts this pipeline lists (pipeline.json may remember others from an earlier export list).
+    recorded = [chain.recorded("exports", _export_label(item)) for item in p.export]
+    artifacts = [Path(e["path"]) for e in recorded if e and Path(e["path"]).is_file()]
 
     if "bench" in p.stages:
         b = p.bench
@@ -124,24 +126,11 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
             report = build([out], out / REPORT)
     chain.summary()
     if report is not None:
-        print_headline(console, report)
+        from edgecnn.cli.report import print_result
+
+        print_result(console, report)
     return {"out": str(out), "stages": chain.done, "artifacts": [str(a) for a in artifacts],
             "bench": str(out / BENCH) if (out / BENCH).is_file() else None, "report": report}
-
-
-def print_headline(console: Console, report: dict) -> None:
-    """The report's short table, then where the report is."""
-    head = report["headline"]
-    table = Table(title="accuracy vs cost")
-    for col in head["columns"]:
-        table.add_column(col, justify="left" if col in ("Model", "Role", "Device") else "right", overflow="fold")
-    for cells in head["rows"]:
-        table.add_row(*cells)
-    console.print(table)
-    for note in report["notes"]:
-        console.print(f"note: {note}", style="dim", markup=False, highlight=False)
-    console.print(f"report: {Path(report['out']) / 'report.html'} (and report.md, results.csv, plots)",
-                  markup=False, highlight=False)
 
 
 # -- the chain's bookkeeping -----------------------------------------------------------------------

@@ -12,15 +12,21 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="report folder (report.html, report.md, results.csv/json, PNGs)")],
 ) -> None:
     """Accuracy-versus-cost report: tables in the paper's columns plus latency and size, plots, HTML and Markdown."""
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
 
     from edgecnn.report import build
 
-    result = build(paths, out)
+    print_result(Console(), build(paths, out))
+
+
+def print_result(console, result: dict) -> None:
+    """The report's headline table, its notes about missing pieces, and where its files are (also `edgecnn run`)."""
+    from rich import box
+    from rich.table import Table
+
     head = result["headline"]
-    table = Table(title=f"{len(head['rows'])} results", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(title=f"accuracy vs cost: {len(head['rows'])} results", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
     short = {"Accuracy": "Acc", "F1-score": "F1", "p50 (ms)": "p50 ms", "Size (MB)": "MB"}  # 80 columns
     for col in head["columns"]:
         # Names and figures are never folded; a long device URL gives way.
@@ -28,7 +34,6 @@ def report(
                          no_wrap=col != "Device", overflow="fold", min_width=6 if col == "Device" else None)
     for cells in head["rows"]:
         table.add_row(*cells)
-    console = Console()
     console.print(table)
     for note in result["notes"]:
         console.print(f"note: {note}", style="dim", markup=False, highlight=False)
