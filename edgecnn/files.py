@@ -3,6 +3,10 @@
 A file is written to a hidden temporary sibling, flushed to disk, then renamed
 over the target (``os.replace``, atomic on one file system): a process killed
 mid-write leaves the previous file intact, never half of a new one.
+
+The file gets the mode ``open()`` would give it (0666 less the umask), not
+``mkstemp``'s private 0600: a report or checkpoint others in the group may
+read stays readable to them.
 """
 
 from __future__ import annotations
@@ -12,11 +16,18 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it; put back at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
