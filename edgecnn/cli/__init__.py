@@ -13,6 +13,7 @@ import sys
 import typer
 
 from edgecnn.cli import bench, bench_train, data, eval, export, info, predict, prune, qat, report, run, train, validate
+from edgecnn.cli import sweep
 from edgecnn.errors import UserError
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.command("bench")(bench.bench)
 app.command("bench-train")(bench_train.bench_train)
 app.command("report")(report.report)
 app.command("run")(run.run)
+app.command("sweep")(sweep.sweep)
 app.add_typer(data.app, name="data")
 
 
