@@ -32,10 +32,13 @@ def build(paths: list[Path], out: Path) -> dict:
         UserError: a path does not exist or is not one of ours, a damaged JSON file,
             or matplotlib is missing.
     """
-    sources = collect(list(paths))
+    from edgecnn.report import sweep
+
+    paths, sweeps = sweep.expand(list(paths))  # a sweep folder: its trained variants, plus the sweep plot
+    sources = collect(paths)
     rows = build_rows(sources)
-    notes = sources.notes + _gap_notes(rows, sources)
-    drawn = plots.draw_all(rows, list(sources.runs.values()))
+    notes = sweep.notes(sweeps) + sources.notes + _gap_notes(rows, sources)
+    drawn = [sweep.plot(folder, doc) for folder, doc in sweeps] + plots.draw_all(rows, list(sources.runs.values()))
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     sections = tables.section_tables(rows)
     devices = tables.device_table(rows)
