@@ -148,9 +148,6 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
         if key in grid:
             errors.append(f"--vary {key}: given twice; list all its values in one --vary")
             continue
-        if key in base_over:
-            errors.append(f"--vary {key}: also given as the override {key}={base_over[key]!r}; give it in one place")
-            continue
         if len(set(map(json.dumps, values))) != len(values):
             errors.append(f"--vary {key}: a value is listed twice")
         grid[key] = values
@@ -166,7 +163,7 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
     except UserError as e:
         common = e.lines
     errors += common
-    for key, values in grid.items():
+    for key, values in grid.items():  # a --vary key given as a plain override too: --vary wins
         for value in values:
             try:
                 validate_recipe(base, {**base_over, key: value})
