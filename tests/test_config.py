@@ -98,3 +98,55 @@ def test_help_does_not_import_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert "train" in cli("--help").stdout
+
+
+# Nine levels of nine aliases under a key the schema knows (validation walked all 9**9 of them).
+LAUGHS = "name: lol\ndata:\n  classes:\n    - &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"    - &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+def test_billion_laughs_is_refused_in_under_a_second(tmp_path: Path):
+    import time
+
+    p = tmp_path / "lol.yaml"
+    p.write_text(LAUGHS)
+    t0 = time.perf_counter()
+    proc = cli("validate", str(p), timeout=20)
+    assert time.perf_counter() - t0 < 5  # a Python start included; the refusal itself is below
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "aliases expand to more than" in proc.stderr, proc.stderr
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="billion laughs"):
+        load_recipe(p)
+    assert time.perf_counter() - t0 < 1
+
+
+@pytest.mark.parametrize("content,match", [
+    ("name: q\na: &a [*a]\n", "line 2: an alias refers to itself"),
+    ("name: q\nz: " + "[" * 5000 + "]" * 5000 + "\n", "nested hundreds deep"),
+])
+def test_hostile_yaml_is_one_line(tmp_path: Path, content, match):
+    p = tmp_path / "r.yaml"
+    p.write_text(content)
+    with pytest.raises(UserError, match=match) as e:
+        load_recipe(p)
+    assert len(e.value.lines) == 1
+
+
+def test_aliases_and_merge_keys_still_work(tmp_path: Path):
+    p = tmp_path / "r.yaml"
+    p.write_text("name: q\nmodel: {heads: &h 4}\ntrain: {epochs: *h, lr: 0.1}\n"
+                 "pipeline: {export: [&e {target: onnx}, {<<: *e, int8: ptq}]}\n")
+    r = load_recipe(p)
+    assert r.train.epochs == 4 and [(e.target, e.int8) for e in r.pipeline.export] == [("onnx", "none"), ("onnx", "ptq")]
+
+
+def test_duplicate_key_names_the_key_and_its_lines(tmp_path: Path):
+    p = tmp_path / "r.yaml"
+    p.write_text("name: q\ntrain:\n  lr: 0.1\n  epochs: 2\n  lr: 0.5\n")
+    with pytest.raises(UserError, match=r"line 5: key 'train.lr' is given twice \(lines 3 and 5\)") as e:
+        load_recipe(p)
+    assert len(e.value.lines) == 1
+    p.write_text("name: q\nseed: 1\nname: r\n")
+    with pytest.raises(UserError, match="key 'name' is given twice"):
+        load_recipe(p)
