@@ -25,6 +25,7 @@ from edgecnn.data import (
     write_synth,
 )
 from edgecnn.errors import UserError
+from conftest import cli
 
 # --- synthetic dataset -------------------------------------------------------
 
@@ -219,6 +220,14 @@ def test_missing_root_is_an_error_naming_the_path(tmp_path):
     with pytest.raises(UserError, match="does not exist") as err:
         list_classes(root / "train", None, None)
     assert str(root) in str(err.value) and "ImageNet-mini" in str(err.value)
+    assert "data.root" in str(err.value)  # the key to fix, not only the folder
+
+
+def test_cli_missing_data_folder_names_the_key(tmp_path):
+    proc = cli("train", "recipes/quickstart.yaml", "data.source=folder", f"data.root={tmp_path / 'nowhere'}",
+               "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: data.root: folder ") and "data.root=PATH" in proc.stderr, proc.stderr
 
 
 def test_root_without_train_folder_is_an_error(tmp_path):

@@ -74,7 +74,7 @@ def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3) -> tuple[Dat
     # same folders; extra val folders are ignored.
     val_dir = root / "val"
     if not val_dir.is_dir():
-        raise UserError(f"{val_dir} is not a folder; expected {root}/val/<class>/<image> as in ImageNet-mini")
+        raise UserError(f"data.root: {val_dir} is not a folder; expected {root}/val/<class>/<image> as in ImageNet-mini")
     missing = [c for c in classes if not (val_dir / c).is_dir()]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

@@ -44,9 +44,10 @@ def list_classes(split_dir: Path, num_classes: int | None, classes: list[str] | 
     split_dir = Path(split_dir).expanduser()
     root = split_dir.parent
     if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist; {_layout_hint(split_dir)}")
+        raise UserError(f"data.root: folder {root} does not exist; set data.root (in the recipe or as an "
+                        f"override, data.root=PATH) to a dataset folder, {_layout_hint(split_dir)}")
     if not split_dir.is_dir():
-        raise UserError(f"{split_dir} is not a folder; {_layout_hint(split_dir)}")
+        raise UserError(f"data.root: {split_dir} is not a folder; {_layout_hint(split_dir)}")
     # Hidden folders (.ipynb_checkpoints, .DS_Store-style clutter) are never classes.
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
