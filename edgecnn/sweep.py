@@ -333,6 +333,7 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     out = Path(out)
     t0 = time.perf_counter()
     _check_same_grid(out, grid)
+    _check_device(device, [t for _, t in grid.candidates])
     doc = _new_doc(grid, budget_ms, device, metric, command)
     doc["skipped_combinations"] = grid.skipped
 
@@ -398,6 +399,31 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     if doc["recreate"]:
         console.print(doc["recreate"], highlight=False, markup=False, soft_wrap=True)
     return doc
+
+
+RUNTIME_MODULES = {"executorch": "executorch", "openvino": "openvino", "onnx": "onnxruntime"}
+
+
+def _check_device(device: str, targets: list[str]) -> None:
+    """Reach a remote device, and find each target's runtime on it, before minutes of exports.
+
+    Raises:
+        UserError: a malformed address, an unreachable board, no Python there, or a missing runtime
+            (with the pip command that installs it).
+    """
+    if device in ("local", "localhost", ""):
+        return
+    from edgecnn.bench.transport import open_transport
+
+    transport = open_transport(device, timeout=30)
+    try:
+        if hasattr(transport, "missing"):
+            modules = ("numpy", *dict.fromkeys(RUNTIME_MODULES[t] for t in targets))
+            missing = transport.missing(modules)
+            if missing:
+                raise UserError(*(f"{device}: {m} is missing on the device: {fix}" for m, fix in missing.items()))
+    finally:
+        transport.close()
 
 
 def _new_doc(grid: Grid, budget_ms: float, device: str, metric: str, command) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, cli
+from sshd import sshd  # noqa: F401  (a fixture)
 
 SETTINGS = [*TINY, "train.epochs=1", "pipeline.bench.threads=1", "pipeline.bench.iters=20",
             "pipeline.bench.warmup=2", "pipeline.bench.rounds=2"]
@@ -102,3 +103,54 @@ def test_sweep_never_trains_what_cannot_fit_and_recommends_the_most_accurate_fit
     stamps = {v: (out / v / "last.pt").stat().st_mtime_ns for v in SMALL}
     cli(*base, "--budget-ms", str(budget), check=True)
     assert {v: (out / v / "last.pt").stat().st_mtime_ns for v in SMALL} == stamps
+
+
+def _cand(name: str, acc: float, lat: float, n: int = 100, fits: bool = True, emulated=None) -> dict:
+    from edgecnn.sweep import wilson
+
+    return {"id": name, "variant": name, "overrides": {"model.name": name}, "precision": "fp32", "target": "onnx",
+            "accuracy": acc, "accuracy_ci": list(wilson(acc, n)), "latency_ms_p50": lat,
+            "latency_ms_ci": [lat * 0.9, lat * 1.1], "size_mb": 1.0, "fits": fits, "trained": True,
+            "emulated": emulated}
+
+
+def test_recommendation_rule():
+    from edgecnn.sweep import recommend, wilson
+
+    lo, hi = wilson(0.9, 100)
+    assert lo < 0.9 < hi and (round(lo, 3), round(hi, 3)) == (0.826, 0.945)  # Wilson 95% for 90/100
+    # The most accurate fit wins when its interval stands apart; one that does not fit never wins.
+    cands = [_cand("a", 0.95, 5.0, n=2000), _cand("b", 0.80, 1.0, n=2000), _cand("c", 0.99, 0.5, n=2000, fits=False)]
+    assert recommend(cands)["id"] == "a"
+    # Overlapping accuracy intervals are a tie: the fastest of the tied wins.
+    cands = [_cand("a", 0.92, 5.0, n=50), _cand("b", 0.90, 1.0, n=50)]
+    rec = recommend(cands)
+    assert rec["id"] == "b" and rec["tied_with"] == ["a"] and rec["most_accurate"] == "a"
+    assert recommend([_cand("a", 0.9, 9.0, fits=False)]) is None
+
+
+def test_emulated_timings_are_said():
+    from edgecnn.sweep import _recommendation_line, recommend
+
+    cands = [_cand("a", 0.9, 5.0, emulated=True)]
+    doc = {"budget_ms": 10.0, "device": "ssh://pi@board", "metric": "accuracy", "candidates": cands,
+           "recommendation": recommend(cands), "emulated": True}
+    line = _recommendation_line(doc, latency_only=False)
+    assert line.startswith("recommendation: a ") and "rests on emulated timings" in line
+
+
+@pytest.mark.slow
+def test_sweep_times_on_a_board_over_ssh(tmp_path: Path, sshd, monkeypatch):  # noqa: F811
+    """The latency phase over ssh:// (this machine through a real sshd, as in test_bench_remote)."""
+    import sys
+
+    monkeypatch.setenv("EDGECNN_SSH_OPTS", sshd.opts())
+    monkeypatch.setenv("EDGECNN_SSH_PYTHON", sys.executable)
+    out = tmp_path / "sweep"
+    proc = cli("sweep", "recipes/quickstart.yaml", *SETTINGS, "--vary", "model.name=cnn", "--targets", "onnx",
+               "--precisions", "fp32", "--budget-ms", "1000", "--device", sshd.url, "--latency-only",
+               "--out", str(out), check=True)
+    doc = json.loads((out / "sweep.json").read_text())
+    (c,) = doc["candidates"]
+    assert c["device"].startswith("ssh://") and c["latency_ms_p50"] > 0 and c["status"].startswith("within reach")
+    assert doc["device"] == sshd.url and "latency only: 1 candidates within reach" in proc.stdout
