@@ -60,11 +60,11 @@ import re
 import secrets
 import shlex
 import shutil
-import statistics
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgecnn.core.stats import summarize
 from edgecnn.errors import UserError
 
 DEVICE_TMP = "/data/local/tmp"  # the one place adb shell may write and execute on a stock phone
@@ -312,21 +312,6 @@ def parse_runner_output(text: str, warmup: int) -> dict:
     return out
 
 
-def _summary(lat: list[float], batch: int) -> dict:
-    import numpy as np
-
-    a = np.asarray(lat, dtype=np.float64)
-    mean = float(a.mean())
-    p50, p90, p99 = (float(v) for v in np.percentile(a, [50, 90, 99]))
-    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
-    return {"latency_ms_p50": p50, "latency_ms_p90": p90, "latency_ms_p99": p99, "latency_ms_mean": mean,
-            "latency_ms_min": float(a.min()), "latency_ms_std": std, "cv": std / mean if mean else None,
-            "throughput_ips": batch * 1000.0 / mean if mean else None}
-
-
-CV_WARN = 0.1  # above this the median is worth distrusting: thermal throttling, background load
-
-
 def _row(path: Path, device: str, info: dict, threads: int | None, warmup: int, iters: int) -> dict:
     """A row with every field of the contract, filled from the artifact's sidecar and the phone."""
     from edgecnn import __version__
@@ -349,7 +334,8 @@ def _row(path: Path, device: str, info: dict, threads: int | None, warmup: int, 
 
 def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: int | None = None,
               warmup: int = 10, iters: int = 50, batch: int = 1, timeout: float = 30,
-              rounds: int | None = None, profile: bool = False, wait_cool: float | None = None) -> list[dict]:
+              rounds: int | None = None, profile: bool = False, wait_cool: float | None = None,
+              transport=None) -> list[dict]:
     """Benchmark ``.pte`` artifacts on an Android phone with ``executor_runner``; one row per artifact.
 
     Rounds are interleaved across artifacts (each round a fresh runner process
@@ -384,14 +370,16 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
     rounds = max(1, min(rounds, iters))
     share = [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
 
-    with ADB(device, timeout) as phone:
+    # transport: another device that runs native programs (bench/native.py: a Linux board over ssh, --runner).
+    with (transport or ADB(device, timeout)) as phone:
+        where = getattr(phone, "where", "Android")
         info = phone.device_info()
         rows, ptes = [], []
         for path in map(Path, artifacts):
             row = _row(path, phone.device, info, threads, warmup, iters)
             rows.append(row)
             if path.suffix != ".pte":
-                row["error"] = f"Android path runs ExecuTorch .pte only; {path.name} needs its own runtime"
+                row["error"] = f"{where} path runs ExecuTorch .pte only; {path.name} needs its own runtime"
                 continue
             side = read_sidecar(path)
             check_sidecar(path, side)
@@ -399,7 +387,7 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
             row.update(runtime="executorch", sidecar=str(sidecar_path(path).resolve()),
                        run=(side.get("source") or {}).get("run"), model=side.get("model"), target=side.get("target"), precision=side.get("precision"),
                        input_shape=shape, batch=shape[0], size_mb=side.get("size_bytes", path.stat().st_size) / 1e6,
-                       runtime_note=f"ExecuTorch {runner.name} on Android (it does not report its version); "
+                       runtime_note=f"ExecuTorch {runner.name} on {where} (it does not report its version); "
                                     "inputs filled with ones")
             if batch != shape[0]:
                 row["error"] = (f"executor_runner runs the .pte at its exported batch ({shape[0]}), "
@@ -467,13 +455,8 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
                 warnings.append(f"{runner.name} logged only a total per run (older than ExecuTorch 1.3): "
                                 f"latency_ms_mean is total/executions including the {warmup} warm-up runs; "
                                 "no percentiles")
-            else:
-                row.update(_summary(values, row["batch"]))
-                if len(per_round) > 1 and row["latency_ms_p50"]:
-                    medians = sorted(statistics.median(r) for r in per_round)
-                    row["round_p50_spread_pct"] = (medians[-1] - medians[0]) / row["latency_ms_p50"] * 100
-                if row["cv"] is not None and row["cv"] > CV_WARN:
-                    warnings.append(f"high variation (cv {row['cv']:.2f})")
+            else:  # the same statistics as every other row (intervals from the rounds: fresh processes)
+                row.update(summarize(per_round, batch=row["batch"]))
             if "no_pool" in notes[id(row)]:
                 warnings.append(f"{runner.name} has no thread pool (built without XNNPACK?): --threads was ignored")
             row["warning"] = "; ".join(warnings) or None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import posixpath
 import queue
 import re
@@ -33,7 +34,7 @@ from edgecnn.errors import UserError
 
 RUNNER = Path(__file__).with_name("runner.py")
 SUFFIXES = (".pte", ".xml", ".onnx")
-CV_WARN = 0.1  # above this the median is worth distrusting (heat, background load)
+CI_WARN_PCT = 3.0  # a median's interval wider than this (half-width, % of the median) gets a warning
 COOL_WAIT_MAX_S = 300  # runner.COOL_WAIT_MAX_S: a runner may sleep this long before its first line
 # Pause before each round, so the worker threads of the runtime that ran last
 # (OpenMP, onnxruntime and XNNPACK pools spin a while after their work) are
@@ -49,8 +50,36 @@ ROW_FIELDS = (
     "size_mb", "ratio_vs_ref", "harness_overhead_pct", "warning", "error", "profile", "timestamp", "edgecnn_version",
 )
 # Added to the contract's fields: the import's share of peak RSS, and how far apart the rounds' medians are.
-EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_p50_spread_pct")
-DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled")
+# The board's own account of itself (runner.emulation) and the accuracy measured on it (bench/check.py, --check).
+BOARD_FIELDS = ("machine", "emulated", "emulation", "check_n", "check_top1_agreement", "check_max_abs_logit_diff",
+                "check_mean_abs_logit_diff", "check_accuracy", "check_reference_accuracy", "check_reference",
+                "check_error")
+EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_p50_spread_pct", *BOARD_FIELDS)
+EMULATED = "emulated: not the latency of real hardware"
+# The instrument's fields (edgecnn/core/stats.py, bench/peak.py): intervals, how they were obtained, the
+# heat of each round, and how much of the CPU's arithmetic peak the row reached.
+STAT_FIELDS = (
+    "latency_ms_p50_ci_low", "latency_ms_p50_ci_high", "latency_ms_p90_ci_low", "latency_ms_p90_ci_high",
+    "latency_ms_p99_ci_low", "latency_ms_p99_ci_high", "ratio_ci_low", "ratio_ci_high", "distinguishable_from_ref",
+    "indistinguishable_from", "calls", "samples", "calls_per_sample", "ci_method", "percentile_basis", "stat_notes",
+    "warmup_calls", "warmup_s", "warmup_settled", "min_time_s", "cooldown_s", "round_temp_c", "round_freq_mhz",
+    "rounds_throttled", "macs", "gmacs_per_s", "peak_gmacs_per_s", "peak_fraction", "peak_isa", "isa",
+    "cpu_vendor", "cpu_family", "max_freq_mhz",
+)
+DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled",
+                 "machine", "emulated", "emulation",
+                 "isa", "cpu_vendor", "cpu_family", "max_freq_mhz")
+# Timing by duration (the defaults of `edgecnn bench`). Ten interleaved rounds of at least a second each:
+# the interval of the median comes from the spread between rounds (core/stats.py), and ten rounds keep it
+# within a few percent on these noisy 2-core VMs, while two artifacts and the eager reference stay
+# under about a minute. Twenty calls per round at least, so a slow model still has a median per round.
+ROUNDS = 10
+MIN_TIME_S = 1.0
+MIN_CALLS = 20
+WARMUP_MAX_S = 5.0  # warm-up stops here even if the latency still moves (the row then says so)
+BATCH_BELOW_MS = 1.0  # calls shorter than this are timed in batches of about this length
+OVERHEAD_BLOCK_S = 0.25  # each of the overhead check's 8 blocks lasts about this long
+THROTTLE_FREQ = 0.9  # a round whose clock is below this share of the maximum counts as throttled
 
 
 # -- what to bench ---------------------------------------------------------------------------------
@@ -89,7 +118,7 @@ def find_artifacts(paths: list[Path]) -> list[Path]:
 
 
 def _blank_row(**values) -> dict:
-    row = {k: None for k in (*ROW_FIELDS, *EXTRA_FIELDS)}
+    row = {k: None for k in (*ROW_FIELDS, *EXTRA_FIELDS, *STAT_FIELDS)}
     row.update(values)
     return row
 
@@ -106,6 +135,7 @@ def artifact_row(path: Path, sidecar: dict, device: str, settings: dict) -> dict
         precision=sidecar.get("precision"), runtime=runtime.get("name"),
         device=device, input_shape=_batched(sidecar["inputs"][0]["shape"], settings["batch"]),
         size_mb=sum((path.parent / name).stat().st_size for name in sidecar["files"]) / 1e6,
+        macs=sidecar.get("macs"),
         **settings,
     )
 
@@ -233,7 +263,9 @@ class Job:
     worker: Worker | None = None
     transport: object = None
     rounds: list[list[float]] = field(default_factory=list)
+    heat: list[dict] = field(default_factory=list)  # the CPU's temperature/clock/throttling after each round
     call_s: float | None = None  # a rough per-call time, for the time limits
+    per: int = 1  # calls per timed sample (batched timing of short calls)
 
     def fail(self, message: str) -> None:
         if self.row["error"] is None:
@@ -251,9 +283,10 @@ class Job:
 # -- the benchmark ---------------------------------------------------------------------------------
 
 def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local", threads: int = 2,
-          warmup: int = 10, iters: int = 100, batch: int = 1, profile: bool = False, rounds: int = 5,
-          wait_cool: float | None = None, runner: Path | None = None, timeout: float = 30,
-          step_timeout: float = 300, profile_iters: int = 10) -> list[dict]:
+          warmup: int | None = None, iters: int | None = None, batch: int = 1, profile: bool = False,
+          rounds: int = ROUNDS, wait_cool: float | None = None, runner: Path | None = None, timeout: float = 30,
+          step_timeout: float = 300, profile_iters: int = 10, min_time: float = MIN_TIME_S,
+          cooldown: float = 0.0, check: int | None = None) -> list[dict]:
     """Time every artifact with its own runtime (and the run's PyTorch model with ``eager``); one row each.
 
     Args:
@@ -262,11 +295,15 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
         device: ``local``, ``ssh://user@host[:port]``, ``adb://SERIAL``, or ``cuda``
             (artifacts here, the eager reference on the GPU).
         threads: threads of every runtime (XNNPACK pool, OpenVINO, onnxruntime intra-op, torch).
-        warmup: untimed calls per runner before the first round.
-        iters: timed calls per runner, split into ``rounds`` interleaved rounds.
+        warmup: untimed calls per runner before the first round; None: until the latency settles
+            (two consecutive 0.2 s windows within 3%, at most ``WARMUP_MAX_S``).
+        iters: timed calls per runner, split into ``rounds`` interleaved rounds; None (the default):
+            each round lasts at least ``min_time`` seconds and ``MIN_CALLS`` calls.
         batch: batch size; an artifact exported for batch 1 gives an error row for more.
         profile: per-operator profile of each runner after timing.
-        rounds: rounds the timed calls are split into (at most ``iters``).
+        rounds: interleaved rounds per runner (at most ``iters`` when it is given).
+        min_time: seconds each round measures at least (without ``iters``).
+        cooldown: seconds of pause before each round (like LiteRT's run delay), to let a board cool.
         wait_cool: each runner waits until the CPU is below this many degrees C before its first line.
         runner: ``executor_runner`` for ``adb://`` devices.
         timeout: seconds to connect to a device and for each short command there.
@@ -284,8 +321,9 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
     from edgecnn.export.artifact import check_sidecar, read_sidecar
 
     for name, value, low in (("--threads", threads, 1), ("--iters", iters, 1), ("--warmup", warmup, 0),
-                             ("--batch", batch, 1), ("--rounds", rounds, 1), ("--profile-iters", profile_iters, 1)):
-        if value < low:
+                             ("--batch", batch, 1), ("--rounds", rounds, 1), ("--profile-iters", profile_iters, 1),
+                             ("--min-time", min_time, 0.001), ("--cooldown", cooldown, 0)):
+        if value is not None and value < low:
             raise UserError(f"{name} {value}: must be at least {low}")
     remote = device.startswith(("ssh://", "adb://"))
     if eager is not None and remote:
@@ -293,9 +331,11 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
                         "(the first artifact is then the reference)")
     if eager is not None and not (Path(eager) / "recipe.yaml").is_file():
         raise UserError(f"--eager {eager}: not a run folder (no recipe.yaml); pass a folder written by edgecnn train")
-    if runner is not None and not device.startswith("adb://"):
-        raise UserError(f"--runner is the executor_runner for adb:// devices; --device {device} uses the "
+    if runner is not None and not device.startswith(("adb://", "ssh://")):
+        raise UserError(f"--runner is an executor_runner for adb:// and ssh:// devices; --device {device} uses the "
                         "built-in runner: leave --runner out")
+    if check is not None and check < 1:
+        raise UserError(f"--check {check}: must be at least 1 (images sent through each artifact on the device)")
     paths = find_artifacts(list(artifacts))
     if not paths and eager is None:
         raise UserError("nothing to bench: give artifact files or folders, and/or --eager RUN")
@@ -305,18 +345,27 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
         check_sidecar(p, side)
         sidecars.append(side)
 
-    rounds = min(rounds, iters)
+    rounds = min(rounds, iters) if iters is not None else rounds
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     common = dict(threads=threads, batch=batch, warmup=warmup, iters=iters, timestamp=created,
-                  edgecnn_version=__version__)
+                  edgecnn_version=__version__, min_time_s=None if iters is not None else min_time,
+                  cooldown_s=cooldown)
 
-    if device.startswith("adb://"):
+    if device.startswith("adb://") or runner is not None:
         from edgecnn.bench.adb import bench_adb
+        from edgecnn.bench.native import native_transport
 
-        rows = bench_adb(paths, device, runner, threads=threads, warmup=warmup, iters=iters, batch=batch,
-                         timeout=timeout, rounds=rounds, profile=profile, wait_cool=wait_cool)
+        # executor_runner takes a count of executions, not a duration.
+        rows = bench_adb(paths, device, runner, threads=threads, warmup=10 if warmup is None else warmup,
+                         iters=100 if iters is None else iters, batch=batch,
+                         timeout=timeout, rounds=rounds, profile=profile, wait_cool=wait_cool,
+                         transport=native_transport(device, timeout))
+        if check:
+            from edgecnn.bench.check import no_check_rows
+
+            no_check_rows(rows, check)
         for row in rows:
-            for k in (*ROW_FIELDS, *EXTRA_FIELDS):
+            for k in (*ROW_FIELDS, *EXTRA_FIELDS, *STAT_FIELDS):
                 row.setdefault(k, None)
         return finish_rows(rows)
 
@@ -325,11 +374,13 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
         jobs.append(_eager_job(Path(eager), "cuda" if device == "cuda" else "cpu", profile, common))
     artifact_device = "local" if device == "cuda" else device
     for path, side in zip(paths, sidecars):
-        jobs.append(_artifact_job(path, side, artifact_device, profile, wait_cool, timeout, common))
+        checks = _check_sets(path, side, check, timeout + step_timeout)
+        jobs.append(_artifact_job(path, side, artifact_device, profile, wait_cool, timeout, common, checks))
     _unique_names([j.row for j in jobs])
 
     try:
-        _measure(jobs, warmup, iters, rounds, profile, profile_iters, step_timeout, wait_cool)
+        _measure(jobs, Plan(warmup, iters, rounds, min_time, cooldown), profile, profile_iters, step_timeout,
+                 wait_cool)
     finally:
         for job in jobs:
             if job.worker is not None:
@@ -357,8 +408,17 @@ def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
     return Job(row, start)
 
 
+def _check_sets(path: Path, sidecar: dict, n: int | None, base_timeout: float):
+    """``--check N``: the images and expected logits for ``path`` (bench/check.py), or None without it."""
+    if not n:
+        return None
+    from edgecnn.bench import check
+
+    return check.prepare(path, sidecar, n), base_timeout
+
+
 def _artifact_job(path: Path, sidecar: dict, device: str, profile: bool, wait_cool: float | None,
-                  timeout: float, common: dict) -> Job:
+                  timeout: float, common: dict, checks=None) -> Job:
     """A job whose start opens its own transport (its own working folder: two runs' artifacts may share names)."""
     from edgecnn.bench.transport import open_transport
     from edgecnn.export.artifact import sidecar_path
@@ -378,7 +438,12 @@ def _artifact_job(path: Path, sidecar: dict, device: str, profile: bool, wait_co
                 argv.append("--profile")
             if wait_cool is not None:
                 argv += ["--wait-cool", str(wait_cool)]
-            return Worker(transport.popen(argv), getattr(transport, "explain", None)), transport
+            worker = Worker(transport.popen(argv), getattr(transport, "explain", None))
+            if checks is not None:
+                from edgecnn.bench.check import attach
+
+                attach(worker, row, *checks)
+            return worker, transport
         except BaseException:
             transport.close()
             raise
@@ -410,8 +475,32 @@ def _unique_names(rows: list[dict]) -> None:
             row["name"] = f"{row['name']}#{n}"
 
 
-def _measure(jobs: list[Job], warmup: int, iters: int, rounds: int, profile: bool, profile_iters: int,
-             step_timeout: float, wait_cool: float | None) -> None:
+@dataclass
+class Plan:
+    """How each runner is timed: the warm-up, then the interleaved rounds."""
+
+    warmup: int | None  # calls; None: until the latency settles
+    iters: int | None  # calls over all rounds; None: rounds by duration
+    rounds: int
+    min_time: float
+    cooldown: float
+
+    def round_message(self, r: int, per: int) -> dict:
+        if self.iters is None:
+            return {"cmd": "round", "min_s": self.min_time, "min_calls": MIN_CALLS, "per": per,
+                    "max_s": max(60.0, 10 * self.min_time)}
+        n = self.iters // self.rounds + (1 if r < self.iters % self.rounds else 0)
+        return {"cmd": "round", "iters": max(n, per), "per": per}
+
+    def round_calls(self, r: int, job: "Job") -> int:
+        """Calls a round makes, roughly, for its time limit."""
+        if self.iters is not None:
+            return self.iters // self.rounds + 1
+        return max(MIN_CALLS, int(self.min_time / (job.call_s or self.min_time)) + 1)
+
+
+def _measure(jobs: list[Job], plan: Plan, profile: bool, profile_iters: int, step_timeout: float,
+             wait_cool: float | None) -> None:
     """Start, warm up, interleave the rounds, finish; failures land in each job's row."""
     load_limit = step_timeout + (COOL_WAIT_MAX_S if wait_cool is not None else 0)
     for job in jobs:  # one at a time: loads do not compete, and a failed start costs nothing else
@@ -426,34 +515,31 @@ def _measure(jobs: list[Job], warmup: int, iters: int, rounds: int, profile: boo
     def alive():
         return [j for j in jobs if j.worker is not None]
 
-    if warmup:
-        for job in alive():
-            try:
-                lat = job.worker.ask({"cmd": "round", "iters": warmup}, job.limit(warmup, step_timeout), "warming up")
-                job.call_s = sorted(lat["latencies_ms"])[len(lat["latencies_ms"]) // 2] / 1000
-            except RunnerFailed as e:
-                job.fail(str(e))
+    for job in alive():
+        _warm_up(job, plan, step_timeout)
 
-    sizes = [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
-    for r, n in enumerate(sizes):
+    for r in range(plan.rounds):
         order = alive()
         order = order[r % len(order):] + order[: r % len(order)] if order else []  # who goes first rotates
         for job in order:
-            time.sleep(SETTLE_S)
+            time.sleep(max(SETTLE_S, plan.cooldown))
             try:
-                answer = job.worker.ask({"cmd": "round", "iters": n}, job.limit(n, step_timeout),
-                                        f"round {r + 1} of {rounds}")
+                answer = job.worker.ask(plan.round_message(r, job.per), job.limit(plan.round_calls(r, job),
+                                        step_timeout + plan.min_time), f"round {r + 1} of {plan.rounds}")
             except RunnerFailed as e:
                 job.fail(str(e))
                 continue
             job.rounds.append([float(x) for x in answer["latencies_ms"]])
+            job.heat.append({k: answer.get(k) for k in ("temp_c", "freq_mhz", "throttled")})
             job.call_s = job.call_s or sum(job.rounds[-1]) / len(job.rounds[-1]) / 1000
 
-    overhead_iters = max(8, min(iters, 100))
     for job in alive():
+        # Blocks of the overhead check last OVERHEAD_BLOCK_S each, so its figure is stable whatever the model.
+        overhead_iters = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
         calls = 2 * overhead_iters + (profile_iters + 2 if profile else 0)
         try:
-            done = job.worker.ask({"cmd": "finish", "overhead_iters": overhead_iters, "profile_iters": profile_iters},
+            done = job.worker.ask({"cmd": "finish", "overhead_iters": overhead_iters, "per": job.per,
+                                   "profile_iters": profile_iters},
                                   job.limit(calls, step_timeout * (2 if profile else 1)), "finishing")
         except RunnerFailed as e:
             job.fail(str(e))
@@ -463,14 +549,42 @@ def _measure(jobs: list[Job], warmup: int, iters: int, rounds: int, profile: boo
         job.worker = None
 
 
+def _warm_up(job: Job, plan: Plan, step_timeout: float) -> None:
+    """Warm a runner up, learn its call time, and choose how many calls each timed sample spans."""
+    try:
+        if plan.warmup is None:
+            done = job.worker.ask({"cmd": "warmup", "max_s": WARMUP_MAX_S}, step_timeout + WARMUP_MAX_S * 3,
+                                  "warming up")
+            job.call_s = float(done["call_ms"]) / 1000
+            job.row.update(warmup_calls=done.get("calls"), warmup_s=done.get("seconds"),
+                           warmup_settled=done.get("settled"))
+            if done.get("settled") is False:
+                _warn(job.row, f"latency still moving after {WARMUP_MAX_S:g} s of warm-up")
+        elif plan.warmup:
+            lat = job.worker.ask({"cmd": "round", "iters": plan.warmup}, job.limit(plan.warmup, step_timeout),
+                                 "warming up")
+            job.call_s = sorted(lat["latencies_ms"])[len(lat["latencies_ms"]) // 2] / 1000
+            job.row.update(warmup_calls=plan.warmup)
+    except RunnerFailed as e:
+        job.fail(str(e))
+        return
+    # With an explicit --iters every call is timed alone: the count the user asked for is the count timed.
+    if plan.iters is None and job.call_s and job.call_s * 1000 < BATCH_BELOW_MS:
+        job.per = max(1, math.ceil(BATCH_BELOW_MS / (job.call_s * 1000)))
+    job.row["calls_per_sample"] = job.per
+
+
 def _take_ready(row: dict, ready: dict, wait_cool: float | None) -> None:
     row.update(runtime=ready.get("runtime") or row["runtime"], runtime_version=ready.get("runtime_version"),
-               runtime_note=ready.get("runtime_note"), import_rss_mb=ready.get("import_rss_mb"))
+               runtime_note=ready.get("runtime_note"), import_rss_mb=ready.get("import_rss_mb"),
+               macs=row.get("macs") or ready.get("macs"))
     if ready.get("precision"):  # what the runtime computed in, where it differs (OpenVINO bf16)
         row["precision"] = ready["precision"]
     if ready.get("input_shapes"):
         row["input_shape"] = ready["input_shapes"][0]
     row.update({k: (ready.get("device") or {}).get(k) for k in DEVICE_FIELDS})
+    if row.get("emulated"):
+        _warn(row, EMULATED)
     cool = ready.get("cool")
     if wait_cool is not None and cool:
         if cool.get("cooled") is False:
@@ -493,21 +607,33 @@ def _warn(row: dict, text: str) -> None:
 
 def _fill_latencies(job: Job) -> None:
     """Latency statistics of a job that completed every round (a failed job keeps nulls)."""
-    import numpy as np
+    from edgecnn.core.stats import summarize
 
     row = job.row
     if row["error"] is not None or not job.rounds:
         return
-    a = np.asarray([x for r in job.rounds for x in r], dtype=np.float64)
-    mean = float(a.mean())
-    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
-    p50, p90, p99 = (float(v) for v in np.percentile(a, [50, 90, 99]))
-    row.update(latency_ms_p50=p50, latency_ms_p90=p90, latency_ms_p99=p99, latency_ms_mean=mean,
-               latency_ms_min=float(a.min()), latency_ms_std=std, cv=std / mean if mean else None,
-               throughput_ips=row["batch"] * 1000.0 / mean if mean else None, rounds=len(job.rounds))
-    if len(job.rounds) > 1 and p50:
-        medians = [float(np.median(r)) for r in job.rounds]
-        row["round_p50_spread_pct"] = (max(medians) - min(medians)) / p50 * 100
+    stats = summarize(job.rounds, calls_per_sample=job.per, batch=row["batch"])
+    row.update(stats)
+    if job.heat:
+        row["round_temp_c"] = [h.get("temp_c") for h in job.heat]
+        row["round_freq_mhz"] = [h.get("freq_mhz") for h in job.heat]
+        row["rounds_throttled"] = _throttled_rounds(job.heat, row.get("max_freq_mhz"))
+
+
+def _throttled_rounds(heat: list[dict], max_mhz: int | None) -> int | None:
+    """Rounds taken while throttled: the Pi firmware says so now (bits 0-3 of get_throttled), or the clock
+    was below ``THROTTLE_FREQ`` of the CPU's maximum. None where neither can be read (x86 VMs)."""
+    known, count = False, 0
+    for h in heat:
+        hot = None
+        if h.get("throttled") is not None:
+            hot = int(h["throttled"], 16) & 0xF != 0
+        if max_mhz and h.get("freq_mhz"):
+            hot = bool(hot) or h["freq_mhz"] < THROTTLE_FREQ * max_mhz
+        if hot is not None:
+            known = True
+            count += hot
+    return count if known else None
 
 
 def reference(rows: list[dict]) -> dict | None:
@@ -517,20 +643,50 @@ def reference(rows: list[dict]) -> dict | None:
 
 
 def finish_rows(rows: list[dict]) -> list[dict]:
-    """Ratios against the reference row, and the warnings that need every row's figures.
+    """What needs every row: ratios against the reference with their intervals, which rows cannot be told
+    apart, the share of the CPU's peak, and the warnings.
 
     The reference is the eager row when there is one that ran, else the first row that ran.
     """
+    from edgecnn.bench.peak import utilisation
+    from edgecnn.core.stats import half_width_pct, overlap, ratio_ci
+
     for row in rows:
-        if row.get("cv") is not None and row["cv"] > CV_WARN and "high variation" not in (row.get("warning") or ""):
-            _warn(row, f"high variation (cv {row['cv']:.2f})")
+        for key in (*ROW_FIELDS, *EXTRA_FIELDS, *STAT_FIELDS):
+            row.setdefault(key, None)
+        half = half_width_pct(row)
+        if half is not None and half > CI_WARN_PCT and "median uncertain" not in (row.get("warning") or ""):
+            _warn(row, f"median uncertain (±{half:.1f}%): rerun on an idle machine or with more --rounds")
         if row.get("throttled") not in (None, "0x0"):
             _warn(row, f"the board reports throttling (vcgencmd get_throttled={row['throttled']})")
+        if row.get("rounds_throttled"):
+            _warn(row, f"{row['rounds_throttled']} of {row['rounds']} rounds ran throttled")
+        if row.get("latency_ms_p50") is not None:
+            row.update(utilisation(row, row.get("macs") if row.get("macs") else _run_macs(row.get("run"))))
     ref = reference(rows)
     for row in rows:
-        row["ratio_vs_ref"] = row["latency_ms_p50"] / ref["latency_ms_p50"] if ref and row.get("latency_ms_p50") \
-            else None
+        ran = ref is not None and row.get("latency_ms_p50")
+        row["ratio_vs_ref"] = row["latency_ms_p50"] / ref["latency_ms_p50"] if ran else None
+        both = ratio_ci(row, ref) if ran else None
+        row["ratio_ci_low"], row["ratio_ci_high"] = (both[1], both[2]) if both else (None, None)
+        row["distinguishable_from_ref"] = (not overlap(row, ref)) if both and row is not ref else None
+        row["indistinguishable_from"] = [o["name"] for o in rows if o is not row and overlap(row, o)] if ran else None
     return rows
+
+
+def _run_macs(run: str | None) -> int | None:
+    """MACs of one image through the run's model, from its ``eval.json`` (written by train, eval and QAT).
+
+    A folded channel subset's first convolution is a little cheaper; the
+    difference is a fraction of a percent of a ResNet-34's MACs.
+    """
+    if not run:
+        return None
+    try:
+        macs = json.loads((Path(run) / "eval.json").read_text()).get("macs")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(macs) if isinstance(macs, (int, float)) and macs > 0 else None
 
 
 def save(path: Path, rows: list[dict], command: list[str]) -> None:

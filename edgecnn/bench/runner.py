@@ -17,7 +17,10 @@ and drive it with one JSON object per line on stdin; it answers one per line on 
 
     (after loading)                 -> {"ok": true, "runtime": ..., "runtime_version": ..., "device": {...}, ...}
                                        or {"ok": false, "error": "onnxruntime is not installed ...: pip install onnxruntime"}
-    {"cmd": "round", "iters": n}    -> {"ok": true, "latencies_ms": [n floats]}
+    {"cmd": "warmup", "max_s": s}   -> {"ok": true, "call_ms": ..., "calls": ..., "settled": true|false}
+    {"cmd": "round", "min_s": s, "min_calls": m, "per": k}
+                                    -> {"ok": true, "latencies_ms": [...], "per": k, "temp_c", "freq_mhz", "throttled"}
+       (or "iters": n instead of min_s/min_calls: a fixed count; each sample is the mean of k calls)
     {"cmd": "finish"}               -> {"ok": true, "peak_rss_mb": ..., "device": {...}, "overhead_pct": ...,
                                         "profile": null or {"top_ops": [...], "delegated_share": ..., "source": ...}}
 
@@ -29,8 +32,11 @@ model at all: type the two commands above.
 
 What is measured, and how:
 
-* latency: ``time.perf_counter_ns`` around each call, inputs bound once
+* latency: warm-up until two consecutive windows agree, then rounds that
+  last a minimum time; ``time.perf_counter_ns`` once per sample (one call,
+  or ``per`` consecutive calls when calls are short), inputs bound once
   (random float32 of the sidecar's shapes; a ``mask`` input is all ones);
+  the CPU's temperature, clock and throttling after each round;
 * harness overhead: the same number of calls in a plain loop and in the
   per-call-timed loop, alternated (ABBA) so drift cancels;
 * peak RSS: ``VmHWM`` of this process (``getrusage`` where there is no /proc), taken before any profiling;
@@ -168,14 +174,65 @@ def device_info() -> dict:
     info = {
         "board": board, "cpu_model": model, "cores": usable, "governor": governor, "freq_mhz": freq_mhz,
         "temp_c": temperature_c(), "throttled": throttled(), "machine": platform.machine(),
-        "python": platform.python_version(),
+        "python": platform.python_version(), "isa": isa(cpu), "max_freq_mhz": _max_freq_mhz(),
+        "cpu_vendor": cpu.get("vendor_id"), "cpu_family": cpu.get("cpu family"),
     }
     parts = [board, model, f"{usable} cores" if usable else None, governor,
              f"{freq_mhz} MHz" if freq_mhz else None,
              f"{info['temp_c']} C" if info["temp_c"] is not None else None,
              f"throttled={info['throttled']}" if info["throttled"] not in (None, "0x0") else None]
+    info.update(emulation(cpu))
+    if info["emulated"]:  # the host's CPU, flags and clock describe qemu's machine, not the emulated one
+        info.update(cpu_model=f"{platform.machine()} under qemu-user on {model}", isa=[], max_freq_mhz=None)
+        parts[1] = info["cpu_model"]
+        parts.append("emulated: not the latency of real hardware")
     info["device_desc"] = ", ".join(p for p in parts if p)
     return info
+
+
+ARM_MACHINES = ("aarch64", "arm64", "armv7l", "armv8l", "armv6l")
+
+
+def emulation(cpu: dict[str, str]) -> dict:
+    """Whether this process is an ARM program run by qemu-user on another CPU, and how that was seen.
+
+    Under qemu-user, ``platform.machine()`` (uname) says aarch64, but ``/proc/cpuinfo`` is the host
+    kernel's and describes the host's CPU (x86 ``vendor_id`` and ``flags``, no ARM ``CPU implementer``);
+    a qemu entry for this machine in ``/proc/sys/fs/binfmt_misc`` shows how it got there. On a real
+    board cpuinfo has the ARM fields. Returns ``{"emulated": bool or None, "emulation": text or None}``
+    (None: nothing readable to decide by).
+    """
+    machine = platform.machine()
+    if machine not in ARM_MACHINES:
+        return {"emulated": False, "emulation": None}
+    if not cpu:
+        return {"emulated": None, "emulation": None}
+    host_cpu = cpu.get("vendor_id") or ("x86 flags" if "sse2" in (cpu.get("flags") or "").split() else None)
+    if not host_cpu or "CPU implementer" in cpu:
+        return {"emulated": False, "emulation": None}
+    how = f"uname says {machine} but /proc/cpuinfo describes a {host_cpu} CPU ({cpu.get('model name', '?')})"
+    qemu = Path(f"/proc/sys/fs/binfmt_misc/qemu-{'aarch64' if machine in ('aarch64', 'arm64') else 'arm'}")
+    if qemu.exists():
+        interp = next((ln.split()[1] for ln in (_read(str(qemu)) or "").splitlines() if ln.startswith("interpreter")),
+                      "qemu")
+        how += f"; binfmt_misc runs {machine} programs with {interp}"
+    return {"emulated": True, "emulation": f"qemu-user: {how}"}
+
+
+# The CPU features the peak-arithmetic table (edgecnn/bench/peak.py) looks at, as /proc/cpuinfo spells them.
+ISA_FLAGS = ("fma", "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
+             "asimd", "asimddp", "i8mm", "bf16", "sve")
+
+
+def isa(cpu: dict[str, str]) -> list[str]:
+    """The relevant vector features this CPU reports (x86 "flags", ARM "Features"), or [] if unreadable."""
+    words = set((cpu.get("flags") or cpu.get("Features") or "").split())
+    return [f for f in ISA_FLAGS if f in words]
+
+
+def _max_freq_mhz() -> int | None:
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    return round(int(khz) / 1000) if khz and khz.isdigit() else None
 
 
 def wait_cool(limit_c: float) -> dict:
@@ -231,8 +288,9 @@ class Loaded:
     """
 
     def __init__(self, call, profile, runtime: str, version: str, note: str, input_shapes: list,
-                 precision: str | None = None, import_rss_mb: float | None = None):
+                 precision: str | None = None, import_rss_mb: float | None = None, infer=None):
         self.call, self.profile = call, profile
+        self.infer = infer  # infer(arrays) -> the first output (logits) as numpy, for the "check" command
         self.runtime, self.version, self.note = runtime, version, note
         self.input_shapes, self.precision, self.import_rss_mb = input_shapes, precision, import_rss_mb
 
@@ -323,9 +381,13 @@ def open_executorch(path: Path, sidecar: dict, threads: int, batch: int) -> Load
     def profile(n: int) -> dict:
         return profile_executorch(et, path, tensors, n)
 
+    def infer(given: list):
+        return method([torch.from_numpy(a) for a in given])[0].numpy().copy()
+
     pool = et._threadpool_get_thread_count()
     return Loaded(call, profile, "executorch", _version("executorch", executorch),
-                  f"XNNPACK threadpool {pool} threads", [list(a.shape) for a in arrays], import_rss_mb=imported)
+                  f"XNNPACK threadpool {pool} threads", [list(a.shape) for a in arrays], import_rss_mb=imported,
+                  infer=infer)
 
 
 def open_openvino(path: Path, sidecar: dict, threads: int, batch: int) -> Loaded:
@@ -368,8 +430,14 @@ def open_openvino(path: Path, sidecar: dict, threads: int, batch: int) -> Loaded
     if "BF16" in caps and ran != "bf16":
         note += "; this CPU has bf16, which OpenVINO would use without the hint"
     precision = "bf16" if ran == "bf16" and sidecar.get("precision") == "fp32" else None
+
+    def infer(given: list):
+        import numpy as np
+
+        return np.array(compiled.create_infer_request().infer(given)[compiled.outputs[0]])
+
     return Loaded(call, profile, "openvino", _version("openvino", ov), note, [list(a.shape) for a in arrays],
-                  precision, imported)
+                  precision, imported, infer)
 
 
 def _ov_type(value) -> str:
@@ -420,9 +488,12 @@ def open_onnxruntime(path: Path, sidecar: dict, threads: int, batch: int) -> Loa
     def profile(n: int) -> dict:
         return profile_onnxruntime(ort, path, _ort_options(ort, sidecar, threads), feed, n)
 
+    def infer(given: list):
+        return session.run(outputs[:1], {spec.name: a for spec, a in zip(session.get_inputs(), given)})[0]
+
     return Loaded(call, profile, "onnxruntime", _version("onnxruntime", ort),
                   f"CPUExecutionProvider, {threads} intra-op threads, ORT_ENABLE_ALL",
-                  [list(a.shape) for a in arrays], import_rss_mb=imported)
+                  [list(a.shape) for a in arrays], import_rss_mb=imported, infer=infer)
 
 
 OPENERS = {"executorch": open_executorch, "openvino": open_openvino, "onnxruntime": open_onnxruntime}
@@ -559,15 +630,69 @@ def summarize_etdump(etdump: Path) -> dict:
 
 # -- measuring --------------------------------------------------------------------------------------
 
-def timed_calls(call, n: int) -> list[float]:
-    """``n`` calls, each timed with ``perf_counter_ns``; milliseconds."""
+def timed_calls(call, n: int, per: int = 1) -> list[float]:
+    """``n`` samples, each the mean time of ``per`` consecutive calls (one clock read per sample); ms."""
     clock = time.perf_counter_ns
+    inner = range(per)
     ns = []
+    t0 = clock()
     for _ in range(n):
-        t0 = clock()
-        call()
-        ns.append(clock() - t0)
-    return [t / 1e6 for t in ns]
+        for _ in inner:
+            call()
+        t1 = clock()
+        ns.append(t1 - t0)
+        t0 = t1  # the next sample starts where this one ended: one clock read per sample
+    return [t / per / 1e6 for t in ns]
+
+
+def timed_for(call, min_s: float, min_calls: int, per: int = 1, max_s: float | None = None) -> list[float]:
+    """Samples of ``per`` calls each until at least ``min_s`` seconds and ``min_calls`` calls were measured.
+
+    ``max_s`` stops a very slow model early (at least one sample is always taken).
+    The clock reads that time the samples also decide when to stop, so the
+    loop adds no clock reads of its own.
+    """
+    clock = time.perf_counter_ns
+    inner = range(per)
+    need_ns, cap_ns = int(min_s * 1e9), int((max_s if max_s is not None else 1e9) * 1e9)
+    ns: list[int] = []
+    start = t0 = clock()
+    while True:
+        for _ in inner:
+            call()
+        t1 = clock()
+        ns.append(t1 - t0)
+        t0 = t1
+        spent = t1 - start
+        if (spent >= need_ns and len(ns) * per >= min_calls) or spent >= cap_ns:
+            break
+    return [t / per / 1e6 for t in ns]
+
+
+def settle(call, max_s: float, window_s: float = 0.2, tolerance: float = 0.03, min_calls: int = 5) -> dict:
+    """Warm up until the latency settles: two consecutive windows' medians within ``tolerance``.
+
+    The first calls pay for allocation, caches, thread pools waking and
+    (OpenVINO, XNNPACK) packing weights, so they are never timed. A window
+    lasts ``window_s`` and at least ``min_calls`` calls; warming stops at
+    ``max_s`` even if the latency still moves (``settled`` is then False).
+
+    Returns:
+        ``{"call_ms": median of the last window, "calls", "seconds", "settled"}``.
+    """
+    start = time.perf_counter()
+    previous = None
+    calls = 0
+    while True:
+        lat = timed_for(call, window_s, min_calls, max_s=max(window_s, max_s - (time.perf_counter() - start)))
+        calls += len(lat)
+        median = sorted(lat)[len(lat) // 2]
+        spent = time.perf_counter() - start
+        if previous is not None and abs(median - previous) <= tolerance * previous:
+            return {"call_ms": median, "calls": calls, "seconds": round(spent, 3), "settled": True}
+        if spent >= max_s:
+            return {"call_ms": median, "calls": calls, "seconds": round(spent, 3), "settled": False}
+        previous = median
 
 
 def plain_loop_ns(call, n: int) -> int:
@@ -578,26 +703,87 @@ def plain_loop_ns(call, n: int) -> int:
     return clock() - t0
 
 
-def harness_overhead_pct(call, n: int) -> float:
-    """How much longer a call takes in the per-call-timed loop than in a plain loop, in percent.
+def harness_overhead_pct(call, n: int, per: int = 1) -> float:
+    """How much longer a call takes in the timed loop than in a plain loop, in percent.
 
     ``n`` calls of each kind in eight blocks, ordered plain-timed-timed-plain-
     timed-plain-plain-timed so a linear drift of the machine adds the same to
-    both; the median block of each kind is compared, so one stray spike of
-    another process does not decide it. Noise can make it slightly negative.
+    both; the middle two blocks of each kind are compared, so one stray spike
+    of another process does not decide it. The timed loop is the one rounds
+    use (samples of ``per`` calls). Noise can make it slightly negative; the
+    host sizes ``n`` so each block lasts long enough for a stable figure.
     """
-    size = max(1, n // 4)
+    size = max(per, n // 4)
+    samples = max(1, size // per)
     plain, timed = [], []
     clock = time.perf_counter_ns
     for kind in "PTTPTPPT":
         if kind == "P":
-            plain.append(plain_loop_ns(call, size))
+            plain.append(plain_loop_ns(call, samples * per))
         else:
             t0 = clock()
-            timed_calls(call, size)
+            timed_calls(call, samples, per)
             timed.append(clock() - t0)
     p, t = sorted(plain)[1:3], sorted(timed)[1:3]  # the middle two of four
     return round((sum(t) - sum(p)) / sum(p) * 100, 3)
+
+
+def heat() -> dict:
+    """The CPU's state now, read cheaply after each round: temperature, clock, Pi throttling."""
+    cpu = _cpuinfo() if not Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq").exists() else {}
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    freq = round(int(khz) / 1000) if khz and khz.isdigit() else None
+    if freq is None and cpu.get("cpu MHz"):
+        try:
+            freq = round(float(cpu["cpu MHz"]))
+        except ValueError:
+            freq = None
+    return {"temp_c": temperature_c(), "freq_mhz": freq, "throttled": throttled()}
+
+
+def round_answer(call, msg: dict) -> dict:
+    """One round: a fixed count (``iters``) or a duration (``min_s`` and ``min_calls``), samples of ``per`` calls."""
+    per = max(1, int(msg.get("per", 1)))
+    if msg.get("iters") is not None:
+        lat = timed_calls(call, max(1, int(msg["iters"]) // per), per)
+    else:
+        lat = timed_for(call, float(msg.get("min_s", 1.0)), int(msg.get("min_calls", 1)), per,
+                        msg.get("max_s"))
+    return {"ok": True, "latencies_ms": lat, "per": per, **heat()}
+
+
+def _decode(spec: dict):
+    """``{"shape", "b64"}`` (little-endian float32 bytes, base64) -> a numpy array."""
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(spec["b64"]), dtype="<f4").reshape(spec["shape"]).astype(np.float32)
+
+
+def check_answer(model: Loaded, msg: dict) -> dict:
+    """Run the host's images through the model, one at a time; the first output of each comes back.
+
+    ``msg["inputs"]``: one ``{"shape": [N, ...], "b64": ...}`` per model input, image k being ``[k]`` of
+    each. Answer: ``{"ok", "n", "shape": [N, ...], "b64"}`` (float32, as sent), or ``ok: false`` with the
+    reason; the runner goes on either way (timing does not depend on it).
+    """
+    import base64
+
+    import numpy as np
+
+    if model.infer is None:
+        return {"ok": False, "error": f"--check: this runner cannot feed inputs to {model.runtime}"}
+    try:
+        stacked = [_decode(spec) for spec in msg["inputs"]]
+        n = stacked[0].shape[0]
+        outs = [np.asarray(model.infer([np.ascontiguousarray(a[k]) for a in stacked]), dtype=np.float32)
+                for k in range(n)]
+        logits = np.stack(outs).reshape(n, -1)
+    except Exception as e:
+        return {"ok": False, "error": f"--check: {model.runtime} failed on the host's inputs: {first_line(e)}"}
+    return {"ok": True, "n": int(n), "shape": list(logits.shape),
+            "b64": base64.b64encode(logits.astype("<f4").tobytes()).decode("ascii")}
 
 
 # -- the protocol -----------------------------------------------------------------------------------
@@ -631,10 +817,15 @@ def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None, des
         cmd = msg.get("cmd")
         try:
             if cmd == "round":
-                send(out, {"ok": True, "latencies_ms": timed_calls(model.call, int(msg.get("iters", 1)))})
+                send(out, round_answer(model.call, msg))
+            elif cmd == "check":  # the host's inputs through the model: logits back (edgecnn bench --check)
+                send(out, check_answer(model, msg))
+            elif cmd == "warmup":  # until the latency settles, at most max_s seconds
+                send(out, {"ok": True, **settle(model.call, float(msg.get("max_s", 10)))})
             elif cmd == "finish":
                 peak = rss_mb(peak=True)  # before profiling loads a second copy
-                overhead = harness_overhead_pct(model.call, int(msg.get("overhead_iters", 20)))
+                overhead = harness_overhead_pct(model.call, int(msg.get("overhead_iters", 20)),
+                                                max(1, int(msg.get("per", 1))))
                 prof = model.profile(int(msg.get("profile_iters", 10))) if profile else None
                 send(out, {"ok": True, "peak_rss_mb": peak, "device": describe(), "overhead_pct": overhead,
                            "profile": prof})

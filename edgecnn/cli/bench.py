@@ -15,15 +15,22 @@ def bench(
     device: Annotated[str, typer.Option(
         help="local, ssh://user@host[:port], adb://SERIAL, or cuda (the eager reference on the GPU)")] = "local",
     threads: Annotated[int, typer.Option(help="threads of every runtime")] = 2,
-    warmup: Annotated[int, typer.Option(help="untimed calls per runtime first")] = 10,
-    iters: Annotated[int, typer.Option(help="timed calls per runtime")] = 100,
-    rounds: Annotated[int, typer.Option(help="rounds the timed calls are split into, interleaved across runtimes")] = 5,
+    warmup: Annotated[Optional[int], typer.Option(
+        help="untimed calls per runtime first [default: until the latency settles, at most 5 s]")] = None,
+    iters: Annotated[Optional[int], typer.Option(
+        help="timed calls per runtime, split over the rounds [default: rounds by duration, see --min-time]")] = None,
+    rounds: Annotated[int, typer.Option(help="rounds per runtime, interleaved across runtimes")] = 10,
+    min_time: Annotated[float, typer.Option(help="seconds each round measures at least (without --iters)")] = 1.0,
+    cooldown: Annotated[float, typer.Option(help="seconds of pause before each round (lets a board cool)")] = 0.0,
     batch: Annotated[int, typer.Option(help="batch size (artifacts exported for batch 1 take only 1)")] = 1,
     profile: Annotated[bool, typer.Option("--profile", help="per-operator profile of each runtime")] = False,
     wait_cool: Annotated[Optional[float], typer.Option(
         help="before measuring, wait (up to 5 min) until the CPU is below this many degrees C")] = None,
     runner: Annotated[Optional[Path], typer.Option(
-        help="executor_runner built for Android (adb:// devices only)")] = None,
+        help="executor_runner built for the device (adb://, or ssh:// boards without torch)")] = None,
+    check: Annotated[Optional[int], typer.Option(
+        help="also send N validation images of each artifact's run through it on the device and compare "
+             "with PyTorch here (top-1 agreement, max logit diff, accuracy)", metavar="N")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to connect to a device and for each short command")] = 30,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="write the rows to this JSON file")] = None,
 ) -> None:
@@ -34,7 +41,8 @@ def bench(
     from edgecnn.bench.api import save
 
     rows = run_bench(artifacts or [], eager=eager, device=device, threads=threads, warmup=warmup, iters=iters,
-                     batch=batch, profile=profile, rounds=rounds, wait_cool=wait_cool, runner=runner, timeout=timeout)
+                     batch=batch, profile=profile, rounds=rounds, wait_cool=wait_cool, runner=runner, timeout=timeout,
+                     min_time=min_time, cooldown=cooldown, check=check)
     console = Console()
     print_rows(console, rows)
     if profile:
@@ -50,51 +58,109 @@ def _ms(value: float | None) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
+def _pm(value: float | None, low: float | None, high: float | None, ratio: bool = False) -> str:
+    """``0.64 ±0.02``: a figure and the half-width of its 95% interval (the larger side, to be safe),
+    both with the figure's decimals."""
+    if value is None:
+        return "-"
+    digits = 3 if ratio or value < 1 else 2 if value < 100 else 0
+    text = f"{value:.{digits}f}"
+    if low is None or high is None:
+        return text
+    return f"{text} ±{max(high - value, value - low):.{digits}f}"
+
+
 def print_rows(console, rows: list[dict]) -> None:
-    """The table, then the device, the reference and the harness figures in a few lines."""
+    """The table (fits 100 columns), then the device, the notes and the instrument's own figures.
+
+    Every latency is the median with its 95% interval; ``x ref`` is the
+    ratio to the reference row with its interval, marked ``≈`` where the two
+    medians' intervals overlap (the rows cannot be told apart).
+    """
+    from rich import box
     from rich.table import Table
 
     from edgecnn.bench.api import reference
+    from edgecnn.bench.check import note as check_note
 
     ref = reference(rows)
     devices = sorted({r["device"] for r in rows if r["device"]})
     ran = [r for r in rows if r["latency_ms_p50"] is not None]
-    threads, batch = rows[0]["threads"], rows[0]["batch"]
-    table = Table(title=f"latency on {', '.join(devices)}: {threads} threads, batch {batch}, "
-                        f"{rows[0]['iters']} calls each (ms)")
-    for col in ("name", "runtime", "precision", "p50", "p90", "p99", "±cv", "img/s", "RSS MB", "size MB",
-                f"vs {ref['name'] if ref else 'ref'}", "error / warning"):
-        table.add_column(col, justify="left" if col in ("name", "runtime", "precision", "error / warning") else "right",
-                         overflow="fold")
+    first = rows[0]
+    how = (f"{first['iters']} calls in {first['rounds'] or '?'} rounds" if first.get("iters") is not None
+           else f"{first['rounds'] or '?'} rounds of ≥{first['min_time_s'] or '?'} s")
+    table = Table(title=f"latency on {', '.join(devices)}: {first['threads']} threads, batch {first['batch']}, "
+                        f"{how} (median ±95% interval)", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for col, just in (("name", "left"), ("p50 ms", "right"), ("p99 ms", "right"), ("x ref", "right"),
+                      ("GMAC/s", "right"), ("peak", "right"), ("RSS MB", "right"), ("size MB", "right"),
+                      ("", "left")):
+        table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", min_width=len(col),
+                         max_width=28 if col == "name" else None)
     for r in rows:
-        version = f" {r['runtime_version']}" if r["runtime_version"] else ""
-        note = r["error"] or r["warning"] or ""
+        same = r.get("distinguishable_from_ref") is False
         table.add_row(
-            r["name"], f"{r['runtime'] or '-'}{version}", r["precision"] or "-",
-            _ms(r["latency_ms_p50"]), _ms(r["latency_ms_p90"]), _ms(r["latency_ms_p99"]),
-            f"{r['cv']:.1%}" if r["cv"] is not None else "-",
-            f"{r['throughput_ips']:.1f}" if r["throughput_ips"] else "-",
+            r["name"], _pm(r["latency_ms_p50"], r.get("latency_ms_p50_ci_low"), r.get("latency_ms_p50_ci_high")),
+            _ms(r["latency_ms_p99"]),
+            _pm(r["ratio_vs_ref"], r.get("ratio_ci_low"), r.get("ratio_ci_high"), ratio=True) + (" ≈" if same else ""),
+            f"{r['gmacs_per_s']:.1f}" if r.get("gmacs_per_s") else "-",
+            f"{r['peak_fraction']:.0%}" if r.get("peak_fraction") is not None else "-",
             f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-",
             f"{r['size_mb']:.2f}" if r["size_mb"] is not None else "-",
-            f"{r['ratio_vs_ref']:.3f}x" if r["ratio_vs_ref"] is not None else "-",
-            f"[red]{note}[/red]" if r["error"] else note,
+            "[red]error[/red]" if r["error"] else ("[yellow]![/yellow]" if r["warning"] else ""),
         )
     console.print(table)
     for desc in sorted({r["device_desc"] for r in rows if r["device_desc"]}):
-        console.print(f"device: {desc}")
-    for r in ran:
-        if r["runtime_note"]:
-            console.print(f"{r['name']}: {r['runtime_note']}", highlight=False)
+        console.print(f"device: {desc}", highlight=False)
+    if ref:
+        console.print(f"x ref: the median over {ref['name']}'s; ≈ where the two cannot be told apart", highlight=False)
+    for r in rows:
+        parts = [f"{r['runtime'] or '-'} {r['runtime_version'] or ''}".strip(), r["runtime_note"]]
+        console.print(f"{r['name']}: {'; '.join(p for p in parts if p)}", highlight=False)
+        for note in filter(None, [r["error"] and f"[red]error: {r['error']}[/red]",
+                                  r["warning"] and f"warning: {r['warning']}", *(r.get("stat_notes") or []),
+                                  check_note(r)]):
+            console.print(f"  {note}", highlight=False)
+    pairs = sorted({tuple(sorted((r["name"], o))) for r in ran for o in (r.get("indistinguishable_from") or [])})
+    if pairs:
+        console.print("not distinguishable (95% intervals of the medians overlap): "
+                      + ", ".join(f"{a} ≈ {b}" for a, b in pairs), highlight=False)
+    methods = sorted({r["ci_method"] for r in ran if r.get("ci_method")})
+    if methods:
+        console.print(f"intervals: {', '.join(methods)}", highlight=False)
+    peaks = sorted({(r["peak_isa"], r["peak_gmacs_per_s"]) for r in ran if r.get("peak_isa")})
+    if peaks:
+        clock = "cpufreq maximum" if any(r.get("max_freq_mhz") for r in ran) else \
+            "the clock /proc/cpuinfo reports (a VM's nominal clock: boost can pass 100%)"
+        console.print("peak: " + ", ".join(f"{isa} {g:.0f} GMAC/s" for isa, g in peaks) + f", at {clock}",
+                      highlight=False)
     if ran:
-        overhead = [r["harness_overhead_pct"] for r in ran if r["harness_overhead_pct"] is not None]
-        spread = [r["round_p50_spread_pct"] for r in ran if r.get("round_p50_spread_pct") is not None]
-        parts = []
-        if overhead:
-            parts.append(f"harness overhead vs a plain loop: at most {max(overhead):+.2f}% (target < 2%)")
-        if spread:
-            parts.append(f"round-to-round median spread: at most {max(spread):.1f}% (target < 10%)")
-        if parts:
-            console.print("; ".join(parts), highlight=False)
+        console.print(_instrument_line(ran), highlight=False)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 14 else name[:13] + "…"
+
+
+def _instrument_line(ran: list[dict]) -> str:
+    """How far to trust the figures: harness overhead, interval widths, round spread, heat."""
+    from edgecnn.core.stats import half_width_pct
+
+    parts = []
+    overhead = [r["harness_overhead_pct"] for r in ran if r["harness_overhead_pct"] is not None]
+    if overhead:
+        parts.append(f"harness overhead vs a plain loop: at most {max(overhead):+.2f}% (target ≤ 1%)")
+    half = [h for h in (half_width_pct(r) for r in ran) if h is not None]
+    if half:
+        parts.append(f"median ±{max(half):.1f}% at worst (target ≤ 3%)")
+    spread = [r["round_p50_spread_pct"] for r in ran if r.get("round_p50_spread_pct") is not None]
+    if spread:
+        parts.append(f"round medians spread up to {max(spread):.0f}%")
+    temps = [t for r in ran for t in (r.get("round_temp_c") or []) if t is not None]
+    parts.append(f"CPU {min(temps):.0f}-{max(temps):.0f} C" if temps else "no CPU temperature readable")
+    throttled = [r["rounds_throttled"] for r in ran if r.get("rounds_throttled") is not None]
+    if throttled:
+        parts.append(f"{sum(throttled)} rounds throttled")
+    return "; ".join(parts)
 
 
 def print_profiles(console, rows: list[dict]) -> None:
