@@ -9,10 +9,14 @@ the chain does nothing a user could not do by hand.
 
 Re-running the same command resumes: training and QAT continue from their
 last checkpoint (or say they are finished), and ``out/pipeline.json`` records
-each artifact with a stamp of the checkpoint it came from, so an artifact
-whose source has not changed is not exported again, and the bench is not
-repeated while its artifacts are the ones it timed. The report is always
-rewritten (seconds).
+each artifact with a stamp of the checkpoint it came from (and, for PTQ, the
+calibration count), so an artifact whose inputs have not changed is not
+exported again, and the bench is not repeated while its artifacts and settings
+are the ones it timed. A changed input never reuses a stale result: a changed
+export or bench setting redoes that stage; a recipe that differs from the one
+a finished run was trained with (or a changed ``pipeline.qat_epochs``) is
+refused, naming the keys, as ``edgecnn train --resume`` does. The report is
+always rewritten (seconds).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
 
     if "train" in p.stages:
         with chain.step("train", f"train {recipe.model.name} ({recipe.train.epochs} epochs)") as step:
+            _same_recipe(out, recipe)
             if _finished(out, recipe.train.epochs):
                 step.skip(f"{out} is finished")
             else:
@@ -68,6 +73,7 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
         for backend in p.qat:
             folder = out / f"qat-{backend}"
             with chain.step(f"qat {backend}", f"QAT for {backend} ({p.qat_epochs} epochs)") as step:
+                _same_qat_epochs(folder, p.qat_epochs)
                 if _finished(folder, p.qat_epochs):
                     step.skip(f"{folder} is finished")
                 else:
@@ -82,9 +88,12 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
             label = _export_label(item)
             with chain.step(f"export {label}", f"export {label} from {source}") as step:
                 done = chain.recorded("exports", label)
-                if done and _unchanged(done, source):
+                calib = p.calib if item.int8 == "ptq" else None  # only PTQ calibrates
+                if done and _unchanged(done, source) and done.get("calib") == calib:
                     step.skip(f"{Path(done['path']).name} is up to date")
                 else:
+                    if done and done.get("calib") != calib and _unchanged(done, source):
+                        step.note(f"pipeline.calib changed ({done.get('calib')} -> {calib}): exporting again")
                     from edgecnn.export.api import export_run
 
                     r = export_run(source, item.target, int8=item.int8 != "none", channels=item.channels,
@@ -94,7 +103,7 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
                                   f"{parity['artifact']['accuracy']:.1%} through {r['target']}, top-1 agreement "
                                   f"{parity['top1_agreement']:.1%} with PyTorch", highlight=False)
                     chain.record("exports", label, {"path": str(Path(r["path"]).resolve()),
-                                                    "source": _stamp(_checkpoint(source))})
+                                                    "source": _stamp(_checkpoint(source)), "calib": calib})
     # The artifacts this pipeline lists (pipeline.json may remember others from an earlier export list).
     recorded = [chain.recorded("exports", _export_label(item)) for item in p.export]
     artifacts = [Path(e["path"]) for e in recorded if e and Path(e["path"]).is_file()]
@@ -104,10 +113,16 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
         # The eager reference runs on this machine: beside a board's rows its time means nothing.
         eager = b.eager and not b.device.startswith(("ssh://", "adb://"))
         with chain.step("bench", f"bench {len(artifacts)} artifacts on {b.device}") as step:
-            stamp = _stamp(*artifacts, *([_checkpoint(out)] if eager else []))
-            if (out / BENCH).is_file() and chain.state.get("bench") == stamp:
-                step.skip(f"{out / BENCH} times these artifacts already")
+            # What the timings depend on: the files timed and every bench setting.
+            stamp = {"files": _stamp(*artifacts, *([_checkpoint(out)] if eager else [])),
+                     "settings": b.model_dump(mode="json")}
+            before = chain.state.get("bench")
+            if (out / BENCH).is_file() and before == stamp:
+                step.skip(f"{out / BENCH} times these artifacts with these settings already")
             else:
+                changed = _changed_settings(before, stamp) if (out / BENCH).is_file() else []
+                if changed:
+                    step.note(f"bench settings changed ({', '.join(changed)}): timing again")
                 from edgecnn.bench.api import bench, save
                 from edgecnn.cli.bench import print_rows
 
@@ -204,6 +219,9 @@ class Step:
         self.entry["status"] = "skipped"
         self.console.print(f"skipped: {why}", style="dim", markup=False, highlight=False)
 
+    def note(self, why: str) -> None:
+        self.console.print(why, style="dim", markup=False, highlight=False)
+
 
 def _evaluate(run: Path, console: Console) -> None:
     """``eval.json`` for the report (accuracy, MACs, params), unless it is newer than the checkpoint."""
@@ -221,6 +239,48 @@ def _count_steps(recipe: Recipe) -> int:
     p = recipe.pipeline
     per_stage = {"train": 1, "qat": len(p.qat), "export": len(p.export), "bench": 1, "report": 1}
     return sum(per_stage[s] for s in p.stages)
+
+
+def _same_recipe(out: Path, recipe: Recipe) -> None:
+    """A run folder is only continued (or called finished) for the recipe it was trained with.
+
+    Raises:
+        UserError: ``out`` holds a run whose stored recipe differs; the message names the keys.
+    """
+    from edgecnn.train import run as R
+    from edgecnn.train.loop import recipe_differences
+
+    if not R.is_run(out):
+        return
+    diff = recipe_differences(out, recipe)
+    if diff:
+        raise UserError(f"{out} holds a run trained with a different recipe; it differs at: {', '.join(diff)}; "
+                        f"run the recipe and overrides it was trained with (see {out / R.RECIPE}), "
+                        "or pass --out NEW_DIR for a new run")
+
+
+def _same_qat_epochs(folder: Path, epochs: int) -> None:
+    """A QAT folder fine-tuned for another number of epochs is neither resumed nor reused.
+
+    Raises:
+        UserError: the folder's recipe has ``train.epochs`` other than ``pipeline.qat_epochs``.
+    """
+    from edgecnn.train import run as R
+
+    if not R.is_run(folder):
+        return
+    stored = R.read_run_recipe(folder).train.epochs
+    if stored != epochs:
+        raise UserError(f"pipeline.qat_epochs={epochs} but {folder} was fine-tuned for {stored} epochs; "
+                        f"set pipeline.qat_epochs={stored}, or remove {folder} to fine-tune again")
+
+
+def _changed_settings(before, now: dict) -> list[str]:
+    """The bench settings (dotted keys) that differ from the recorded ones; ``[]`` when only the files changed."""
+    old = before.get("settings") if isinstance(before, dict) else None
+    if old is None:
+        return []
+    return [f"pipeline.bench.{k}" for k in now["settings"] if old.get(k) != now["settings"][k]]
 
 
 def _finished(run: Path, epochs: int) -> bool:

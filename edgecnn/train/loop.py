@@ -163,6 +163,22 @@ def _logger(run: Path) -> logging.Logger:
     return log
 
 
+def recipe_differences(out: Path, recipe: Recipe) -> list[str]:
+    """The dotted keys where ``recipe`` differs from the one stored in the run folder ``out``.
+
+    The pipeline section says what happens after training: it is left out, so changing it
+    never blocks a resume.
+
+    Raises:
+        UserError: ``out`` is not a run folder, or its stored recipe no longer validates.
+    """
+    stored = R.read_run_recipe(out).model_dump(mode="json", exclude={"pipeline"})
+    given = recipe.model_dump(mode="json", exclude={"pipeline"})
+    diff = [f"{s}.{k}" for s in given if isinstance(given[s], dict)
+            for k in given[s] if stored.get(s, {}).get(k) != given[s][k]]
+    return diff + [s for s in given if not isinstance(given[s], dict) and stored.get(s) != given[s]]
+
+
 def check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
     """Never overwrite a run silently; only resume the same recipe."""
     exists = R.is_run(out) or (out / R.LAST).exists()
@@ -171,12 +187,7 @@ def check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
     if resume and not (out / R.LAST).exists():
         raise UserError(f"--resume: {out} has no checkpoint ({R.LAST}) to resume from; drop --resume to start the run")
     if resume:
-        # The pipeline section says what happens after training: changing it never blocks a resume.
-        stored = R.read_run_recipe(out).model_dump(mode="json", exclude={"pipeline"})
-        given = recipe.model_dump(mode="json", exclude={"pipeline"})
-        diff = [f"{s}.{k}" for s in given if isinstance(given[s], dict)
-                for k in given[s] if stored.get(s, {}).get(k) != given[s][k]]
-        diff += [s for s in given if not isinstance(given[s], dict) and stored.get(s) != given[s]]
+        diff = recipe_differences(out, recipe)
         if diff:
             raise UserError(f"--resume: the recipe differs from the one in {out / R.RECIPE} at: {', '.join(diff)}; "
                             "resume with the same recipe and overrides, or train into a new --out")
