@@ -226,3 +226,34 @@ def test_cnn_attn_runs_entirely_inside_xnnpack(tmp_path: Path):
         assert d["delegated_subgraphs"] == 1 and set(d["ops_outside"]) <= GLUE, d
         got = torch.from_numpy(executorch.load(path)([x.numpy()]))
         torch.testing.assert_close(got, model(x), atol=0.5 if int8 else 1e-4, rtol=0)
+
+
+def test_out_may_name_the_artifact_file(attn_run: Path, tmp_path: Path):
+    """--out model.onnx writes that file (not a folder named model.onnx); another target's suffix is refused."""
+    proc = export_cli(str(attn_run), "--target", "onnx", "--out", str(tmp_path / "model.onnx"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.onnx.json").is_file()
+    assert json.loads((tmp_path / "model.onnx.json").read_text())["artifact"] == "model.onnx"
+    proc = export_cli(str(attn_run), "--target", "onnx", "--out", str(tmp_path / "model.pte"))
+    assert proc.returncode == 2 and not (tmp_path / "model.pte").exists()
+    assert proc.stderr.startswith("error: --out ") and ".onnx" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_onnx_preprocessing_failure_keeps_its_reason(tmp_path: Path, monkeypatch):
+    import onnxruntime.quantization.shape_inference as si
+
+    from edgecnn.quantize import ptq
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 8, 8),), str(tmp_path / "m.onnx"), dynamo=False,
+                      input_names=["image"], output_names=["logits"])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape inference exploded\nsecond line")
+
+    monkeypatch.setattr(si, "quant_pre_process", broken)
+    settings = ptq.onnxruntime_static(tmp_path / "m.onnx", tmp_path / "q.onnx", ["image"],
+                                      [(torch.randn(1, 3, 8, 8),)] * 2, tmp_path)
+    assert settings["pre_processed"] is False
+    assert settings["pre_process_error"] == "RuntimeError: shape inference exploded"
+    assert (tmp_path / "q.onnx").is_file()

@@ -218,3 +218,27 @@ def test_qat_under_two_process_ddp(float_run: Path, tmp_path: Path):
     assert len(rows(out)) == 1
     exported = cli("export", str(out), "--target", "openvino", "--int8", check=True)
     assert "int8" in exported.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, export_target", [("xnnpack", "executorch"), ("openvino", "openvino")])
+def test_band_model_qat_for_a_subset_exports_and_runs(tmp_path: Path, target: str, export_target: str):
+    """qat --channels on resnet34_dynconv_pruned fine-tunes the folded plain ResNet; its export runs."""
+    import numpy as np
+
+    from edgecnn.export import export_run, load_artifact
+
+    run = tmp_path / "dynconv"
+    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_pruned", "train.epochs=1",
+        "--out", str(run), check=True)
+    proc = cli("qat", str(run), "--target", target, "--channels", "rg", "--epochs", "1",
+               "--out", str(tmp_path / "qat"))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((tmp_path / "qat" / "qat.json").read_text())
+    assert info["channels"] == "rg"
+    r = export_run(tmp_path / "qat", export_target, int8=True)
+    assert r["channels"] == "RG" and r["band_handling"].startswith("folded") and "QAT" in r["band_handling"]
+    assert Path(r["path"]).name.endswith(f"-int8-RG{Path(r['path']).suffix}")
+    assert r["parity"]["top1_agreement"] >= 0.7, r["parity"]
+    runner, _ = load_artifact(r["path"])
+    assert runner([np.zeros((1, 3, 16, 16), np.float32)]).shape == (1, 3)

@@ -14,12 +14,16 @@ def export(
         help="band subset the artifact takes, e.g. RG (folded for resnet34_dynconv_pruned, zero-filled "
              "inside the graph otherwise); default all bands")] = None,
     calib: Annotated[int, typer.Option(min=1, help="calibration images for --int8")] = 256,
-    out: Annotated[Optional[Path], typer.Option(help="folder for the artifact (default RUN/export)")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="folder for the artifact (default RUN/export), or its path ending in the target's suffix")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(
+        "--max-drop", min=0, help="with --int8: accuracy budget in points; layers that cost most are kept in float "
+                                  "until held-out training images lose at most this much")] = None,
 ) -> None:
     """Export a run for an edge runtime and check it with that runtime; writes the artifact and a JSON sidecar."""
     from edgecnn.export import export_run
 
-    r = export_run(run, target, int8=int8, channels=channels, calib=calib, out=out)
+    r = export_run(run, target, int8=int8, channels=channels, calib=calib, out=out, max_drop=max_drop)
     p, a, t = r["parity"], r["parity"]["artifact"], r["parity"]["pytorch"]
     runtime = f"{r['runtime']['name']} {r['runtime']['version']}"
     print(f"wrote {r['path']} ({r['size_bytes'] / 1e6:.2f} MB) and {Path(r['sidecar']).name}")
@@ -32,3 +36,18 @@ def export(
     if d:
         outside = ", ".join(f"{op} x{n}" for op, n in d["ops_outside"].items()) or "nothing"
         print(f"XNNPACK: {d['delegated_subgraphs']} delegated subgraphs; left on portable kernels: {outside}")
+    q = r.get("quantization") or {}
+    if q.get("pre_process_error"):
+        print(f"warning: onnxruntime pre-processing failed, quantized the plain graph: {q['pre_process_error']}")
+    b = r.get("accuracy_budget")
+    if b:
+        kept = ", ".join(b["float_layers"]) or "none"
+        print(f"accuracy budget {b['max_drop_points']:g} points: PTQ lost {b['before']['drop_points']:.2f} on "
+              f"held-out training images; kept in float: {kept} "
+              f"({b['float_params_fraction']:.1%} of weights) -> {b['after']['drop_points']:.2f}; "
+              f"validation drop {b['val_drop_points']:.2f} ({len(b['probes'])} exports, {b['seconds']:.0f} s)")
+        if not b["met"]:
+            print(f"warning: {b['note']}")
+        elif not b["val_within_budget"]:
+            print(f"warning: the validation split lost {b['val_drop_points']:.2f} points, more than --max-drop "
+                  f"{b['max_drop_points']:g} met on held-out training images; try edgecnn qat for this target")

@@ -17,6 +17,8 @@ def qat(
     out: Annotated[Optional[Path], typer.Option(help="QAT run folder (default RUN/qat-<target>)")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted QAT run from its last checkpoint")] = False,
     nproc: Annotated[int, typer.Option(min=1, help="data-parallel processes on this machine (launches torchrun)")] = 1,
+    channels: Annotated[Optional[str], typer.Option(
+        help="resnet34_dynconv_pruned only: fine-tune the plain ResNet folded for this band subset, e.g. RGB")] = None,
 ) -> None:
     """Quantization-aware fine-tuning of a trained run into a new run folder; export it with --int8.
 
@@ -30,6 +32,7 @@ def qat(
 
         backend(target)  # a clean error here, not one per rank
         argv = ["qat", str(run), "--target", target, *(overrides or []), *(["--epochs", str(epochs)] if epochs else []),
-                *(["--out", str(out)] if out else []), *(["--resume"] if resume else [])]
+                *(["--out", str(out)] if out else []), *(["--resume"] if resume else []),
+                *(["--channels", channels] if channels else [])]
         raise typer.Exit(relaunch(nproc, argv))
-    qat_run(run, target, epochs=epochs, out=out, resume=resume, overrides=overrides or [])
+    qat_run(run, target, epochs=epochs, out=out, resume=resume, overrides=overrides or [], channels=channels)

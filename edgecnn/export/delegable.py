@@ -59,16 +59,16 @@ def for_xnnpack(module: nn.Module) -> nn.Module:
     """
     if not any(_swappable(m) for m in module.modules()):
         return module
-    module = copy.deepcopy(module)
-    for name, child in list(module.named_modules()):
-        if not name or not _swappable(child):  # (a bare LayerNorm as the whole model is left alone)
-            continue
+    from edgecnn.quantize.swap import swap
+
+    def delegable(child: nn.Module, name: str) -> nn.Module:
         swapped = DelegableLayerNorm(child.normalized_shape, eps=child.eps,
                                      elementwise_affine=child.elementwise_affine, bias=child.bias is not None)
         swapped.load_state_dict(child.state_dict())
-        swapped.train(child.training)
-        parent, _, attr = name.rpartition(".")
-        setattr(module.get_submodule(parent) if parent else module, attr, swapped)
+        return swapped.train(child.training)
+
+    # (a bare LayerNorm as the whole model, name "", is left alone)
+    module = swap(copy.deepcopy(module), lambda m, name: bool(name) and _swappable(m), delegable)
     return module
 
 

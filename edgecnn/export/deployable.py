@@ -90,8 +90,9 @@ def _fold_stem_batchnorm(model: nn.Module) -> nn.Module:
     bn = folded.bn1
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     folded.conv1.weight.mul_(scale[None, :, None, None, None])
-    folded.bn1 = _AddBias(bn.bias - bn.running_mean * scale)
-    return folded
+    from edgecnn.quantize.swap import swap
+
+    return swap(folded, lambda m, name: name == "bn1", lambda m, name: _AddBias(bn.bias - bn.running_mean * scale))
 
 
 @dataclass

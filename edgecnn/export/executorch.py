@@ -48,7 +48,8 @@ def delegation_summary(graph_module) -> dict:
     }
 
 
-def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None) -> dict:
+def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None,
+           float_layers: tuple[str, ...] = ()) -> dict:
     """Write ``graph`` (a ``Deployable``) to ``path`` as a ``.pte``.
 
     LayerNorms are rewritten with ops XNNPACK takes (``delegable.for_xnnpack``)
@@ -57,6 +58,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     Args:
         quantized: ``(module, quantization section)`` of a model quantized already
             (QAT: ``convert_pt2e`` with the learned scales); exported as it is.
+        float_layers: names of ``graph.module``'s layers INT8 leaves in float (the accuracy budget).
 
     Returns:
         The target's sidecar sections: ``export``, ``quantization`` (``None`` for fp32), ``delegation``.
@@ -79,7 +81,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
         if int8:
             try:
                 module, sections["quantization"] = ptq.pt2e_xnnpack(module, graph.example, calibration,
-                                                                    (*graph.keep_float, *KEEP_FLOAT))
+                                                                    (*graph.keep_float, *KEEP_FLOAT), float_layers)
             except Exception as e:
                 raise export_failed("executorch int8", "quantizing with PT2E (XNNPACKQuantizer)", e) from None
     program = torch_export(module, graph.example)

@@ -59,11 +59,13 @@ def _to_onnx(graph, path: Path) -> str:
             raise export_failed("onnx export", "converting to ONNX (torch.onnx.export)", dynamo_error) from None
 
 
-def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None) -> dict:
+def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None,
+           float_layers: tuple[str, ...] = ()) -> dict:
     """Write ``graph`` (a ``Deployable``) to ``path`` as ``.onnx``.
 
     Args:
         quantized: must be ``None``: no QAT backend produces models for onnxruntime.
+        float_layers: names of ``graph.module``'s layers INT8 leaves in float (the accuracy budget).
 
     Returns:
         The target's sidecar sections: ``export`` and ``quantization`` (``None`` for fp32).
@@ -84,7 +86,8 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
         with temp_names([path]) as (tmp,):
             if int8:
                 try:
-                    sections["quantization"] = ptq.onnxruntime_static(fp32, tmp, graph.input_names, calibration, work)
+                    sections["quantization"] = ptq.onnxruntime_static(fp32, tmp, graph.input_names, calibration, work,
+                                                                           float_layers)
                 except Exception as e:
                     raise export_failed("onnx int8", "quantizing with onnxruntime quantize_static", e) from None
             else:

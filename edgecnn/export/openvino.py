@@ -37,13 +37,16 @@ def companions(path: Path) -> list[Path]:
     return [Path(path).with_suffix(".bin")]
 
 
-def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None) -> dict:
+def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | None = None,
+           float_layers: tuple[str, ...] = ()) -> dict:
     """Write ``graph`` (a ``Deployable``) to ``path`` (``.xml``) and its ``.bin``.
 
     Args:
         quantized: ``(module, quantization section)`` of a PyTorch model with
             fake-quantize ops already (QAT); converted as it is, its FakeQuantize
             ranges becoming the IR's, instead of quantizing with NNCF here.
+        float_layers: names of ``graph.module``'s layers INT8 leaves in float (the accuracy budget):
+            NNCF ignores the OpenVINO nodes converted from their ops.
 
     Returns:
         The target's sidecar sections: ``export`` and ``quantization`` (``None`` for fp32).
@@ -57,8 +60,20 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     from edgecnn.quantize import ptq
 
     program = torch_export(graph.module if quantized is None else quantized[0], graph.example)
+    ignored = []
     try:
-        model = ov.convert_model(program)
+        if float_layers and int8 and quantized is None:
+            # The decoder convert_model would build, kept so that OpenVINO node names (``<fx node>/aten...``)
+            # can be traced back to the modules whose ops they came from.
+            from openvino.frontend.pytorch.fx_decoder import TorchFXPythonDecoder
+
+            decoder = TorchFXPythonDecoder.from_exported_program(program)
+            prefixes = tuple(f"{n}/" for n in ptq.fx_nodes(decoder.pt_module, float_layers))
+            model = ov.convert_model(decoder)
+            ignored = [op.get_friendly_name() for op in model.get_ordered_ops()
+                       if op.get_friendly_name().startswith(prefixes)]
+        else:
+            model = ov.convert_model(program)
     except Exception as e:
         raise export_failed("openvino export", "converting the torch.export program (convert_model)", e) from None
     # convert_model leaves batch and spatial sizes dynamic; pin them to the export
@@ -76,7 +91,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
         sections["quantization"] = quantized[1]
     elif int8:
         try:
-            model, sections["quantization"] = ptq.nncf_openvino(model, calibration)
+            model, sections["quantization"] = ptq.nncf_openvino(model, calibration, ignored, float_layers)
         except Exception as e:
             raise export_failed("openvino int8", "quantizing with nncf", e) from None
     # .bin first, .xml last: a reader that finds the .xml finds its weights.

@@ -24,7 +24,7 @@ Sample = tuple[Tensor, ...]
 
 
 def pt2e_xnnpack(module: torch.nn.Module, example: Sample, calibration: Sequence[Sample],
-                 keep_float: Sequence[type] = ()) -> tuple[torch.nn.Module, dict]:
+                 keep_float: Sequence[type] = (), float_layers: Sequence[str] = ()) -> tuple[torch.nn.Module, dict]:
     """PT2E quantization for XNNPACK: symmetric INT8, per-channel weights.
 
     Args:
@@ -36,6 +36,7 @@ def pt2e_xnnpack(module: torch.nn.Module, example: Sample, calibration: Sequence
             per-channel quantize op, which ExecuTorch lacks ("Missing out
             variants: quantize_per_channel"), and XNNPACK does not take a
             convolution with a computed weight anyway.
+        float_layers: module names left in float (the accuracy budget, ``budget.py``).
 
     Returns:
         (the converted module, ready for ``torch.export.export`` again; settings for the sidecar)
@@ -45,6 +46,10 @@ def pt2e_xnnpack(module: torch.nn.Module, example: Sample, calibration: Sequence
     quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True))
     for module_type in keep_float:
         quantizer.set_module_type(module_type, None)
+    for name in float_layers:
+        # set_module_name asserts a config; None in its table is what set_module_type(t, None)
+        # does for types: the module's ops stay unannotated and the global config skips them.
+        quantizer.module_name_config[name] = None
     # PT2E works on the pre-dispatch graph that export(...).module() returns.
     graph = torch.export.export(module, example).module()
     prepared = api.prepare_pt2e(graph, quantizer)
@@ -59,11 +64,13 @@ def pt2e_xnnpack(module: torch.nn.Module, example: Sample, calibration: Sequence
         "activations": "int8 (scales from calibration min/max)",
         "calibration_images": len(calibration),
         "kept_float": [t.__name__ for t in keep_float],
+        "float_layers": list(float_layers),
     }
     return converted, settings
 
 
-def nncf_openvino(model, calibration: Sequence[Sample]) -> tuple[object, dict]:
+def nncf_openvino(model, calibration: Sequence[Sample], ignored_nodes: Sequence[str] = (),
+                  float_layers: Sequence[str] = ()) -> tuple[object, dict]:
     """NNCF post-training quantization of an OpenVINO model (``openvino.Model``).
 
     Quantizing the converted OpenVINO model, rather than the PyTorch one, is the
@@ -73,6 +80,7 @@ def nncf_openvino(model, calibration: Sequence[Sample]) -> tuple[object, dict]:
     Args:
         model: the float ``openvino.Model``.
         calibration: samples, one tuple per image, in the model's input order.
+        ignored_nodes: OpenVINO node names left in float (``float_layers``, the modules they came from).
 
     Returns:
         (the quantized ``openvino.Model``; settings for the sidecar)
@@ -86,8 +94,9 @@ def nncf_openvino(model, calibration: Sequence[Sample]) -> tuple[object, dict]:
     # the quickstart model on such a CPU, for one bit of weight precision elsewhere.
     # Full bias correction (not the fast one) on the folded DynamicConv2D ResNet-34:
     # top-1 agreement 95.2% -> 96.4%; no change on the quickstart model; the MIXED preset was worse (92.8%).
+    extra = {"ignored_scope": nncf.IgnoredScope(names=list(ignored_nodes), validate=False)} if ignored_nodes else {}
     quantized = nncf.quantize(
-        model, dataset, subset_size=len(calibration), fast_bias_correction=False,
+        model, dataset, subset_size=len(calibration), fast_bias_correction=False, **extra,
         advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
     )
     settings = {
@@ -97,12 +106,13 @@ def nncf_openvino(model, calibration: Sequence[Sample]) -> tuple[object, dict]:
         "activations": "int8 symmetric per-tensor (uint8 after ReLU; scales from calibration)",
         "calibration_images": len(calibration),
         "fast_bias_correction": False,
+        "float_layers": list(float_layers),
     }
     return quantized, settings
 
 
 def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration: Sequence[Sample],
-                       workdir: Path) -> dict:
+                       workdir: Path, float_layers: Sequence[str] = ()) -> dict:
     """Static QDQ quantization of the ONNX file ``src`` into ``dst`` with onnxruntime.
 
     Args:
@@ -111,6 +121,7 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
         input_names: the model's input names, in the order of each sample.
         calibration: samples.
         workdir: a scratch folder for the pre-processed model.
+        float_layers: module names whose ONNX nodes (by the exporter's name scopes) stay in float.
 
     Returns:
         settings for the sidecar.
@@ -122,11 +133,15 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
     # recommends: quantizing an unfused graph puts QDQ pairs between ops that
     # later fuse (Conv+Relu), which costs accuracy and speed.
     pre = workdir / "preprocessed.onnx"
+    pre_error = None
     try:
         quant_pre_process(str(src), str(pre))
         preprocessed = True
-    except Exception:  # pre-processing is an optimisation: quantize the plain graph if it fails
+    except Exception as e:  # pre-processing is an optimisation: quantize the plain graph if it fails
         pre, preprocessed = src, False
+        text = str(e).strip()
+        pre_error = f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
+    exclude = onnx_nodes(pre, float_layers) if float_layers else []
 
     class Reader(CalibrationDataReader):
         """One input feed per calibration sample."""
@@ -147,6 +162,7 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
         str(pre), str(dst), Reader(),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
+        nodes_to_exclude=exclude,
     )
     return {
         "method": "onnxruntime.quantization.quantize_static",
@@ -155,5 +171,42 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
         "activations": "uint8 asymmetric per-tensor",
         "reduce_range": True,
         "pre_processed": preprocessed,
+        **({"pre_process_error": pre_error} if pre_error else {}),
         "calibration_images": len(calibration),
+        "float_layers": list(float_layers),
     }
+
+
+def onnx_nodes(path: Path, modules: Sequence[str]) -> list[str]:
+    """Names of the ONNX nodes computed by the PyTorch ``modules`` (themselves, not their submodules).
+
+    The dynamo exporter records each node's module path in its
+    ``pkg.torch.onnx.name_scopes`` metadata: ``['', 'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d_3']``.
+    """
+    import ast
+
+    import onnx
+
+    wanted = set(modules)
+    names = []
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
+        if scopes:
+            scopes = ast.literal_eval(scopes)
+            if len(scopes) >= 2 and scopes[-2] in wanted:
+                names.append(node.name)
+    return names
+
+
+def fx_nodes(graph_module: torch.fx.GraphModule, modules: Sequence[str]) -> list[str]:
+    """Names of the FX nodes computed by the PyTorch ``modules`` (themselves, not their submodules)."""
+    wanted = set(modules)
+    names = []
+    for node in graph_module.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if node.op == "call_function" and stack:
+            path = list(stack.values())[-1][0]
+            path = path[len("L['self']."):] if path.startswith("L['self'].") else path
+            if path in wanted:
+                names.append(node.name)
+    return names

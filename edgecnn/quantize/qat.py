@@ -218,9 +218,11 @@ class OpenvinoNNCF:
         api = _compat.nncf_torch()
         qat_model.eval()
         stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
+        from edgecnn.quantize.swap import swap
+
         storage = api.get_hook_storage(stripped)
-        for name, fq in list(storage.named_hooks()):
-            storage.set_submodule(name, FixedFakeQuantize(fq))
+        hooks = {name for name, _ in storage.named_hooks()}
+        swap(storage, lambda m, name: name in hooks, lambda fq, name: FixedFakeQuantize(fq))
         return stripped.eval()
 
     def settings(self) -> dict:
@@ -315,15 +317,54 @@ def load_qat(run: Path, which: str = "best") -> tuple:
     path = run / (R.BEST if which == "best" and (run / R.BEST).exists() else R.LAST)
     state = load_checkpoint(path)
     classes = list(state["classes"])
-    model = _restore(BACKENDS[info["target"]], recipe, len(classes), state, path)
+    model = _restore(BACKENDS[info["target"]], recipe, len(classes), state, path, info.get("channels"))
     return recipe, model.eval(), classes, state, info
 
 
-def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path) -> nn.Module:
+class BandSubset(nn.Module):
+    """A band-robust model folded for one subset, fed the full band tensor: ``net(x[:, present])``.
+
+    QAT trains on the run's full-band images; the slice (static, one band at a
+    time) is the first op of the graph, so the artifact takes every band and
+    ignores the missing ones (zero-filling them is not needed).
+    """
+
+    def __init__(self, net: nn.Module, present: list[int], bands: int):
+        super().__init__()
+        self.net = net
+        self.present = None if present == list(range(bands)) else present
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.present is not None:
+            x = torch.cat([x[:, i : i + 1] for i in self.present], dim=1)
+        return self.net(x)
+
+
+def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Module:
+    """``resnet34_dynconv_pruned`` folded into a plain ResNet for ``channels`` (``BandSubset``), what QAT fine-tunes.
+
+    Raises:
+        UserError: not a mask-attention DynamicConv2D model, or an invalid subset.
+    """
+    from edgecnn.data.bands import parse_subset, presence_mask
+    from edgecnn.models.dynamic_conv import BandResNet, folded_model
+
+    if not (isinstance(model, BandResNet) and model.conv1.attention_mode == "mask"):
+        raise UserError("qat --channels: only resnet34_dynconv_pruned (mask attention) folds into a plain model "
+                        "per band subset; drop --channels for other models")
+    present = parse_subset(channels, bands)
+    return BandSubset(folded_model(model, presence_mask(present, bands)), [bands.index(b) for b in present],
+                      len(bands))
+
+
+def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path, channels: str | None = None) -> nn.Module:
     from edgecnn.train import run as R
 
     _compat.require(*b.REQUIRES, purpose=f"qat for {b.NAME}")
-    model = b.restore(R.build_for_recipe(recipe, num_classes), _in_shape(recipe), state.get("qat", {}))
+    model = R.build_for_recipe(recipe, num_classes)
+    if channels is not None:
+        model = fold_for_subset(model, channels, list(recipe.data.bands))
+    model = b.restore(model, _in_shape(recipe), state.get("qat", {}))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -338,7 +379,7 @@ def _in_shape(recipe) -> tuple[int, int, int]:
 
 
 def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None = None, resume: bool = False,
-            overrides: list[str] = (), console=None) -> list[dict]:
+            overrides: list[str] = (), console=None, channels: str | None = None) -> list[dict]:
     """Fine-tune a float run with fake quantization for ``target`` into a QAT run folder.
 
     The epochs are ``edgecnn.train.loop.train``'s, so QAT resumes and runs under
@@ -354,6 +395,10 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
         resume: continue an interrupted QAT run from its last checkpoint.
         overrides: ``dotted.key=value`` words applied to the QAT recipe
             (the float recipe with lr x ``LR_SCALE`` and ``EPOCHS`` epochs).
+        channels: a band subset of a ``resnet34_dynconv_pruned`` run: fine-tune the plain
+            ResNet folded for it (its QAT recipe trains on full-band images, no band dropping).
+            The mask-input model itself is not supported: its stem mixes its kernel from the
+            mask at run time, and neither backend quantizes a weight computed in the graph.
 
     Returns:
         The per-epoch metric rows (also in ``out/metrics.csv``).
@@ -375,6 +420,8 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
         raise UserError(f"{run} is a QAT run already; pass the float run it came from "
                         f"({read_qat(run).get('float_run', 'see its qat.json')})")
     float_recipe = R.read_run_recipe(run)
+    if channels is not None:
+        overrides = ["train.band_subsets=none", *overrides]  # the folded model sees its subset, always
     recipe = qat_recipe(float_recipe, target, epochs, overrides)
     out = Path(out) if out is not None else run / f"qat-{target}"
     if resume and is_qat_run(out) and read_qat(out)["target"] != target:
@@ -386,20 +433,24 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
         info = read_qat(out)
     else:
         _, float_model, float_classes, float_state = R.load_trained(run)
+        if channels is not None:
+            float_model = fold_for_subset(float_model, channels, list(float_recipe.data.bands)).eval()
         if takes_mask(float_model):
             raise UserError(f"qat: {float_recipe.model.name} takes a band presence mask as a second input; "
-                            "QAT supports models with one image input (cnn_attn, cnn, resnet34)")
+                            "QAT supports models with one image input (cnn_attn, cnn, resnet34), or "
+                            "resnet34_dynconv_pruned folded for a subset with --channels")
         info = {
             "target": target, "export_target": b.EXPORT_TARGET,
             "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
             "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
             "lr_scale": LR_SCALE, **b.settings(),
+            **({"channels": channels} if channels is not None else {}),
             "packages": {p: _compat.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
         }
 
     def build(classes: list[str], train_ds, state: dict | None) -> nn.Module:
         if state is not None:
-            return _restore(b, recipe, len(classes), state, out / R.LAST)
+            return _restore(b, recipe, len(classes), state, out / R.LAST, info.get("channels"))
         if float_classes != list(classes):
             raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
                             "point data.root at the same dataset")
@@ -451,10 +502,11 @@ def export_source(run: Path, target: str, int8: bool, channels: str | None) -> t
     if not int8:
         raise UserError(f"{run} is a QAT run: its artifact is INT8 with the learned quantization; add --int8 "
                         f"(for fp32, export the float run {info.get('float_run', '')})")
-    if channels is not None:
-        raise UserError("--channels with a QAT run: not supported; export the full-band model (drop --channels)")
+    if channels is not None and channels != info.get("channels"):
+        raise UserError(f"--channels {channels} with a QAT run: its subset was fixed by edgecnn qat "
+                        f"({info.get('channels') or 'all bands'}); drop --channels")
     recipe, model, classes, state, _ = load_qat(run)
     example = (torch.zeros(1, *_in_shape(recipe)),)
     section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get("epoch"),
-               "float_run": info.get("float_run")}
+               "float_run": info.get("float_run"), **({"channels": info["channels"]} if info.get("channels") else {})}
     return recipe, model, classes, state, (b.for_export(model, example), section)

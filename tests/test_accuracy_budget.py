@@ -1,0 +1,139 @@
+"""The INT8 accuracy budget (``--max-drop``): rank layers, keep the fewest in float, on every target.
+
+A tiny CNN is made deliberately sensitive in one layer: each output channel of
+``conv2`` has one huge weight on an input channel that is always zero (its
+ReLU is dead). Float ignores it; per-channel INT8 takes its scale from it and
+rounds every useful weight of that layer to zero. Keeping exactly ``conv2`` in
+float must fix it, on every target, through the target's runtime.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import TINY, cli
+
+torch.set_num_threads(1)  # two cores, shared
+
+
+class Sensitive(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+        with torch.no_grad():
+            self.conv1.weight[7] = 0.0
+            self.conv1.bias[7] = -10.0  # channel 7 is always 0 after the ReLU
+            self.conv2.weight[:, 7, 1, 1] = 1000.0  # and conv2 weighs it enormously
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        x = torch.relu(self.conv3(x))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from edgecnn.export.deployable import deployable
+
+    model = Sensitive().eval()
+    graph = deployable(model, ["R", "G", "B"], 16, None)
+    g = torch.Generator().manual_seed(1)
+    def image():  # a colour per image, so the model's answers differ between images
+        return torch.randn(1, 3, 16, 16, generator=g) * 0.3 + torch.randn(1, 3, 1, 1, generator=g) * 1.5
+
+    calibration = [(image(),) for _ in range(32)]
+    xs = [image() for _ in range(48)]
+    with torch.no_grad():  # centre the logits, so that every class is some image's answer
+        model.fc.weight.mul_(10)
+        model.fc.bias.sub_(torch.cat([model(x) for (x,) in calibration]).mean(0))
+        images = [(x, int(model(x).argmax())) for x in xs]  # labels: what float says, so float scores 100%
+    return graph, calibration, images
+
+
+def test_ranking_puts_the_sensitive_layer_first(setup):
+    from edgecnn.quantize import budget
+
+    graph, calibration, images = setup
+    names = budget.layers(graph.module)
+    assert names == ["conv1", "conv2", "conv3", "fc"]
+    ranked = budget.rank(graph.module, names, calibration, [graph.inputs_for(x) for x, _ in images])
+    assert ranked[0][0] == "conv2" and ranked[0][1] > 10 * ranked[1][1], ranked
+
+
+@pytest.mark.parametrize("target", ["executorch", "openvino", "onnx"])
+def test_keeping_exactly_that_layer_in_float_fixes_it(setup, target, tmp_path: Path):
+    from edgecnn.export.runtimes import target_module
+    from edgecnn.quantize import budget
+
+    graph, calibration, images = setup
+    module = target_module(target)
+    n = [0]
+
+    def probe(float_layers):
+        n[0] += 1
+        path = tmp_path / str(n[0]) / f"m{module.SUFFIX}"
+        sections = module.export(graph, path, True, calibration, float_layers=tuple(float_layers))
+        assert sections["quantization"]["float_layers"] == list(float_layers)
+        return budget.measure(module.load(path), graph, images)
+
+    plain = probe([])
+    assert plain["drop_points"] > 40, plain  # the sensitive layer breaks plain INT8
+    ranked = [name for name, _ in budget.rank(graph.module, budget.layers(graph.module), calibration,
+                                              [graph.inputs_for(x) for x, _ in images])]
+    # (a random tiny model with centred logits flips answers on small noise: INT8 of the
+    # other layers costs it some points, hence the budget of 20)
+    chosen, trials = budget.search(probe, ranked, max_drop=20.0)
+    assert chosen == ["conv2"] and len(trials) == 1, (plain, trials)
+    assert trials[0]["top1_agreement"] >= 0.8, trials
+
+
+def test_search_keeps_the_best_when_nothing_meets_the_budget():
+    from edgecnn.quantize import budget
+
+    drops = {0: 9.0, 1: 6.0, 2: 4.0, 4: 5.0, 3: 4.5}
+    chosen, trials = budget.search(lambda fl: {"drop_points": drops[len(fl)]}, ["a", "b", "c", "d"], max_drop=1.0)
+    assert chosen == ["a", "b"] and [len(t["float_layers"]) for t in trials] == [1, 2, 4]
+    chosen, trials = budget.search(lambda fl: {"drop_points": drops[len(fl)] - 4.2}, ["a", "b", "c", "d"], 0.5)
+    assert chosen == ["a", "b"]  # 1 misses, 2 meets: nothing between them to bisect
+    assert [len(t["float_layers"]) for t in trials] == [1, 2]
+
+
+def test_swap_replaces_by_name_and_type():
+    from edgecnn.quantize.swap import swap
+
+    model = Sensitive()
+    swap(model, lambda m, name: isinstance(m, nn.Conv2d) and name != "conv1", lambda m, name: nn.Identity())
+    assert isinstance(model.conv1, nn.Conv2d) and isinstance(model.conv2, nn.Identity)
+    assert isinstance(model.conv3, nn.Identity) and isinstance(model.fc, nn.Linear)
+    assert isinstance(swap(model, lambda m, name: name == "", lambda m, name: nn.Identity()), nn.Identity)
+
+
+@pytest.mark.slow
+def test_cli_max_drop_meets_the_budget_or_says_so(tmp_path: Path):
+    run = tmp_path / "run"
+    cli("train", "recipes/quickstart.yaml", *TINY, "data.train_per_class=24", "--out", str(run), check=True)
+    proc = cli("export", str(run), "--target", "onnx", "--int8", "--calib", "16", "--max-drop", "0",
+               "--out", str(tmp_path / "m.onnx"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.onnx.json").is_file()
+    lines = proc.stdout.splitlines()
+    budget_line = [x for x in lines if x.startswith("accuracy budget 0 points")]
+    assert len(budget_line) == 1, proc.stdout
+    warnings = [x for x in lines if x.startswith("warning:")]
+    import json
+
+    b = json.loads((tmp_path / "m.onnx.json").read_text())["accuracy_budget"]
+    assert "train" in b["selection_split"] and "validation" in b["selection_split"]
+    if b["met"] and b["val_within_budget"]:
+        assert not warnings and b["val_drop_points"] <= 0
+    else:
+        assert len(warnings) == 1 and "edgecnn qat" in warnings[0]
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no probe left behind
