@@ -20,3 +20,14 @@ def test_bench_train_rows(tmp_path: Path):
     # Band-robust models bench with their mask input.
     cli("bench-train", "recipes/quickstart_dynconv.yaml", "data.image_size=16", "train.batch_size=4",
         "train.threads=1", "--steps", "1", "--warmup", "0", check=True)
+
+
+def test_damaged_json_file_is_one_line_before_any_timing(tmp_path: Path):
+    out = tmp_path / "rows.json"
+    for content, match in (('[{"mode": "train"', "damaged, not JSON (line 1"), ('{"rows": []}', "not a list of rows")):
+        out.write_text(content)
+        proc = cli("bench-train", "recipes/quickstart.yaml", "--steps", "1", "--warmup", "0", "--json", str(out))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and match in proc.stderr, proc.stderr
+        assert "images/s" not in proc.stdout  # refused before timing anything
+        assert out.read_text() == content  # left as it was

@@ -23,6 +23,7 @@ def bench_train(
     from edgecnn.train.checkpoint import atomic_write_text
 
     r = load_recipe(recipe, overrides or [])
+    old = _read_rows(json_path) if json_path else []  # a bad file fails before minutes of timing
     rows = run_bench(r, steps, warmup)
     table = Table(title=f"{r.model.name} at {r.data.image_size}px, batch {r.train.batch_size} on {rows[0]['device']}")
     for col in ("mode", "images/s", "step ms p50", "cv", "amp", "channels_last", "compile", "threads"):
@@ -32,5 +33,26 @@ def bench_train(
                       str(row["amp"]), str(row["channels_last"]), str(row["compile"]), str(row["threads"]))
     Console().print(table)
     if json_path:
-        old = json.loads(json_path.read_text()) if json_path.exists() else []
         atomic_write_text(json_path, json.dumps(old + rows, indent=2))
+
+
+def _read_rows(path: Path) -> list:
+    """The rows already in ``path`` (``[]`` when it does not exist).
+
+    Raises:
+        UserError: the file is unreadable, not JSON, or not a list of rows.
+    """
+    from edgecnn.errors import UserError
+
+    if not path.exists():
+        return []
+    fix = "pass another --json file, or move this one away"
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--json {path}: cannot read it ({e.strerror or type(e).__name__}); {fix}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"--json {path}: damaged, not JSON (line {e.lineno}: {e.msg}); {fix}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UserError(f"--json {path}: not a list of rows written by edgecnn bench-train; {fix}")
+    return rows
