@@ -657,10 +657,12 @@ def _recommendation_line(doc: dict, latency_only: bool) -> str:
                 f"{emulated}; raise --budget-ms or vary smaller settings")
     acc_lo, acc_hi = rec["accuracy_ci"]
     lat_lo, lat_hi = rec["latency_ms_ci"]
-    tie = f", tied on {doc['metric']} with {len(rec['tied_with'])} slower" if rec["tied_with"] else ""
-    return (f"recommendation: {rec['variant']} ({_words(rec['overrides'])}) {_final_label(rec['precision'], rec['target'])}: "
-            f"{doc['metric']} {rec['accuracy']:.1%} [{acc_lo:.1%}, {acc_hi:.1%}], p50 {_fmt_ms(rec['latency_ms_p50'])} ms "
-            f"[{_fmt_ms(lat_lo)}, {_fmt_ms(lat_hi)}] within {budget:g} ms on {doc['device']}{tie}{emulated}")
+    n_tied = len(rec["tied_with"])
+    tie = f", tied on {doc['metric']} (overlapping intervals) with {n_tied} slower" if n_tied else ""
+    what = f"{rec['variant']} ({_words(rec['overrides'])}) {_final_label(rec['precision'], rec['target'])}"
+    return (f"recommendation: {what}: {doc['metric']} {rec['accuracy']:.1%} [{acc_lo:.1%}, {acc_hi:.1%}], "
+            f"p50 {_fmt_ms(rec['latency_ms_p50'])} ms [{_fmt_ms(lat_lo)}, {_fmt_ms(lat_hi)}] within {budget:g} ms "
+            f"on {doc['device']}{tie}{emulated}")
 
 
 def _recreate(grid: Grid, rec: dict, out: Path) -> str:

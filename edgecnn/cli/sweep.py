@@ -19,7 +19,8 @@ def sweep(
         "--vary", help="KEY=V1,V2,...: a recipe key and its values; several --vary make a grid "
                        "(e.g. --vary model.name=cnn_attn,cnn --vary data.image_size=32,48,64)")] = None,
     budget_ms: Annotated[float, typer.Option(
-        "--budget-ms", help="latency budget: median at batch 1 on --device, its 95% interval's upper end must fit")] = ...,
+        "--budget-ms",
+        help="latency budget in ms: a candidate fits when its median's 95% interval ends within it")] = ...,
     device: Annotated[str, typer.Option(help="where latency is measured: local or ssh://user@host[:port]")] = "local",
     targets: Annotated[str, typer.Option(help="runtimes, comma-separated: executorch, openvino, onnx")]
     = "executorch,openvino",

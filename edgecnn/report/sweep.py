@@ -76,7 +76,8 @@ def plot(folder: Path, doc: dict) -> tuple[bytes, dict]:
     for label, mine in sorted(groups.items()):
         xs = [c["latency_ms_p50"] for c in mine]
         ys = [c["accuracy"] * 100 for c in mine]
-        xerr = [[x - c["latency_ms_ci"][0] for x, c in zip(xs, mine)], [c["latency_ms_ci"][1] - x for x, c in zip(xs, mine)]]
+        xerr = [[x - c["latency_ms_ci"][0] for x, c in zip(xs, mine)],
+                [c["latency_ms_ci"][1] - x for x, c in zip(xs, mine)]]
         yerr = [[y - c["accuracy_ci"][0] * 100 for y, c in zip(ys, mine)],
                 [c["accuracy_ci"][1] * 100 - y for y, c in zip(ys, mine)]]
         color = plots.COLORS.get(mine[0]["target"], plots.OTHER_COLOR)
