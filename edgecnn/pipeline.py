@@ -97,7 +97,7 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
                     from edgecnn.export.api import export_run
 
                     r = export_run(source, item.target, int8=item.int8 != "none", channels=item.channels,
-                                   calib=p.calib)
+                                   calib=p.calib, max_drop=item.max_drop)
                     parity = r["parity"]
                     console.print(f"{Path(r['path']).name}: {r['size_bytes'] / 1e6:.2f} MB, accuracy "
                                   f"{parity['artifact']['accuracy']:.1%} through {r['target']}, top-1 agreement "
@@ -293,7 +293,8 @@ def _finished(run: Path, epochs: int) -> bool:
 
 def _export_label(item) -> str:
     precision = {"none": "fp32", "ptq": "int8 (PTQ)", "qat": "int8 (QAT)"}[item.int8]
-    return f"{item.target} {precision}" + (f" {item.channels}" if item.channels else "")
+    return f"{item.target} {precision}" + (f" {item.channels}" if item.channels else "") + \
+        (f" max-drop {item.max_drop:g}" if item.max_drop is not None else "")
 
 
 def _checkpoint(run: Path) -> Path:

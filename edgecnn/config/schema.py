@@ -120,9 +120,13 @@ class ExportItem(Section):
     int8: Literal["none", "ptq", "qat"] = Field(
         "none", description="none: fp32; ptq: calibrated from the float run; qat: from the pipeline's QAT run")
     channels: str | None = Field(None, description="band subset to fold in, e.g. RG (band-robust models)")
+    max_drop: float | None = Field(None, ge=0, description="int8 ptq only: accuracy budget in points; layers that "
+                                                           "cost most are kept in float until it holds")
 
     @model_validator(mode="after")
     def _qat_exists(self) -> ExportItem:
+        if self.max_drop is not None and self.int8 != "ptq":
+            raise ValueError("max_drop is an accuracy budget for int8: ptq; drop it or set int8: ptq")
         if self.int8 == "qat" and self.target not in QAT_FOR_TARGET:
             raise ValueError(f"{self.target} has no QAT backend; use int8: ptq")
         if self.int8 == "qat" and self.channels:
