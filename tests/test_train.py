@@ -121,3 +121,36 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path):
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
     assert "resumed at epoch" in (killed / "train.log").read_text()
+
+
+
+def test_training_closes_its_log_file(tmp_path: Path, monkeypatch):
+    """In one process (a notebook trains many runs): no handle on train.log stays open, on success or error."""
+    from rich.console import Console
+
+    import edgecnn.train.loop as loop
+    from edgecnn.config import load_recipe
+
+    def open_logs() -> list[str]:
+        links = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return [link for link in links if link.endswith("train.log")]
+
+    recipe = load_recipe(ROOT / "recipes/quickstart.yaml", [*TINY, "train.epochs=1"])
+    loop.train(recipe, tmp_path / "a", console=Console(quiet=True))
+    assert "finished: best val accuracy" in (tmp_path / "a" / "train.log").read_text()
+    assert open_logs() == []
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_train_epoch", interrupted)
+    try:
+        loop.train(recipe, tmp_path / "b", console=Console(quiet=True))
+    except KeyboardInterrupt:
+        pass
+    assert (tmp_path / "b" / "train.log").is_file() and open_logs() == []

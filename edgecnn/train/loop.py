@@ -255,6 +255,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
     if device.type == "cuda" and dist.active:
         device = torch.device("cuda", dist.local_rank)
     console = (console or Console()) if dist.main else Console(quiet=True)
+    log = None
     try:
         check_run_folder(out, recipe, resume)
         if tc.batch_size % dist.world:
@@ -306,7 +307,6 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         if tc.compile:
             net = torch.compile(net)
 
-        log = None
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / R.RECIPE, setup.header + dump_recipe(recipe))
@@ -371,6 +371,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
         return history
     finally:
+        if log:  # the file handle is closed however training ends (a notebook trains many runs in one process)
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+                handler.close()
         D.shutdown(dist)
 
 
