@@ -234,11 +234,13 @@ def _export_items(cands: list[tuple[str, str]], probe: bool) -> list[dict]:
     return items
 
 
-def _with_pipeline(recipe, stages: list[str], qat: list[str], export: list[dict], device: str, calib: int):
+def _with_pipeline(recipe, stages: list[str], qat: list[str], export: list[dict], device: str, calib: int,
+                   data_changes: dict | None = None):
     """The variant's recipe with the pipeline the sweep needs (the recipe's bench settings kept, no eager row)."""
     from edgecnn.config.load import validate_recipe
 
     data = recipe.model_dump(mode="json")
+    data["data"].update(data_changes or {})
     pipe = data["pipeline"]
     pipe.update(stages=stages, qat=qat, export=export, calib=calib)
     pipe["bench"].update(device=device, eager=False)
@@ -440,7 +442,7 @@ def _new_doc(grid: Grid, budget_ms: float, device: str, metric: str, command) ->
                        "(latency_ms_p50_ci_low/high), else the median alone; a candidate fits when the "
                        "interval's upper end is within the budget",
             "probe": "each variant exported with random weights (fp32, and PTQ INT8 calibrated on "
-                     f"{PROBE_CALIB} images) and timed before training; a candidate whose interval lies "
+                     f"{PROBE_CALIB} images; the built-in dataset shrunk to what calibration needs) and timed before training; a candidate whose interval lies "
                      "entirely above the budget is not exported, and a variant with none left is not trained",
             "qat_latency": "a QAT candidate is pruned on its backend's PTQ probe (the same INT8 graph with "
                            "other ranges); once trained, its own artifact is timed",
@@ -486,8 +488,14 @@ def _probe(v: Variant, grid: Grid, out: Path, device: str, console: Console) -> 
 
     folder = out / PROBES / v.name
     needed = [(p, t) for p, t in grid.candidates]
-    recipe = _with_pipeline(v.recipe, ["export", "bench"], [], _export_items(needed, probe=True), device,
-                            min(v.recipe.pipeline.calib, PROBE_CALIB))
+    calib = min(v.recipe.pipeline.calib, PROBE_CALIB)
+    small = {}
+    if v.recipe.data.source == "synth":
+        # An export measures parity on the validation split: with random weights that is time spent on
+        # nothing, so the built-in dataset of a probe is just big enough to calibrate PTQ.
+        small = {"val_per_class": 1, "train_per_class": math.ceil(calib / v.recipe.data.num_classes)}
+    recipe = _with_pipeline(v.recipe, ["export", "bench"], [], _export_items(needed, probe=True), device, calib,
+                            small)
     result = {"folder": str(folder), "latency": {}, "rows": {}, "error": None}
     t0 = time.perf_counter()
     try:
