@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from edgecnn.train.checkpoint import load_checkpoint
@@ -31,6 +32,22 @@ def test_metrics_macro_averages():
     assert abs(m["precision"] - (0.5 + 0.5 + 0.0) / 3) < 1e-9
     f1 = [2 * 0.5 * 0.5 / 1.0, 2 * 0.5 * 1.0 / 1.5, 0.0]
     assert abs(m["f1"] - sum(f1) / 3) < 1e-9
+
+
+def test_macro_metrics_match_scikit_learn_when_a_class_is_predicted_but_absent():
+    """Hand-computed sklearn.metrics.precision_recall_fscore_support(average="macro") values.
+
+    Its labels are those in y_true or y_pred: class 2 (predicted once, never true) counts, with
+    precision 0/1 = 0, recall 0/0 -> 0 (zero_division) and F1 0; class 3 (neither) does not.
+    """
+    labels = torch.tensor([0, 0, 1, 1])
+    preds = torch.tensor([0, 2, 1, 1])
+    m = summarize(confusion(preds, labels, 4))
+    # class 0: P 1/1, R 1/2, F1 2/3; class 1: P 2/2, R 2/2, F1 1; class 2: P 0, R 0, F1 0.
+    assert m["precision"] == pytest.approx((1 + 1 + 0) / 3)
+    assert m["recall"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m["f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert m["accuracy"] == pytest.approx(3 / 4)
 
 
 def test_train_eval_end_to_end(tmp_path: Path):

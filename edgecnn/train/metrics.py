@@ -1,7 +1,12 @@
 """Classification metrics from a confusion matrix: accuracy and macro precision/recall/F1.
 
-Macro averages weight every class equally, as in the paper's tables. A class
-that is never predicted has precision 0 (scikit-learn's ``zero_division=0``).
+Macro averages weight every class equally, as in the paper's tables, and
+equal scikit-learn's ``precision_recall_fscore_support(average="macro")`` with
+its default ``labels`` and ``zero_division``: the average runs over every class
+that occurs in the labels *or* the predictions; a class never predicted has
+precision 0, a class predicted but absent has recall 0 (the 0/0 case,
+``zero_division=0``) and so F1 0, and a class neither present nor predicted is
+left out.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ def summarize(cm: torch.Tensor) -> dict[str, float]:
     recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
     denom = precision + recall
     f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
-    present = actual > 0  # classes absent from the split do not drag the macro average down
+    present = (actual > 0) | (predicted > 0)  # scikit-learn's default labels: those in y_true or y_pred
     total = cm.sum().clamp(min=1)
     return {
         "accuracy": float(tp.sum() / total),
