@@ -62,5 +62,15 @@ def main() -> None:
             print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted; finished epochs are saved, resume with --resume", file=sys.stderr)
+        print(interrupted_message(sys.argv[1:]), file=sys.stderr)
         sys.exit(130)
+
+
+def interrupted_message(argv: list[str]) -> str:
+    """What Ctrl-C says: how to continue, for the commands that can; nothing promised by the others."""
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if command in ("train", "qat"):
+        return "interrupted; finished epochs are saved, resume with --resume"
+    if command == "run":
+        return "interrupted; finished stages and epochs are saved, run the same command again to continue"
+    return "interrupted"
