@@ -7,6 +7,7 @@ import pytest
     (["train", "recipes/quickstart.yaml"], "resume with --resume"),
     (["qat", "runs/x", "--target", "xnnpack"], "resume with --resume"),
     (["run", "recipes/quickstart.yaml"], "run the same command again"),
+    (["sweep", "recipes/quickstart.yaml"], "run the same command again"),
     (["export", "runs/x", "--target", "onnx"], None),
     (["bench", "a.onnx"], None),
     (["--help"], None),

@@ -71,6 +71,6 @@ def interrupted_message(argv: list[str]) -> str:
     command = next((a for a in argv if not a.startswith("-")), "")
     if command in ("train", "qat"):
         return "interrupted; finished epochs are saved, resume with --resume"
-    if command == "run":
+    if command in ("run", "sweep"):
         return "interrupted; finished stages and epochs are saved, run the same command again to continue"
     return "interrupted"
