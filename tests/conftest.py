@@ -16,9 +16,10 @@ TINY = [
 ]
 
 
-def cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real ``edgecnn`` entry point in a subprocess."""
-    env = dict(os.environ, COLUMNS="200", PYTHONWARNINGS="ignore")
+def cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``edgecnn`` entry point in a subprocess (``env``: variables to set on top)."""
+    env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "edgecnn", *args], cwd=cwd or ROOT, env=env,
         capture_output=True, text=True, timeout=timeout,

@@ -103,17 +103,27 @@ def test_latency_figures_are_consistent(benched):
         assert row["peak_rss_mb"] > 10 and row["import_rss_mb"] <= row["peak_rss_mb"]
         assert isinstance(row["harness_overhead_pct"], float)
         assert row["round_p50_spread_pct"] >= 0
-        if row["cv"] > 0.1:
-            assert f"high variation (cv {row['cv']:.2f})" in row["warning"]
+        # Every percentile carries its 95% interval; with 2 rounds it is the order-statistic one.
+        for q in ("p50", "p90", "p99"):
+            assert row[f"latency_ms_{q}_ci_low"] <= row[f"latency_ms_{q}"] <= row[f"latency_ms_{q}_ci_high"], name
+        assert row["ci_method"].startswith("order statistics") and row["calls"] == 6 and row["calls_per_sample"] == 1
+        assert any("p99 rests on 6 samples" in n for n in row["stat_notes"]), row["stat_notes"]
+        assert row["macs"] > 0 and row["gmacs_per_s"] == pytest.approx(row["macs"] / row["latency_ms_p50"] / 1e6)
 
 
 def test_ratios_are_against_the_eager_row(benched):
     _, doc = benched
     rows = rows_by_name(doc)
     ref = rows["cnn_attn-eager-fp32"]
-    assert ref["ratio_vs_ref"] == 1.0
+    assert ref["ratio_vs_ref"] == 1.0 and ref["distinguishable_from_ref"] is None
     for row in doc["rows"]:
         assert row["ratio_vs_ref"] == pytest.approx(row["latency_ms_p50"] / ref["latency_ms_p50"])
+        assert row["ratio_ci_low"] <= row["ratio_vs_ref"] <= row["ratio_ci_high"]
+        if row is not ref:  # not distinguishable exactly when the two medians' intervals overlap
+            apart = row["latency_ms_p50_ci_low"] > ref["latency_ms_p50_ci_high"] or \
+                row["latency_ms_p50_ci_high"] < ref["latency_ms_p50_ci_low"]
+            assert row["distinguishable_from_ref"] is apart
+            assert (ref["name"] in row["indistinguishable_from"]) is (not apart)
 
 
 def test_size_is_the_artifact_files(benched):
@@ -133,9 +143,36 @@ def test_table_and_summary_on_the_terminal(benched):
     out = proc.stdout
     for row in doc["rows"]:
         assert row["name"] in out
-    assert "vs cnn_attn-eager-fp32" in out and "1.000x" in out
-    assert "harness overhead vs a plain loop" in out and "round-to-round median spread" in out
+    assert "x ref: the median over cnn_attn-eager-fp32's" in out and "1.000 ±0.000" in out
+    assert "harness overhead vs a plain loop" in out and "round medians spread" in out
+    assert "intervals: order statistics over calls" in out
     assert f"wrote {len(doc['rows'])} rows to" in out
+
+
+def test_default_bench_times_by_duration(run, tmp_path):
+    """Without --iters: warm-up until the latency settles, rounds by duration, short calls timed in batches,
+    the median's interval from the rounds, heat per round, and a table that fits 100 columns."""
+    out = tmp_path / "rows.json"
+    env_cols = {"COLUMNS": "100"}
+    proc = cli("bench", str(run / "export" / "cnn_attn-onnx-int8.onnx"), str(run / "export" / "cnn_attn-executorch-int8.pte"),
+               "--min-time", "0.2", "--rounds", "3", "--threads", "1", "--json", str(out), check=True, env=env_cols)
+    rows = json.loads(out.read_text())["rows"]
+    for row in rows:
+        assert row["error"] is None and row["iters"] is None and row["min_time_s"] == 0.2 and row["rounds"] == 3
+        assert row["warmup_calls"] > 0 and row["warmup_settled"] in (True, False)
+        assert row["ci_method"] == "two-stage bootstrap over 3 rounds"
+        assert row["latency_ms_p50_ci_low"] <= row["latency_ms_p50"] <= row["latency_ms_p50_ci_high"]
+        # Each round lasted at least 0.2 s: calls x latency (the batch means add up to the time measured).
+        assert row["calls"] * row["latency_ms_mean"] >= 3 * 0.2 * 1000 * 0.99
+        if row["latency_ms_p50"] < 1.0:  # a 16x16 model: calls well under a millisecond are batched
+            assert row["calls_per_sample"] > 1 and row["calls"] == row["samples"] * row["calls_per_sample"]
+            assert row["percentile_basis"] == f"means of {row['calls_per_sample']} consecutive calls"
+        assert len(row["round_temp_c"]) == len(row["round_freq_mhz"]) == 3
+        assert row["isa"] is not None and row["macs"] > 0 and row["gmacs_per_s"] > 0
+    for line in proc.stdout.splitlines():
+        assert len(line) <= 100, line
+    for row in rows:
+        assert row["name"] in proc.stdout  # names are not wrapped
 
 
 def test_profiles_of_every_runtime(benched):
@@ -232,8 +269,10 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path):
         ((pte, "--device", "ssh://pi@board:99999"), "--device ssh://pi@board:99999"),
         ((pte, "--eager", str(tmp_path)), "not a run folder"),
         ((pte, "--eager", str(run), "--device", "ssh://pi@board"), "--eager runs the PyTorch model on this machine"),
-        ((pte, "--runner", pte), "--runner is the executor_runner for adb:// devices"),
+        ((pte, "--runner", pte), "--runner is an executor_runner for adb:// and ssh:// devices"),
         ((pte, "--iters", "0"), "--iters 0: must be at least 1"),
+        ((pte, "--min-time", "0"), "--min-time 0.0: must be at least 0.001"),
+        ((pte, "--cooldown", "-1"), "--cooldown -1.0: must be at least 0"),
         ((), "nothing to bench"),
     ]:
         proc = cli("bench", *args)

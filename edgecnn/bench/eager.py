@@ -44,6 +44,11 @@ def open_eager(run: Path, threads: int, batch: int, device: str) -> runner.Loade
     spec = [{"name": n, "shape": list(t.shape)} for n, t in zip(graph.input_names, graph.example)]
     arrays = runner.make_inputs({"inputs": spec}, batch)
     dev = torch.device(device)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:  # MACs per image, for GMAC/s
+        graph.module.eval()(*graph.example)
+    macs = int(counter.get_total_flops() // 2)
     module = graph.module.to(dev).eval()
     inputs = [torch.from_numpy(a).to(dev) for a in arrays]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -60,8 +65,10 @@ def open_eager(run: Path, threads: int, batch: int, device: str) -> runner.Loade
         note = f"PyTorch eager fp32 on {torch.cuda.get_device_name(dev)}, synchronized after each call"
     else:
         note = f"PyTorch eager fp32, {torch.get_num_threads()} threads, inference_mode"
-    return runner.Loaded(call, profile, "torch", torch.__version__, note, [list(a.shape) for a in arrays],
-                         import_rss_mb=imported)
+    loaded = runner.Loaded(call, profile, "torch", torch.__version__, note, [list(a.shape) for a in arrays],
+                           import_rss_mb=imported)
+    loaded.macs = macs
+    return loaded
 
 
 def profile_torch(call, n: int, cuda: bool) -> dict:
@@ -106,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # UserError, RunnerError or anything torch raises: one line for the host
         runner.send(out, {"ok": False, "error": f"eager model of {args.run}: {runner.first_line(e)}"})
         return 2
-    return runner.serve(model, args.profile, out, inp, describe=lambda: describe(args.device))
+    return runner.serve(model, args.profile, out, inp, {"macs": getattr(model, "macs", None)},
+                        describe=lambda: describe(args.device))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,221 @@
+"""Latency statistics, one helper for every timing path (bench rows local/ssh/adb, ``bench-train``).
+
+numpy and the standard library only: no torch, so the report and the adb path
+can use it without importing a model stack.
+
+What a row says and why it can be trusted:
+
+* **The median and its 95% interval.** Timings of one runtime are not
+  independent: the machine drifts (heat, other load, frequency), so calls
+  within a round resemble each other more than calls of different rounds.
+  An interval computed as if every call were independent is far too narrow
+  (two consecutive benches would routinely land outside each other's). So
+  with three or more rounds the interval comes from a **two-stage bootstrap**:
+  resample the rounds with replacement, then the calls inside each chosen
+  round, and take the median of the pooled sample; the 2.5th and 97.5th
+  percentiles of those medians are the interval. It widens when the rounds
+  disagree and narrows with more rounds. With fewer than three rounds there
+  is nothing to resample between, and the interval is the distribution-free
+  **order-statistic interval** (the ranks come from Binomial(n, 0.5)), exact
+  for independent calls whatever their distribution.
+* **p90 and p99 with intervals.** Order-statistic intervals over all calls
+  (Binomial(n, q) ranks). A tail percentile needs many calls: p99's interval
+  only closes on both sides from about 300 calls, and is only tight from
+  about a thousand; the row says so when it rests on fewer.
+* **A ratio between two rows** (``ratio_ci``) combines both medians'
+  intervals on the log scale (the delta method: half-widths add in
+  quadrature), so it needs only the rows' fields and works on saved files.
+* **Batched timing.** Calls shorter than about a millisecond are timed in
+  batches of ``k`` consecutive calls with one clock read per batch; each
+  sample is then the mean of ``k`` calls. The median of such means is the
+  median of calls for any roughly symmetric spread; p90/p99 of means are
+  *below* the tails of single calls, and the row says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+CONFIDENCE = 0.95
+BOOTSTRAP_REPS = 1000
+BOOTSTRAP_SEED = 0  # the same samples always give the same interval
+P99_MIN_CALLS = 1000  # below this a p99 is flagged as resting on too few calls
+P90_MIN_CALLS = 100
+CV_WARN = 0.1  # above this the spread of single calls is worth a look (heat, background load)
+
+
+def binom_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> tuple[int, int]:
+    """1-based ranks ``(l, u)`` with P(X_(l) <= xi_q <= X_(u)) >= ``confidence`` for n independent samples.
+
+    The number of samples below the true q-quantile is Binomial(n, q); ``l``
+    is the largest rank with P(B <= l-1) <= alpha/2 and ``u`` the smallest with
+    P(B >= u) <= alpha/2. ``l`` is 0 or ``u`` is n+1 when n is too small for
+    that side to close (the caller then uses the extreme sample and says so).
+    """
+    alpha = 1 - confidence
+    k = np.arange(n + 1)
+    lgam = np.array([math.lgamma(i + 1) for i in k])
+    logpmf = math.lgamma(n + 1) - lgam - lgam[::-1] + k * math.log(q) + (n - k) * math.log1p(-q)
+    cdf = np.cumsum(np.exp(logpmf))  # cdf[j] = P(B <= j)
+    # P(B <= l-1) <= alpha/2: the largest such l (l-1 indexes cdf).
+    below = np.nonzero(cdf <= alpha / 2)[0]
+    low = int(below[-1]) + 1 if below.size else 0
+    # P(B >= u) = 1 - P(B <= u-1) <= alpha/2: the smallest such u.
+    above = np.nonzero(1 - cdf <= alpha / 2)[0]
+    high = int(above[0]) + 1 if above.size else n + 1
+    return low, min(high, n + 1)
+
+
+def quantile_ci(sorted_x: np.ndarray, q: float, confidence: float = CONFIDENCE) -> tuple[float, float, bool]:
+    """Order-statistic interval of the q-quantile of sorted samples: ``(low, high, closed)``.
+
+    ``closed`` is False when too few samples exist for one side to close; that
+    side is then the extreme sample (an interval too narrow, flagged by the caller).
+    """
+    n = len(sorted_x)
+    low, high = binom_ranks(n, q, confidence)
+    closed = low >= 1 and high <= n
+    return float(sorted_x[max(low, 1) - 1]), float(sorted_x[min(high, n) - 1]), closed
+
+
+def bootstrap_median_ci(rounds: Sequence[np.ndarray], confidence: float = CONFIDENCE,
+                        reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Two-stage bootstrap interval of the pooled median: resample rounds, then calls within each."""
+    rng = np.random.default_rng(seed)
+    rounds = [np.asarray(r, dtype=np.float64) for r in rounds if len(r)]
+    medians = np.empty(reps)
+    for i in range(reps):
+        picked = np.bincount(rng.integers(0, len(rounds), len(rounds)), minlength=len(rounds))
+        parts = [rounds[j][rng.integers(0, len(rounds[j]), len(rounds[j]) * c)] for j, c in enumerate(picked) if c]
+        medians[i] = np.median(np.concatenate(parts))
+    alpha = 1 - confidence
+    low, high = np.quantile(medians, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batch: int = 1) -> dict:
+    """The latency fields of a row from its samples (milliseconds), grouped by round.
+
+    Args:
+        rounds: one list of samples per round; a sample is one call's time, or
+            the mean time of ``calls_per_sample`` consecutive calls.
+        calls_per_sample: calls behind each sample (1: each call timed alone).
+        batch: images per call, for the throughput.
+
+    Returns:
+        ``latency_ms_{p50,p90,p99}`` with ``_ci_low``/``_ci_high``, ``latency_ms_{mean,min,std}``, ``cv``,
+        ``throughput_ips``, ``calls``, ``samples``, ``rounds``, ``round_p50_spread_pct``, ``ci_method``,
+        ``percentile_basis`` and ``stat_notes`` (a list of one-line cautions). Empty input gives {}.
+    """
+    rounds = [np.asarray(r, dtype=np.float64) for r in rounds if len(r)]
+    if not rounds:
+        return {}
+    a = np.concatenate(rounds)
+    s = np.sort(a)
+    n = len(s)
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if n > 1 else 0.0
+    p50, p90, p99 = (float(v) for v in np.percentile(s, [50, 90, 99]))
+    notes: list[str] = []
+    if len(rounds) >= 3:
+        lo50, hi50 = bootstrap_median_ci(rounds)
+        method = f"two-stage bootstrap over {len(rounds)} rounds"
+    else:
+        lo50, hi50, closed = quantile_ci(s, 0.5)
+        method = "order statistics over calls (assumes independent calls)"
+        if not closed:
+            notes.append(f"median from {n} samples: interval cannot close")
+    # The pooled median is inside its interval by construction of a sane interval; guard rounding.
+    lo50, hi50 = min(lo50, p50), max(hi50, p50)
+    out = {"latency_ms_p50": p50, "latency_ms_p50_ci_low": lo50, "latency_ms_p50_ci_high": hi50}
+    calls = n * calls_per_sample
+    for q, value, name, need in ((0.9, p90, "p90", P90_MIN_CALLS), (0.99, p99, "p99", P99_MIN_CALLS)):
+        low, high, closed = quantile_ci(s, q)
+        out[f"latency_ms_{name}"] = value
+        out[f"latency_ms_{name}_ci_low"] = min(low, value)
+        out[f"latency_ms_{name}_ci_high"] = max(high, value)
+        if n < need:
+            notes.append(f"{name} rests on {n} samples (needs about {need})"
+                         + ("; its interval is open" if not closed else ""))
+    spread = None
+    if len(rounds) > 1 and p50:
+        medians = [float(np.median(r)) for r in rounds]
+        spread = (max(medians) - min(medians)) / p50 * 100
+    basis = "calls" if calls_per_sample == 1 else f"means of {calls_per_sample} consecutive calls"
+    if calls_per_sample > 1:
+        notes.append(f"timed in batches of {calls_per_sample} calls: p90/p99 are of batch means "
+                     "(single calls' tails are higher)")
+    out.update(
+        latency_ms_mean=mean, latency_ms_min=float(s[0]), latency_ms_std=std, cv=std / mean if mean else None,
+        throughput_ips=batch * 1000.0 / mean if mean else None, calls=calls, samples=n, rounds=len(rounds),
+        round_p50_spread_pct=spread, ci_method=method, percentile_basis=basis, stat_notes=notes,
+    )
+    return out
+
+
+def half_width_pct(row: dict) -> float | None:
+    """Half the width of the median's interval, in percent of the median."""
+    p50, lo, hi = row.get("latency_ms_p50"), row.get("latency_ms_p50_ci_low"), row.get("latency_ms_p50_ci_high")
+    if not p50 or lo is None or hi is None:
+        return None
+    return (hi - lo) / 2 / p50 * 100
+
+
+def _log_se(p50: float, low: float, high: float, confidence: float) -> float:
+    z = _z(confidence)
+    return (math.log(max(high, 1e-12)) - math.log(max(low, 1e-12))) / (2 * z)
+
+
+def _z(confidence: float) -> float:
+    # The standard normal quantile, by bisection on erf (no scipy).
+    target = (1 + confidence) / 2
+    lo, hi = 0.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def ratio_ci(row: dict, ref: dict, confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
+    """``(ratio, low, high)`` of ``row``'s median over ``ref``'s, or None where either lacks an interval.
+
+    Each median's interval gives a standard error on the log scale; the two
+    are independent measurements, so the log ratio's error is their
+    quadrature sum.
+    """
+    keys = ("latency_ms_p50", "latency_ms_p50_ci_low", "latency_ms_p50_ci_high")
+    if any(not row.get(k) for k in keys) or any(not ref.get(k) for k in keys):
+        return None
+    ratio = row["latency_ms_p50"] / ref["latency_ms_p50"]
+    if row is ref:
+        return ratio, ratio, ratio
+    se = math.hypot(_log_se(*(row[k] for k in keys), confidence), _log_se(*(ref[k] for k in keys), confidence))
+    z = _z(confidence)
+    return ratio, ratio * math.exp(-z * se), ratio * math.exp(z * se)
+
+
+def overlap(a: dict, b: dict) -> bool:
+    """Whether two rows' median intervals overlap (then they are not distinguishable)."""
+    keys = ("latency_ms_p50_ci_low", "latency_ms_p50_ci_high")
+    if any(a.get(k) is None for k in keys) or any(b.get(k) is None for k in keys):
+        return False
+    return a["latency_ms_p50_ci_low"] <= b["latency_ms_p50_ci_high"] and b["latency_ms_p50_ci_low"] <= \
+        a["latency_ms_p50_ci_high"]
+
+
+def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion ``correct``/``n`` (accuracy over n validation images)."""
+    if not n:
+        return None
+    z = _z(confidence)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
