@@ -127,7 +127,8 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
                 from edgecnn.cli.bench import print_rows
 
                 rows = bench(artifacts, eager=out if eager else None, device=b.device, threads=b.threads,
-                             warmup=b.warmup, iters=b.iters, rounds=b.rounds)
+                             warmup=b.warmup, iters=b.iters, rounds=b.rounds, min_time=b.min_time,
+                             cooldown=b.cooldown)
                 print_rows(console, rows)
                 save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
                 chain.state["bench"] = stamp

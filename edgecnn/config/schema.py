@@ -137,9 +137,11 @@ class ExportItem(Section):
 class BenchStage(Section):
     device: str = Field("local", description="local, ssh://user@host[:port] or adb://SERIAL")
     threads: int = Field(2, ge=1)
-    warmup: int = Field(10, ge=0)
-    iters: int = Field(100, ge=1)
-    rounds: int = Field(5, ge=1)
+    warmup: int | None = Field(None, ge=0, description="untimed calls; unset: until the latency settles")
+    iters: int | None = Field(None, ge=1, description="timed calls; unset: rounds of at least min_time seconds")
+    rounds: int = Field(10, ge=1)
+    min_time: float = Field(1.0, gt=0, description="seconds each round measures at least (without iters)")
+    cooldown: float = Field(0.0, ge=0, description="seconds of pause before each round")
     eager: bool = Field(True, description="the run's PyTorch fp32 model as the reference row "
                                           "(on this machine; left out when device is ssh:// or adb://)")
 
