@@ -16,6 +16,9 @@ def test_bench_train_rows(tmp_path: Path):
     for r in rows:
         assert r["images_per_s"] > 0 and r["step_ms_p50"] > 0 and r["batch"] == 4 and r["image_size"] == 16
         assert r["device_type"] == "cpu" and r["threads"] == 1
+        # The median step with its interval, from the same statistics helper as edgecnn bench.
+        assert r["step_ms_p50_ci_low"] <= r["step_ms_p50"] <= r["step_ms_p50_ci_high"]
+        assert r["images_per_s_ci"][0] <= r["images_per_s"] <= r["images_per_s_ci"][1]
     assert rows[2]["channels_last"] is True
     # Band-robust models bench with their mask input.
     cli("bench-train", "recipes/quickstart_dynconv.yaml", "data.image_size=16", "train.batch_size=4",

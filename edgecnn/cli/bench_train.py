@@ -26,10 +26,12 @@ def bench_train(
     old = _read_rows(json_path) if json_path else []  # a bad file fails before minutes of timing
     rows = run_bench(r, steps, warmup)
     table = Table(title=f"{r.model.name} at {r.data.image_size}px, batch {r.train.batch_size} on {rows[0]['device']}")
-    for col in ("mode", "images/s", "step ms p50", "cv", "amp", "channels_last", "compile", "threads"):
+    for col in ("mode", "images/s (95% CI)", "step ms p50", "cv", "amp", "channels_last", "compile", "threads"):
         table.add_column(col, justify="left" if col == "mode" else "right")
     for row in rows:
-        table.add_row(row["mode"], f"{row['images_per_s']:.1f}", f"{row['step_ms_p50']:.1f}", f"{row['step_ms_cv']:.1%}",
+        low, high = row["images_per_s_ci"]
+        table.add_row(row["mode"], f"{row['images_per_s']:.1f} ({low:.1f}-{high:.1f})", f"{row['step_ms_p50']:.1f}",
+                      f"{row['step_ms_cv']:.1%}",
                       str(row["amp"]), str(row["channels_last"]), str(row["compile"]), str(row["threads"]))
     Console().print(table)
     if json_path:
