@@ -351,3 +351,46 @@ def test_augment_handles_non_square_batches():
     x = batch(shape=(2, 4, 16, 24))
     out = Augment(rotation=90, distortion=1.0)(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and not torch.equal(out, x)
+
+
+def _sideways_photo(path: Path) -> None:
+    """A square JPEG whose stored top half is red and bottom half blue, tagged Orientation 6:
+    a viewer turns it 90 degrees clockwise, so it shows blue on the left and red on the right."""
+    a = np.zeros((32, 32, 3), dtype=np.uint8)
+    a[:16, :, 0] = 255
+    a[16:, :, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a).save(path, exif=exif, quality=95)
+
+
+def test_load_image_applies_the_exif_orientation(tmp_path):
+    from edgecnn.data import load_image
+
+    _sideways_photo(tmp_path / "phone.jpg")
+    x = load_image(tmp_path / "phone.jpg", 16)
+    left, right = x[:, :, :6].float().mean((1, 2)), x[:, :, -6:].float().mean((1, 2))
+    assert left[2] > 200 and left[0] < 50, left  # blue
+    assert right[0] > 200 and right[2] < 50, right  # red
+    # Without the tag, the pixels as stored: red on top.
+    Image.open(tmp_path / "phone.jpg").save(tmp_path / "plain.png")
+    y = load_image(tmp_path / "plain.png", 16)
+    assert y[0, :6].float().mean() > 200 and y[2, -6:].float().mean() > 200
+
+
+def test_predict_inputs_follow_the_exif_orientation(tmp_path):
+    """What predict feeds an artifact (from its sidecar alone): the photo as a viewer shows it."""
+    from edgecnn.export.predict import _inputs
+
+    _sideways_photo(tmp_path / "phone.jpg")
+    with Image.open(tmp_path / "phone.jpg") as im:
+        im.transpose(Image.Transpose.ROTATE_270).save(tmp_path / "upright.png")  # turned by hand
+    sidecar = {"bands": ["R", "G", "B"], "input_bands": ["R", "G", "B"], "inputs": [{"name": "image"}],
+               "image_size": 16, "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+    sideways = _inputs(tmp_path / "phone.jpg", sidecar, tmp_path / "m.onnx")[0]
+    upright = _inputs(tmp_path / "upright.png", sidecar, tmp_path / "m.onnx")[0]
+    with Image.open(tmp_path / "phone.jpg") as im:
+        im.save(tmp_path / "as_stored.png")
+    stored = _inputs(tmp_path / "as_stored.png", sidecar, tmp_path / "m.onnx")[0]
+    assert np.abs(sideways - upright).mean() < 0.1  # decoding noise at the colour edge only
+    assert np.abs(stored - upright).mean() > 1  # the photo as stored is another picture (R and B swap halves)

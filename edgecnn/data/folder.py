@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from edgecnn.errors import UserError
 
+ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 # What Pillow raises on a broken or hostile file. Anything else is a bug and
@@ -143,7 +144,8 @@ def _readable_header(path: Path) -> bool:
 def load_image(path: Path, image_size: int) -> Tensor:
     """Decode an image file into a uint8 ``[3, image_size, image_size]`` tensor.
 
-    Any Pillow mode becomes RGB (see ``to_rgb``); the shorter side is resized
+    The EXIF orientation is applied first, so a phone photo comes out the way
+    a viewer shows it. Any Pillow mode becomes RGB (see ``to_rgb``); the shorter side is resized
     to ``image_size`` with antialiased bilinear filtering and the centre is
     cropped to a square.
 
@@ -157,6 +159,10 @@ def load_image(path: Path, image_size: int) -> Tensor:
             # bigger than needed: several times faster, and the result is
             # still at least image_size on the shorter side.
             im.draft(im.mode, (image_size, image_size))
+        # Phones store photos sideways and say how to turn them in the EXIF Orientation tag:
+        # the image a viewer shows is the one to classify. (Read from the header: no copy without it.)
+        if im.getexif().get(ORIENTATION, 1) != 1:
+            im = ImageOps.exif_transpose(im)
         rgb = to_rgb(im)
     w, h = rgb.size
     side = min(w, h)
