@@ -13,7 +13,7 @@ import sys
 import typer
 
 from edgecnn.cli import bench, bench_train, data, eval, export, info, predict, prune, qat, report, run, train, validate
-from edgecnn.cli import sweep
+from edgecnn.cli import recipes, sweep
 from edgecnn.errors import UserError
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.command("report")(report.report)
 app.command("run")(run.run)
 app.command("sweep")(sweep.sweep)
 app.add_typer(data.app, name="data")
+app.add_typer(recipes.app, name="recipes")
 
 
 def _quiet_libraries() -> None:

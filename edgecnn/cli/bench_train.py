@@ -8,7 +8,7 @@ import typer
 
 
 def bench_train(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML")],
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML, or a shipped recipe's name")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.key=value, e.g. train.amp=true")] = None,
     steps: Annotated[int, typer.Option(min=1, help="timed steps per mode")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="untimed steps first")] = 3,

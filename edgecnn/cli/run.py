@@ -8,7 +8,7 @@ import typer
 
 
 def run(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML with a pipeline: section, e.g. recipes/quickstart.yaml")],
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML with a pipeline: section, or a shipped recipe's name, e.g. quickstart")],
     overrides: Annotated[Optional[list[str]], typer.Argument(
         help="dotted.key=value, e.g. pipeline.qat_epochs=1 or pipeline.bench.iters=20")] = None,
     out: Annotated[Optional[Path], typer.Option(help="folder for the run and everything made from it "

@@ -8,7 +8,7 @@ import typer
 
 
 def train(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML, e.g. recipes/quickstart.yaml")],
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML, or a shipped recipe's name, e.g. quickstart")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.key=value, e.g. train.epochs=5")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run folder (default runs/<recipe name>)")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run from its last checkpoint")] = False,

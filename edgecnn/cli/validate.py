@@ -7,7 +7,7 @@ import typer
 
 
 def validate(
-    recipe: Annotated[Path, typer.Argument(help="recipe YAML")],
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML, or a shipped recipe's name (edgecnn recipes)")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted.key=value")] = None,
     show: Annotated[bool, typer.Option(help="print the resolved recipe")] = False,
 ) -> None:

@@ -142,8 +142,10 @@ def _apply(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"recipe {path}: no such file; the shipped recipes are in recipes/")
+    """The recipe's top-level mapping; ``path`` may also be a shipped recipe's name (``recipes.resolve``)."""
+    from edgecnn.config.recipes import resolve
+
+    path = resolve(path)
     try:
         data = safe_load(path.read_text())
     except _RecipeError as e:
@@ -213,7 +215,7 @@ def load_recipe(path: str | Path, overrides: list[str] | dict[str, Any] | None =
     """Read a YAML recipe, apply overrides, validate.
 
     Args:
-        path: the recipe file.
+        path: the recipe file, or a shipped recipe's name (``quickstart``); a file at the path wins.
         overrides: ``dotted.key=value`` words, or an already parsed dict.
 
     Raises:
