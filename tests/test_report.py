@@ -330,6 +330,18 @@ def test_plots_show_the_expected_series(inputs):
     for name, xy in got.items():
         assert xy == pytest.approx(expect[name]), name
     assert local["pareto"] == pareto(got) and local["device"] == "local"
+    # Error bars as drawn: the bench's 95% interval of the median, and a Wilson interval of the accuracy.
+    from edgecnn.core.stats import wilson
+
+    by_name = {b["name"]: b for b in inputs["bench_rows"] if b["device"] == "local"}
+    for s in local["series"]:
+        for p in s["points"]:
+            b = by_name[p["name"]]
+            assert p["x_err"] == pytest.approx([b["latency_ms_p50_ci_low"], b["latency_ms_p50_ci_high"]])
+            images = eval_of(attn)["images"]
+            low, high = wilson(round(accuracy(b) * images), images)
+            assert p["y_err"] == pytest.approx([100 * low, 100 * high])
+            assert p["y_err"][0] < p["y"] < p["y_err"][1]
     assert {s["label"] for s in local["series"]} == {"eager fp32", "onnx fp32", "onnx PTQ"}
 
     cuda = plots["accuracy_vs_latency_cuda.png"]
@@ -372,7 +384,25 @@ def test_bench_file_alone_finds_its_runs_and_sidecars(inputs, tmp_path):
                                              "cnn_attn-onnx-int8", "cnn_attn-onnx-int8"])
     assert result["head"]["columns"][:4] == ["Model", "Role", "Device", "Accuracy"]
     acc = f"{sidecar(inputs['attn'], 'cnn_attn-onnx-int8.onnx')['parity']['artifact']['accuracy']:.2%}"
-    assert ["cnn_attn-onnx-int8", "edge", "local", acc] in [r[:4] for r in result["head"]["rows"]]
+    # The headline shows each accuracy with its Wilson 95% interval over the validation images.
+    assert any(r[:3] == ["cnn_attn-onnx-int8", "edge", "local"] and r[3].startswith(acc + " ±")
+               for r in result["head"]["rows"])
+
+
+def test_cost_plots_need_more_than_one_architecture():
+    """Accuracy against MACs or parameters of a single architecture would be one column of points."""
+    from edgecnn.report.plots import draw_all
+    from edgecnn.report.rows import COLUMNS
+
+    def row(name, model, target):
+        return {**dict.fromkeys(COLUMNS), "name": name, "model": model, "target": target, "precision": "fp32",
+                "variant": "fp32", "accuracy": 0.9, "eval_images": 100, "macs": 1e6, "params": 1e5, "size_mb": 1.0}
+
+    one = [row("a-onnx", "a", "onnx"), row("a-openvino", "a", "openvino")]
+    kinds = {meta["kind"] for _, meta in draw_all(one, [])}
+    assert "accuracy_vs_macs" not in kinds and "accuracy_vs_params" not in kinds and "accuracy_vs_size" in kinds
+    two = one + [row("b-onnx", "b", "onnx")]
+    assert {"accuracy_vs_macs", "accuracy_vs_params"} <= {meta["kind"] for _, meta in draw_all(two, [])}
 
 
 def test_single_artifact_and_sidecar_paths(inputs, tmp_path):

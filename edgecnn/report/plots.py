@@ -66,12 +66,25 @@ def _scatter(ax, rows: list[dict], x_field: str, scale: float = 1.0, by_model: b
         xs = [r[x_field] / scale for r in mine]
         ys = [r["accuracy"] * 100 for r in mine]
         first = mine[0]
-        ax.scatter(xs, ys, label=label, s=46, zorder=3, color=COLORS.get(first["target"], OTHER_COLOR),
+        color = COLORS.get(first["target"], OTHER_COLOR)
+        # 95% intervals as error bars: the median latency's (bench) and the accuracy's (Wilson, over the
+        # validation images). A point without an interval gets a bar of zero length.
+        xerr = [[x - _or(r.get(f"{x_field}_ci_low"), x * scale) / scale for r, x in zip(mine, xs)],
+                [_or(r.get(f"{x_field}_ci_high"), x * scale) / scale - x for r, x in zip(mine, xs)]]
+        yerr = [[y - 100 * _or(r.get("accuracy_ci_low"), y / 100) for r, y in zip(mine, ys)],
+                [100 * _or(r.get("accuracy_ci_high"), y / 100) - y for r, y in zip(mine, ys)]]
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=0.8, capsize=2,
+                    alpha=0.55, zorder=2, label=f"_err {label}")
+        ax.scatter(xs, ys, label=label, s=46, zorder=3, color=color,
                    marker=MARKERS.get(first["variant"] or first["precision"], "o"), edgecolors="white", linewidths=0.6)
         points += [(r["name"], x, y) for r, x, y in zip(mine, xs, ys)]
         labels += [(r["model"] or r["name"] if by_model else r["name"], x, y) for r, x, y in zip(mine, xs, ys)]
     _label(ax, labels, by_model)
     return points
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def _label(ax, labels: list[tuple[str, float, float]], by_model: bool) -> None:
@@ -110,15 +123,28 @@ def _finish(ax, xlabel: str, title: str, xs: list[float]) -> None:
 
 
 def _meta(ax, names: dict[str, list[str]], file: str, kind: str, title: str, xlabel: str, **extra) -> dict:
-    """Series as drawn: each labelled scatter's offsets, named in drawing order."""
+    """Series as drawn: each labelled scatter's offsets, named in drawing order, with the error bars'
+    ends (``x_err``, ``y_err``: [low, high]) read back from the drawn bar segments."""
+    bars = {}
+    for container in ax.containers:  # errorbar(): lines = (data line, caps, (x bars, y bars))
+        if container.get_label().startswith("_err "):
+            x_bars, y_bars = container.lines[2]
+            bars[container.get_label()[5:]] = (x_bars.get_segments(), y_bars.get_segments())
     series = []
     for coll in ax.collections:
         label = coll.get_label()
         if label.startswith("_"):
             continue
         pts = coll.get_offsets().tolist()
-        series.append({"label": label, "points": [{"name": n, "x": float(x), "y": float(y)}
-                                                  for n, (x, y) in zip(names.get(label, []), pts)]})
+        xb, yb = bars.get(label, ([], []))
+        points = []
+        for i, (n, (x, y)) in enumerate(zip(names.get(label, []), pts)):
+            point = {"name": n, "x": float(x), "y": float(y)}
+            if i < len(xb):
+                point["x_err"] = sorted(float(v) for v in (xb[i][0][0], xb[i][1][0]))
+                point["y_err"] = sorted(float(v) for v in (yb[i][0][1], yb[i][1][1]))
+            points.append(point)
+        series.append({"label": label, "points": points})
     return {"file": file, "kind": kind, "title": title, "xlabel": xlabel, "ylabel": "accuracy (%)",
             "series": series, **extra}
 
@@ -208,7 +234,8 @@ def draw_all(rows: list[dict], runs) -> list[tuple[bytes, dict]]:
     for field, what, kind in (("macs", "MACs", "accuracy_vs_macs"), ("params", "parameters", "accuracy_vs_params"),
                               ("size_mb", "artifact size", "accuracy_vs_size")):
         mine = [r for r in ok if r[field] is not None]
-        if mine:
+        # MACs and parameters belong to an architecture: with one architecture such a plot is one column.
+        if mine and (field == "size_mb" or len({r["model"] for r in mine}) > 1):
             unit, scale = ("MB", 1.0) if field == "size_mb" else _unit(max(r[field] for r in mine))
             out.append(accuracy_vs(mine, field, f"{what} ({unit})", scale, kind))
     for run in runs:

@@ -121,10 +121,22 @@ def headline(rows: list[dict]) -> dict:
     cells = []
     for r in rows:
         failed = bool(r.get("error"))
-        cells.append([r["name"], SHORT_ROLES[r["role"]], r["device"] or GAP, pct(r["accuracy"]), pct(r["macro_f1"]),
-                      "error" if failed else num(r["latency_ms_p50"]), num(r["size_mb"]),
-                      GAP if failed else ratio(r["ratio_vs_ref"])])
+        cells.append([r["name"], SHORT_ROLES[r["role"]], r["device"] or GAP,
+                      _pm(pct(r["accuracy"]), r["accuracy"], r.get("accuracy_ci_low"), r.get("accuracy_ci_high"), 100),
+                      pct(r["macro_f1"]),
+                      "error" if failed else _pm(num(r["latency_ms_p50"]), r["latency_ms_p50"],
+                                                 r.get("latency_ms_p50_ci_low"), r.get("latency_ms_p50_ci_high")),
+                      num(r["size_mb"]), GAP if failed else ratio(r["ratio_vs_ref"])])
     return {"columns": HEADLINE_COLUMNS, "rows": cells}
+
+
+def _pm(text: str, value: float | None, low: float | None, high: float | None, scale: float = 1.0) -> str:
+    """``96.4 ±1.6``: the cell and the larger side of its 95% interval, with the cell's decimals."""
+    if value is None or low is None or high is None:
+        return text
+    bare = text.rstrip("%×")
+    digits = len(bare.split(".")[1]) if "." in bare else 0
+    return f"{text} ±{max(high - value, value - low) * scale:.{digits}f}"
 
 
 def markdown(columns: list[str], cells: list[list[str]]) -> str:
