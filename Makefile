@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 RUN    ?= runs/quickstart
 
-.PHONY: install install-full install-dev demo test clean
+.PHONY: install install-full install-dev demo test clean board board-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ demo: install-full
 
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# make board        an emulated arm64 Raspberry Pi (Debian bookworm under qemu-user, its own sshd on a loopback
+#                   port, the aarch64 runtimes); prints the exports: eval "$(make -s board)". Needs root. tools/board.py
+# make board-stop   stop its sshd and unmount it (the cached root stays in /var/cache/edgecnn-board)
+board: | $(BIN)/python
+	@$(BIN)/python tools/board.py start
+
+board-stop:
+	@$(PYTHON) tools/board.py stop
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -73,7 +73,11 @@ WHEEL_PINS = [
 PLATFORMS = ["manylinux_2_36_aarch64", "manylinux_2_34_aarch64", "manylinux_2_31_aarch64",
              "manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64",
              "manylinux2014_aarch64", "linux_aarch64"]
-MOUNTS = ["proc", "sys", "dev", "dev/pts"]
+MOUNTS = ["proc", "dev", "dev/pts", "sys"]
+# Not the host's /sys: with it, onnxruntime 1.32.0's cpuinfo (pytorch/cpuinfo, ARM code path) reads the x86
+# host's per-CPU folders and segfaults under qemu at dlopen. Without any /sys, every runtime warns that it
+# cannot read the CPU lists. So /sys is a small tmpfs holding copies of the host's CPU lists only.
+CPU_LISTS = ("possible", "present", "online", "kernel_max")
 
 
 def say(msg: str) -> None:
@@ -225,7 +229,15 @@ def mounted(rel: str) -> bool:
 
 def mount_all() -> None:
     for rel in MOUNTS:
-        if not mounted(rel):
+        if mounted(rel):
+            continue
+        if rel == "sys":
+            run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=755", "edgecnn-board-sys", str(ROOT / rel)])
+            cpu = ROOT / "sys/devices/system/cpu"
+            cpu.mkdir(parents=True)
+            for name in CPU_LISTS:
+                shutil.copyfile(f"/sys/devices/system/cpu/{name}", cpu / name)
+        else:
             run(["mount", "--bind", f"/{rel}", str(ROOT / rel)])
 
 
