@@ -33,13 +33,18 @@ COLUMNS = [
     "latency_ms_mean", "cv", "throughput_ips", "gmacs_per_s", "peak_fraction",
     "peak_rss_mb", "size_bytes", "size_mb", "ratio_vs_ref", "ratio_ci_low", "ratio_ci_high", "threads", "batch",
     "warning", "error",
+    "machine", "emulated", "check_n", "check_top1_agreement", "check_max_abs_logit_diff", "check_accuracy",
+    "check_reference_accuracy", "check_reference", "check_error",
     "run", "artifact", "sidecar", "bench_file", "bench_timestamp",
 ]
 ROLES = ("gpu-reference", "reference", "edge")
 BENCH_FIELDS = ("device_desc", "runtime", "runtime_version", "runtime_note", "latency_ms_p50", "latency_ms_p50_ci_low",
                 "latency_ms_p50_ci_high", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "cv",
                 "throughput_ips", "gmacs_per_s", "peak_fraction", "peak_rss_mb", "ratio_vs_ref", "ratio_ci_low",
-                "ratio_ci_high", "threads", "batch", "warning", "error")
+                "ratio_ci_high", "threads", "batch", "warning", "error",
+                # the device's own account (bench --check: accuracy measured where the artifact ran)
+                "machine", "emulated", "check_n", "check_top1_agreement", "check_max_abs_logit_diff",
+                "check_accuracy", "check_reference_accuracy", "check_reference", "check_error")
 
 
 def build_rows(sources: Sources) -> list[dict]:

@@ -47,7 +47,9 @@ def note(row: dict) -> str:
     """What a reader must know about a row: its error, or a bench warning."""
     if row.get("error"):
         return f"error: {row['error']}"
-    return row.get("warning") or ""
+    from edgecnn.bench.check import note as check_note
+
+    return "; ".join(filter(None, [row.get("warning"), check_note(row)]))
 
 
 # Throughput, p99, RSS and the rest are in results.csv/json; the tables keep to what fits a screen.
