@@ -129,6 +129,11 @@ def test_bench_over_ssh_end_to_end(ssh_env, artifacts, tmp_path):
         assert row["device_desc"] and row["cores"] >= 1
         assert 0 < row["latency_ms_min"] <= row["latency_ms_p50"] <= row["latency_ms_p99"]
         assert row["peak_rss_mb"] > 0 and row["runtime_version"]
+        # The same statistics as local rows: intervals, their method, the ISA for the peak, heat per round.
+        assert row["latency_ms_p50_ci_low"] <= row["latency_ms_p50"] <= row["latency_ms_p50_ci_high"]
+        assert row["ci_method"].startswith("order statistics") and row["calls"] == 5
+        assert row["ratio_ci_low"] <= row["ratio_vs_ref"] <= row["ratio_ci_high"]
+        assert isinstance(row["isa"], list) and len(row["round_temp_c"]) == 2
     assert ssh_env.url in proc.stdout
     assert remote_folders() == before  # every working folder on the board was removed
 
@@ -243,6 +248,10 @@ def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
     assert 0 < pte["latency_ms_min"] <= pte["latency_ms_p50"] <= pte["latency_ms_p99"]
     assert pte["throughput_ips"] == pytest.approx(1000 / pte["latency_ms_mean"])
     assert pte["ratio_vs_ref"] == 1.0
+    # The adb rows go through the same statistics helper: intervals and their method, and every row field.
+    assert pte["latency_ms_p50_ci_low"] <= pte["latency_ms_p50"] <= pte["latency_ms_p50_ci_high"]
+    assert pte["ci_method"].startswith("order statistics") and pte["calls"] == 6
+    assert set(pte) == set(onnx) and "latency_ms_p99_ci_high" in pte and "peak_fraction" in pte
     assert "stand-in phone" in pte["device_desc"] and pte["board"] == "edgecnn stand-in phone (host CPU)"
     assert onnx["error"] == "Android path runs ExecuTorch .pte only; cnn_attn-onnx-fp32.onnx needs its own runtime"
     assert onnx["latency_ms_p50"] is None
