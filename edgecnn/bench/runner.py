@@ -384,9 +384,11 @@ def open_executorch(path: Path, sidecar: dict, threads: int, batch: int) -> Load
     def infer(given: list):
         return method([torch.from_numpy(a) for a in given])[0].numpy().copy()
 
-    pool = et._threadpool_get_thread_count()
+    # executorch 1.0 (the aarch64 wheel that pairs with PyPI's CPU-only torch 2.9.1) cannot report its pool.
+    counted = getattr(et, "_threadpool_get_thread_count", None)
+    pool = f"{counted()} threads" if counted else f"set to {threads} threads (this executorch cannot report it)"
     return Loaded(call, profile, "executorch", _version("executorch", executorch),
-                  f"XNNPACK threadpool {pool} threads", [list(a.shape) for a in arrays], import_rss_mb=imported,
+                  f"XNNPACK threadpool {pool}", [list(a.shape) for a in arrays], import_rss_mb=imported,
                   infer=infer)
 
 
