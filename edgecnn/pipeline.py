@@ -124,7 +124,7 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
                 if changed:
                     step.note(f"bench settings changed ({', '.join(changed)}): timing again")
                 from edgecnn.bench.api import bench, save
-                from edgecnn.cli.bench import print_rows
+                from edgecnn.bench.console import print_rows
 
                 rows = bench(artifacts, eager=out if eager else None, device=b.device, threads=b.threads,
                              warmup=b.warmup, iters=b.iters, rounds=b.rounds, min_time=b.min_time,
@@ -142,7 +142,7 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
             report = build([out], out / REPORT)
     chain.summary()
     if report is not None:
-        from edgecnn.cli.report import print_result
+        from edgecnn.report.console import print_result
 
         print_result(console, report)
     return {"out": str(out), "stages": chain.done, "artifacts": [str(a) for a in artifacts],
