@@ -5,7 +5,7 @@ import torch
 
 from edgecnn.models import build_model, model_names
 from edgecnn.models.stats import count_params, measure_cost
-from conftest import cli
+from conftest import ROOT, cli
 
 
 def test_registry_names():
@@ -79,3 +79,25 @@ def test_cli_info_json():
     assert json.loads(proc.stdout)["macs"] == pytest.approx(0.673e9, rel=0.005)
     table = cli("info", "recipes/quickstart.yaml", check=True).stdout
     assert "attention" in table and "FLOPs" in table
+
+
+def test_catalog_matches_the_registry():
+    """The torch-free catalog the recipe schema reads lists exactly the models the registry builds,
+    with the same band-mask capability."""
+    from edgecnn.core import catalog
+    from edgecnn.models.registry import build_model, model_names, takes_mask
+
+    assert catalog.model_names() == model_names()
+    for name in model_names():
+        model = build_model(name, num_classes=3, in_chans=3)
+        assert catalog.takes_mask(name) is takes_mask(model), name
+
+
+def test_validating_a_recipe_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from edgecnn.config import load_recipe; load_recipe('recipes/quickstart.yaml', []); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

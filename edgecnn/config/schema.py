@@ -27,7 +27,7 @@ class ModelConfig(Section):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        from edgecnn.models.registry import model_names
+        from edgecnn.core.catalog import model_names  # torch-free: validating a recipe loads no model code
 
         names = model_names()
         if name not in names:

@@ -1,0 +1,27 @@
+"""The models a recipe can name, and what each can do, without importing torch.
+
+``edgecnn validate`` and the recipe schema read this; ``models/registry.py``
+builds the modules, and a test checks that the two list the same names and
+capabilities. A new model is added in both places.
+"""
+
+from __future__ import annotations
+
+# name -> (takes a band-presence mask as a second input, what it is)
+MODELS: dict[str, tuple[bool, str]] = {
+    "cnn_attn": (False, "the paper's CNN + Self-Attention model"),
+    "cnn": (False, "the paper's ablation: the same ConvBlocks without the attention block"),
+    "resnet34": (False, "the paper's baseline ResNet-34"),
+    "resnet34_dynconv": (True, "ResNet-34 with a DynamicConv2D stem, kernel attention from the image"),
+    "resnet34_dynconv_pruned": (True, "ResNet-34 with a DynamicConv2D stem, kernel attention from the band mask "
+                                      "(foldable into a plain ResNet-34 for one band subset)"),
+}
+
+
+def model_names() -> list[str]:
+    return sorted(MODELS)
+
+
+def takes_mask(name: str) -> bool:
+    """Whether the named model is band-aware (``model(x, mask)``)."""
+    return MODELS[name][0]
