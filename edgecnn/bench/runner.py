@@ -21,6 +21,9 @@ and drive it with one JSON object per line on stdin; it answers one per line on 
     {"cmd": "round", "min_s": s, "min_calls": m, "per": k}
                                     -> {"ok": true, "latencies_ms": [...], "per": k, "temp_c", "freq_mhz", "throttled"}
        (or "iters": n instead of min_s/min_calls: a fixed count; each sample is the mean of k calls)
+    {"cmd": "check", "inputs": [{"shape": [N, ...], "b64": float32 bytes}, ...]}
+                                    -> {"ok": true, "n": N, "shape": [N, classes], "b64": the logits}
+                                       (edgecnn bench --check: the host's images through the model, one at a time)
     {"cmd": "finish"}               -> {"ok": true, "peak_rss_mb": ..., "device": {...}, "overhead_pct": ...,
                                         "profile": null or {"top_ops": [...], "delegated_share": ..., "source": ...}}
 
@@ -42,6 +45,8 @@ What is measured, and how:
 * peak RSS: ``VmHWM`` of this process (``getrusage`` where there is no /proc), taken before any profiling;
 * the device: CPU model (or the Pi's "Model" line), cores, governor,
   frequency, temperature and ``vcgencmd get_throttled`` where readable;
+  ``machine`` and whether it runs under qemu-user emulation (``emulation()``:
+  uname says ARM while the kernel's /proc/cpuinfo describes an x86 CPU);
 * ``--profile``, after timing and on a separately loaded copy so the timed
   runs never pay for it: ExecuTorch ETDump read with the devtools Inspector,
   OpenVINO per-layer performance counters, ONNX Runtime's profiler.
