@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 PIP_LOCAL := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 RUN    ?= runs/quickstart
 
-.PHONY: install install-full install-dev demo test clean board board-stop
+.PHONY: install install-full install-dev demo test test-fast clean board board-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ demo: install-full
 
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+# make test-fast   the day-to-day tier: everything not marked slow (no training, export or runner
+#                  end-to-end tests); CI still runs the whole suite through `make test`
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # make board        an emulated arm64 Raspberry Pi (Debian bookworm under qemu-user, its own sshd on a loopback
 #                   port, the aarch64 runtimes); prints the exports: eval "$(make -s board)". Needs root. tools/board.py

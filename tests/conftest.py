@@ -33,3 +33,28 @@ def cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float
 def tiny_recipe(tmp_path: Path) -> Path:
     """The quickstart recipe; tests pass TINY as overrides."""
     return RECIPES / "quickstart.yaml"
+
+
+# The fast tier (`make test-fast`: -m "not slow") leaves out tests marked slow. Every test in these
+# modules trains, exports or starts runners, so they are slow as a whole. Elsewhere a test is slow when
+# it says so, or when it uses a module- or session-wide fixture of the tests (those train a run, export
+# artifacts or bench them once for the module): a new test on such a fixture joins the slow tier by itself.
+SLOW_MODULES = {"test_pipeline", "test_export", "test_predict", "test_ddp", "test_bands_train",
+                "test_bench_remote", "test_paper_tables"}
+
+
+def _shares_a_built_fixture(item) -> bool:
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    for name in getattr(item, "fixturenames", ()):
+        for fd in defs.get(name, ()):
+            if fd.scope in ("module", "package", "session") and not getattr(fd, "_autouse", False) \
+                    and Path(str(getattr(fd, "baseid", "") or "x")).parts[:1] == ("tests",):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ in SLOW_MODULES or _shares_a_built_fixture(item):
+            item.add_marker(pytest.mark.slow)

@@ -1,9 +1,12 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import cli
 
 
+@pytest.mark.slow
 def test_bench_train_rows(tmp_path: Path):
     out = tmp_path / "rows.json"
     args = ["recipes/quickstart.yaml", "data.image_size=16", "train.batch_size=4", "train.threads=1",

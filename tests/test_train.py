@@ -50,6 +50,7 @@ def test_macro_metrics_match_scikit_learn_when_a_class_is_predicted_but_absent()
     assert m["accuracy"] == pytest.approx(3 / 4)
 
 
+@pytest.mark.slow
 def test_train_eval_end_to_end(tmp_path: Path):
     run = tmp_path / "run"
     proc = cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
@@ -85,6 +86,7 @@ def test_train_eval_end_to_end(tmp_path: Path):
     assert other.returncode == 2 and "train.lr" in other.stderr
 
 
+@pytest.mark.slow
 def test_ablation_trains_on_the_same_data(tmp_path: Path):
     run = tmp_path / "cnn"
     cli("train", "recipes/quickstart_cnn.yaml", *TINY, "train.epochs=1", "--out", str(run), check=True)
@@ -104,6 +106,7 @@ def test_errors_exit_2_without_traceback(tmp_path: Path):
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), (args, proc.stderr)
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path):
     run = tmp_path / "run"
     cli("train", "recipes/quickstart.yaml", *TINY, "train.epochs=1", "--out", str(run), check=True)
@@ -112,6 +115,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path):
     assert proc.returncode == 2 and "damaged" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path):
     """Kill a run with SIGKILL in the middle of an epoch, resume it, and compare
     with a run that never stopped: same epochs, same metrics, same weights."""
