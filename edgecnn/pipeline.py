@@ -30,11 +30,12 @@ from rich.console import Console
 from rich.table import Table
 
 from edgecnn.config import Recipe
+from edgecnn.core import contracts as C
 from edgecnn.config.schema import QAT_FOR_TARGET
 from edgecnn.errors import UserError
 
-STATE = "pipeline.json"
-BENCH = "bench.json"
+STATE = C.PIPELINE
+BENCH = C.BENCH
 REPORT = "report"
 
 
@@ -286,8 +287,8 @@ def _changed_settings(before, now: dict) -> list[str]:
 
 def _finished(run: Path, epochs: int) -> bool:
     """A run whose last checkpoint has every epoch (metrics.csv has a row per checkpointed epoch)."""
-    metrics = run / "metrics.csv"
-    if not (run / "last.pt").is_file() or not metrics.is_file():
+    metrics = run / C.METRICS
+    if not (run / C.LAST).is_file() or not metrics.is_file():
         return False
     return len(metrics.read_text().strip().splitlines()) - 1 >= epochs
 
@@ -299,8 +300,8 @@ def _export_label(item) -> str:
 
 
 def _checkpoint(run: Path) -> Path:
-    """The checkpoint exports and the eager reference read (``load_trained``: best, else last)."""
-    return run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
+    """The checkpoint exports and the eager reference read (the one rule: best, else last)."""
+    return C.checkpoint(run)
 
 
 def _stamp(*paths: Path) -> list:

@@ -30,10 +30,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecnn.core.contracts import ARTIFACT_SUFFIXES, sidecar_path
 from edgecnn.errors import UserError
 
 RUNNER = Path(__file__).with_name("runner.py")
-SUFFIXES = (".pte", ".xml", ".onnx")
+SUFFIXES = ARTIFACT_SUFFIXES
 CI_WARN_PCT = 3.0  # a median's interval wider than this (half-width, % of the median) gets a warning
 COOL_WAIT_MAX_S = 300  # runner.COOL_WAIT_MAX_S: a runner may sleep this long before its first line
 # Pause before each round, so the worker threads of the runtime that ran last
@@ -125,8 +126,6 @@ def _blank_row(**values) -> dict:
 
 def artifact_row(path: Path, sidecar: dict, device: str, settings: dict) -> dict:
     """The row of an artifact before it runs: everything its sidecar and the files say."""
-    from edgecnn.export.artifact import sidecar_path
-
     path = path.resolve()
     runtime = sidecar.get("runtime") or {}
     return _blank_row(
@@ -142,16 +141,6 @@ def artifact_row(path: Path, sidecar: dict, device: str, settings: dict) -> dict
 
 def _batched(shape: list[int], batch: int) -> list[int]:
     return [batch, *shape[1:]] if len(shape) >= 2 else list(shape)
-
-
-def _run_model_name(run: Path) -> str | None:
-    """The model a run folder trained, from its recipe (without importing torch)."""
-    import yaml
-
-    try:
-        return (yaml.safe_load((run / "recipe.yaml").read_text()) or {}).get("model", {}).get("name")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
 
 
 # -- talking to a runner ---------------------------------------------------------------------------
@@ -393,7 +382,9 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
 
 
 def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
-    model = _run_model_name(run)
+    from edgecnn.core.contracts import run_model_name
+
+    model = run_model_name(run)
     row = _blank_row(name=f"{model or run.name}-eager-fp32" + ("-cuda" if where == "cuda" else ""), kind="eager",
                      run=str(run.resolve()), model=model, target="eager", precision="fp32", runtime="torch",
                      device="cuda" if where == "cuda" else "local", **common)
@@ -421,8 +412,6 @@ def _artifact_job(path: Path, sidecar: dict, device: str, profile: bool, wait_co
                   timeout: float, common: dict, checks=None) -> Job:
     """A job whose start opens its own transport (its own working folder: two runs' artifacts may share names)."""
     from edgecnn.bench.transport import open_transport
-    from edgecnn.export.artifact import sidecar_path
-
     row = artifact_row(path, sidecar, device, common)
     files = [RUNNER, *(path.parent / name for name in sidecar["files"]), sidecar_path(path)]
 

@@ -14,12 +14,11 @@ def _num_classes(recipe, run: Path | None) -> int:
     from edgecnn.errors import UserError
 
     if run is not None:
-        from edgecnn.train import run as R
+        from edgecnn.core.contracts import CKPT_CLASSES, checkpoint
         from edgecnn.train.checkpoint import load_checkpoint
 
-        for name in (R.BEST, R.LAST):
-            if (run / name).exists():
-                return len(load_checkpoint(run / name)["classes"])
+        if checkpoint(run).exists():
+            return len(load_checkpoint(checkpoint(run))[CKPT_CLASSES])
     d = recipe.data
     if d.classes:
         return len(d.classes)

@@ -88,7 +88,9 @@ def artifact_name(model: str, target: str, precision: str, subset: str | None, s
 
 
 def sidecar_path(path: Path) -> Path:
-    return Path(path).with_name(Path(path).name + ".json")
+    from edgecnn.core.contracts import sidecar_path as rule  # the one rule, torch-free
+
+    return rule(path)
 
 
 def read_sidecar(path: Path) -> dict:

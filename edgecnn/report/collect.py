@@ -32,12 +32,9 @@ from pathlib import Path
 
 import yaml
 
+from edgecnn.core.contracts import ARTIFACT_SUFFIXES, ENV, EVAL, METRICS, QAT, RECIPE  # torch-free
 from edgecnn.errors import UserError
 
-# The run-folder contract (edgecnn/train/run.py, quantize/qat.py); repeated
-# here because importing those modules would import torch.
-RECIPE, EVAL, METRICS, ENV, QAT = "recipe.yaml", "eval.json", "metrics.csv", "env.json", "qat.json"
-ARTIFACT_SUFFIXES = (".pte", ".xml", ".onnx")
 SIDECAR_KEYS = ("artifact", "model", "target", "precision")
 BENCH_VERSION = 1
 

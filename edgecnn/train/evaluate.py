@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
@@ -68,7 +69,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None) ->
     result = {
         "model": recipe.model.name,
         "run": str(run),
-        "checkpoint": which if (run / (R.BEST if which == "best" else R.LAST)).exists() else "last",
+        "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
         "epoch": state["epoch"],
         "split": "val",
         "fake_quantized": qat,

@@ -19,17 +19,7 @@ from edgecnn.config.load import validate_recipe
 from edgecnn.errors import UserError
 from edgecnn.train.checkpoint import load_checkpoint
 
-RECIPE = "recipe.yaml"
-ENV = "env.json"
-METRICS = "metrics.csv"
-LAST = "last.pt"
-BEST = "best.pt"
-LOG = "train.log"
-EVAL = "eval.json"
-
-
-def is_run(path: Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / RECIPE).is_file()
+from edgecnn.core.contracts import BEST, ENV, EVAL, LAST, LOG, METRICS, RECIPE, is_run  # noqa: F401 (re-exported)
 
 
 def read_run_recipe(run: Path) -> Recipe:

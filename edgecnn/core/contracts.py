@@ -1,0 +1,81 @@
+"""The files stages hand each other, in one torch-free place (notes/contracts.md says what each holds).
+
+Every stage reads and writes through these names: a report, a bench or an
+export finds a run's parts here without importing the code that wrote them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# -- the run folder (edgecnn train, edgecnn qat) -----------------------------------------------------
+RECIPE = "recipe.yaml"  # the resolved recipe
+ENV = "env.json"  # versions and the machine
+METRICS = "metrics.csv"  # one row per finished epoch
+LAST = "last.pt"  # the checkpoint after the last finished epoch (resumable)
+BEST = "best.pt"  # the checkpoint of the best validation epoch
+LOG = "train.log"
+EVAL = "eval.json"  # edgecnn eval
+QAT = "qat.json"  # only in a QAT run folder
+EXPORT_DIR = "export"  # edgecnn export's default folder inside a run
+PIPELINE = "pipeline.json"  # edgecnn run: what each stage did, from which inputs
+BENCH = "bench.json"  # edgecnn run's bench stage
+
+# -- checkpoint keys (torch.save of a dict; loaded with weights_only=True) ---------------------------
+CKPT_MODEL = "model"
+CKPT_OPTIMIZER = "optimizer"
+CKPT_SCHEDULER = "scheduler"
+CKPT_GENERATOR = "generator"
+CKPT_TORCH_RNG = "torch_rng"
+CKPT_EPOCH = "epoch"
+CKPT_HISTORY = "history"
+CKPT_CLASSES = "classes"
+CKPT_BEST_ACCURACY = "best_accuracy"
+CKPT_BANDS = "bands"
+CKPT_QAT = "qat"
+
+# -- artifacts (edgecnn export) ---------------------------------------------------------------------
+ARTIFACT_SUFFIXES = (".pte", ".xml", ".onnx")
+SIDECAR_SUFFIX = ".json"  # model.pte -> model.pte.json
+
+
+def is_run(path: Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / RECIPE).is_file()
+
+
+def is_qat_run(run: Path) -> bool:
+    """A QAT run folder (``edgecnn qat``) has a ``qat.json`` beside its recipe."""
+    return (Path(run) / QAT).is_file()
+
+
+def checkpoint(run: Path, which: str = "best") -> Path:
+    """The checkpoint later stages read: ``best.pt`` where it exists (and ``which`` is "best"), else ``last.pt``."""
+    run = Path(run)
+    return run / BEST if which == "best" and (run / BEST).is_file() else run / LAST
+
+
+def sidecar_path(artifact: Path) -> Path:
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + SIDECAR_SUFFIX)
+
+
+def run_recipe_data(run: Path) -> dict | None:
+    """A run's recipe as plain data, without validating it or importing torch (None if unreadable).
+
+    For readers that need a field or two (the model's name); stages that
+    build a model validate it with ``edgecnn.config``.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(run) / RECIPE).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_model_name(run: Path) -> str | None:
+    """The model a run folder trained, from its recipe (None where it cannot be read)."""
+    model = (run_recipe_data(run) or {}).get("model")
+    name = model.get("name") if isinstance(model, dict) else None
+    return name if isinstance(name, str) else None
