@@ -392,11 +392,12 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
         except UserError as e:
             console.print(f"[yellow]no report: {' '.join(e.lines)}[/]")
     t = doc["trainings"]
-    would = "would be " if latency_only else ""
+    would, never = ("would be ", "would never be") if latency_only else ("", "never")
     console.print(f"trainings: {t['variants_trained']} of {t['variants']} variants {would}trained, "
-                  f"{t['variants_saved']} never {would}trained (latency above {budget_ms:g} ms for every precision and "
-                  f"target); QAT fine-tunes {t['qat_runs']} of {t['qat_runs_full_grid']} "
-                  f"({t['saved']} trainings saved in all); wall {doc['wall_s']:.0f} s", highlight=False)
+                  f"{t['variants_saved']} {never} trained (latency above {budget_ms:g} ms for every precision "
+                  f"and target); QAT fine-tunes {t['qat_runs']} of {t['qat_runs_full_grid']} ({t['saved']} of "
+                  f"{t['trainings_full_grid']} trainings saved in all); wall {doc['wall_s']:.0f} s",
+                  highlight=False, soft_wrap=True)
     console.print(doc["recommendation_line"], highlight=False, markup=False, soft_wrap=True)
     if doc["recreate"]:
         console.print(doc["recreate"], highlight=False, markup=False, soft_wrap=True)
@@ -442,8 +443,9 @@ def _new_doc(grid: Grid, budget_ms: float, device: str, metric: str, command) ->
                        "(latency_ms_p50_ci_low/high), else the median alone; a candidate fits when the "
                        "interval's upper end is within the budget",
             "probe": "each variant exported with random weights (fp32, and PTQ INT8 calibrated on "
-                     f"{PROBE_CALIB} images; the built-in dataset shrunk to what calibration needs) and timed before training; a candidate whose interval lies "
-                     "entirely above the budget is not exported, and a variant with none left is not trained",
+                     f"{PROBE_CALIB} images; the built-in dataset shrunk to what calibration needs) and timed "
+                     "before training; a candidate whose interval lies entirely above the budget is not exported, "
+                     "and a variant with none left is not trained",
             "qat_latency": "a QAT candidate is pruned on its backend's PTQ probe (the same INT8 graph with "
                            "other ranges); once trained, its own artifact is timed",
             "accuracy": "the metric measured by the artifact's own runtime on the validation split, with a "
