@@ -38,6 +38,7 @@ demo: install-full
 	$(BIN)/edgecnn run recipes/quickstart.yaml --out $(RUN)
 
 test: install-dev
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 # make test-fast   the day-to-day tier: everything not marked slow (no training, export or runner
