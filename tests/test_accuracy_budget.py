@@ -28,7 +28,7 @@ class Sensitive(nn.Module):
         self.fc = nn.Linear(8, 4)
         with torch.no_grad():
             self.conv1.weight[7] = 0.0
-            self.conv1.bias[7] = -10.0  # channel 7 is always 0 after the ReLU
+            self.conv1.bias[7] = 0.0  # channel 7 is always 0
             self.conv2.weight[:, 7, 1, 1] = 1000.0  # and conv2 weighs it enormously
             self.fc.bias.zero_()
 
@@ -50,11 +50,16 @@ def setup():
         return torch.randn(1, 3, 16, 16, generator=g) * 0.3 + torch.randn(1, 3, 1, 1, generator=g) * 1.5
 
     calibration = [(image(),) for _ in range(32)]
-    xs = [image() for _ in range(48)]
+    xs = [image() for _ in range(192)]
     with torch.no_grad():  # centre the logits, so that every class is some image's answer
         model.fc.weight.mul_(10)
         model.fc.bias.sub_(torch.cat([model(x) for (x,) in calibration]).mean(0))
-        images = [(x, int(model(x).argmax())) for x in xs]  # labels: what float says, so float scores 100%
+        # Labels: what float says (it scores 100%), on the images it is surest of (the largest
+        # top-1 margins), so that only a broken layer, not INT8's ordinary rounding, flips answers.
+        logits = torch.cat([model(x) for x in xs])
+        top2 = logits.topk(2, dim=1).values
+        surest = (top2[:, 0] - top2[:, 1]).argsort(descending=True)[:48].tolist()
+        images = [(xs[i], int(logits[i].argmax())) for i in surest]
     return graph, calibration, images
 
 
@@ -88,11 +93,11 @@ def test_keeping_exactly_that_layer_in_float_fixes_it(setup, target, tmp_path: P
     assert plain["drop_points"] > 40, plain  # the sensitive layer breaks plain INT8
     ranked = [name for name, _ in budget.rank(graph.module, budget.layers(graph.module), calibration,
                                               [graph.inputs_for(x) for x, _ in images])]
-    # (a random tiny model with centred logits flips answers on small noise: INT8 of the
-    # other layers costs it some points, hence the budget of 20)
-    chosen, trials = budget.search(probe, ranked, max_drop=20.0)
+    # Budget 15 points: the rest of this random model still loses a little to INT8 (on OpenVINO,
+    # whose 7-bit weights (overflow fix) cost it 12 points on 48 images: the fc is fragile).
+    chosen, trials = budget.search(probe, ranked, max_drop=15.0)
     assert chosen == ["conv2"] and len(trials) == 1, (plain, trials)
-    assert trials[0]["top1_agreement"] >= 0.8, trials
+    assert trials[0]["top1_agreement"] >= 0.85, trials
 
 
 def test_search_keeps_the_best_when_nothing_meets_the_budget():
