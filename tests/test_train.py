@@ -175,3 +175,15 @@ def test_training_closes_its_log_file(tmp_path: Path, monkeypatch):
     except KeyboardInterrupt:
         pass
     assert (tmp_path / "b" / "train.log").is_file() and open_logs() == []
+
+
+def test_a_hostile_run_recipe_is_refused_as_damaged(tmp_path: Path):
+    """A run folder copied from elsewhere gets the same YAML limits as a recipe."""
+    from edgecnn.errors import UserError
+    from edgecnn.train.run import read_run_recipe
+
+    from test_config import LAUGHS
+
+    (tmp_path / "recipe.yaml").write_text(LAUGHS)
+    with pytest.raises(UserError, match="damaged .*billion laughs"):
+        read_run_recipe(tmp_path)

@@ -15,7 +15,7 @@ import yaml
 from torch import nn
 
 from edgecnn.config import Recipe
-from edgecnn.config.load import validate_recipe
+from edgecnn.config.load import safe_load, validate_recipe
 from edgecnn.errors import UserError
 from edgecnn.train.checkpoint import load_checkpoint
 
@@ -32,9 +32,10 @@ def read_run_recipe(run: Path) -> Recipe:
     if not is_run(run):
         raise UserError(f"{run}: not a run folder (no {RECIPE}); pass a folder written by edgecnn train")
     try:
-        data = yaml.safe_load((run / RECIPE).read_text()) or {}
-    except yaml.YAMLError:
-        raise UserError(f"{run / RECIPE}: damaged (not valid YAML); restore it from the original recipe") from None
+        data = safe_load((run / RECIPE).read_text()) or {}  # with the recipe limits: run folders travel
+    except yaml.YAMLError as e:
+        why = getattr(e, "problem", None) or "not valid YAML"
+        raise UserError(f"{run / RECIPE}: damaged ({why}); restore it from the original recipe") from None
     return validate_recipe(data)
 
 
