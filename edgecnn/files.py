@@ -17,7 +17,16 @@ from pathlib import Path
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it; put back at once
+    """The process umask. Linux shows it in /proc; elsewhere it is read by setting it, and put back at
+    once (a file another thread creates in between would get 022)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
