@@ -93,19 +93,28 @@ def test_non_editable_install_ships_the_recipes(tmp_path):
     """`pip install .` (not -e) into a fresh virtual environment, then `edgecnn validate quickstart`
     from an empty folder. The dependencies come from the test's own environment (a path entry
     without its .pth hooks, so the editable checkout stays out of sight): quick, and offline."""
+    import shutil
     import subprocess
     import sys
     import sysconfig
 
     from conftest import ROOT
 
+    # Built from a copy, so the build leaves nothing in the checkout (the recipes link copied as a link).
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("edgecnn", "recipes"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-         "--no-build-isolation", "--no-index", str(ROOT)],
+         "--no-build-isolation", "--no-index", str(src)],
         capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     empty = tmp_path / "empty"
