@@ -76,8 +76,12 @@ PLATFORMS = ["manylinux_2_36_aarch64", "manylinux_2_34_aarch64", "manylinux_2_31
 MOUNTS = ["proc", "dev", "dev/pts", "sys"]
 # Not the host's /sys: with it, onnxruntime 1.32.0's cpuinfo (pytorch/cpuinfo, ARM code path) reads the x86
 # host's per-CPU folders and segfaults under qemu at dlopen. Without any /sys, every runtime warns that it
-# cannot read the CPU lists. So /sys is a small tmpfs holding copies of the host's CPU lists only.
+# cannot read the CPU lists, and OpenVINO's hwloc finds no topology and segfaults. So /sys is a small tmpfs
+# holding copies of the host's CPU lists and per-CPU topology files only.
 CPU_LISTS = ("possible", "present", "online", "kernel_max")
+# The CPU qemu emulates: the Raspberry Pi 5's core. qemu 7.2's default ("max", SVE and all) makes
+# OpenVINO 2025.2.0's JIT emit an instruction qemu cannot run (SIGILL at the first inference).
+QEMU_CPU = "cortex-a76"
 
 
 def say(msg: str) -> None:
@@ -237,6 +241,13 @@ def mount_all() -> None:
             cpu.mkdir(parents=True)
             for name in CPU_LISTS:
                 shutil.copyfile(f"/sys/devices/system/cpu/{name}", cpu / name)
+            for topo in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology"):
+                (cpu / topo.parent.name / "topology").mkdir(parents=True)
+                for f in topo.iterdir():
+                    try:
+                        shutil.copyfile(f, cpu / topo.parent.name / "topology" / f.name)
+                    except OSError:
+                        pass
         else:
             run(["mount", "--bind", f"/{rel}", str(ROOT / rel)])
 
@@ -272,9 +283,10 @@ def start_sshd() -> dict:
             "ListenAddress 127.0.0.1", f"Port {port}", "HostKey /etc/ssh/edgecnn_host_ed25519",
             "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "PermitRootLogin no", "UsePAM no", f"AllowUsers {USER}", "StrictModes no",
-            "Subsystem sftp internal-sftp", "PidFile /run/sshd.pid", "LogLevel INFO", ""]))
+            "Subsystem sftp internal-sftp", "PidFile /run/sshd.pid", "LogLevel INFO",
+            f"SetEnv QEMU_CPU={QEMU_CPU}", ""]))
         log = open(STATE / "sshd.log", "w")
-        proc = subprocess.Popen(["chroot", str(ROOT), "/usr/sbin/sshd", "-D", "-e", "-f",
+        proc = subprocess.Popen(["env", f"QEMU_CPU={QEMU_CPU}", "chroot", str(ROOT), "/usr/sbin/sshd", "-D", "-e", "-f",
                                  "/etc/ssh/edgecnn_sshd_config"], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60  # sshd under qemu takes a few seconds to start
