@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -176,6 +177,10 @@ class SSH:
         if returncode != 255:
             return None
         err = stderr or ""
+        # ssh also exits 255 when the remote program was killed by a signal: that is the program's failure.
+        crash = re.search(r"uncaught target signal \d+ \([^)]*\)|Segmentation fault|Illegal instruction|Bus error", err)
+        if crash and not re.search(r"^ssh: |Permission denied|Connection (refused|closed|reset)", err, re.M):
+            return f"{self.device}: the program crashed on the board ({crash.group(0)}); ssh itself worked"
         where = f"{self.host} port {self.port or 22}"
         if "Could not resolve hostname" in err:
             return f"{self.device}: cannot resolve host name {self.host!r}: check the spelling, or use its IP address"
