@@ -67,8 +67,10 @@ def run_recipe_data(run: Path) -> dict | None:
     """
     import yaml
 
+    from edgecnn.core.safeyaml import safe_load
+
     try:
-        data = yaml.safe_load((Path(run) / RECIPE).read_text())
+        data = safe_load((Path(run) / RECIPE).read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from edgecnn.core.safeyaml import safe_load
 from edgecnn.core.contracts import ARTIFACT_SUFFIXES, ENV, EVAL, METRICS, QAT, RECIPE  # torch-free
 from edgecnn.errors import UserError
 
@@ -219,7 +220,7 @@ def add_run(path: Path, sources: Sources, given: bool = True) -> Run:
 def _recipe_model(path: Path) -> str | None:
     """``model.name`` of a run's resolved recipe (all a report needs from it)."""
     try:
-        recipe = yaml.safe_load(path.read_text())
+        recipe = safe_load(path.read_text())  # with the recipe limits: run folders travel
     except (yaml.YAMLError, UnicodeDecodeError):
         raise UserError(f"{path}: damaged (not valid YAML); restore it from the original recipe") from None
     model = (recipe or {}).get("model") if isinstance(recipe, dict) else None
