@@ -14,7 +14,7 @@ from edgecnn.train.checkpoint import atomic_write_text
 from edgecnn.train.loop import evaluate, evaluate_subsets, is_band_robust
 
 
-def evaluate_run(run: Path, which: str = "best", channels: str | None = None) -> dict:
+def evaluate_run(run: Path, which: str = "best", channels: str | None = None, loaded: tuple | None = None) -> dict:
     """Accuracy, macro precision/recall/F1, params and MACs of a run's checkpoint.
 
     Band-robust runs (trained on band subsets, or with a band-aware stem) are
@@ -26,6 +26,8 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None) ->
         which: ``"best"`` or ``"last"`` checkpoint.
         channels: ``None`` (full bands, plus every subset for band-robust runs),
             ``"all"`` (every subset, for any run) or one subset such as ``"RG"``.
+        loaded: ``(recipe, model, classes, state)`` already loaded by the caller: a QAT run's
+            fake-quantized model (``quantize.qat.load_qat``), which training code does not import.
 
     Raises:
         UserError: not a run, missing/damaged checkpoint, an unknown or empty
@@ -37,13 +39,11 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None) ->
     from edgecnn.models.stats import measure_cost
 
     run = Path(run)
-    qat = (run / "qat.json").is_file()
-    if qat:  # a QAT run: its fake-quantized model, which is what its INT8 export computes
-        from edgecnn.quantize.qat import load_qat
-
-        recipe, model, classes, state, _ = load_qat(run, which)
-    else:
-        recipe, model, classes, state = R.load_trained(run, which)
+    qat = C.is_qat_run(run)
+    if qat and loaded is None:
+        raise UserError(f"{run}: a QAT run; evaluate it with edgecnn eval (it loads the fake-quantized model)")
+    # A QAT run: its fake-quantized model, which is what its INT8 export computes.
+    recipe, model, classes, state = loaded if loaded is not None else R.load_trained(run, which)
     cfg = recipe.data
     if channels is None:
         subsets = all_subsets(cfg.bands) if is_band_robust(recipe, model) else []
