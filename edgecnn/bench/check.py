@@ -70,6 +70,9 @@ def run_of(path: Path, sidecar: dict) -> Path:
                     f"({source}) is gone; keep the artifact in RUN/export, or leave --check out")
 
 
+_DATASETS: dict = {}
+
+
 def prepare(path: Path, sidecar: dict, n: int) -> CheckSet:
     """N validation images of the artifact's run as the artifact's inputs, and the reference's logits.
 
@@ -98,7 +101,10 @@ def prepare(path: Path, sidecar: dict, n: int) -> CheckSet:
     norm = sidecar.get("normalization") or {}
     mean, std = norm.get("mean", cfg.mean), norm.get("std", cfg.std)
     graph = deployable(model, cfg.bands, cfg.image_size, channels)
-    _, val_ds, data_classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
+    key = (str(run), cfg.model_dump_json() if hasattr(cfg, "model_dump_json") else repr(cfg), recipe.seed)
+    if key not in _DATASETS:  # a run's artifacts share one split (the built-in dataset is generated: seconds)
+        _DATASETS[key] = build_datasets(cfg, recipe.seed, len(cfg.bands))[1:]
+    val_ds, data_classes = _DATASETS[key]
     if list(data_classes) != list(classes):
         raise UserError(f"--check: {run}: the dataset's classes no longer match the run's; point data.root at "
                         "the same dataset")
