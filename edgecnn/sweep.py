@@ -699,7 +699,7 @@ def _print_probes(console: Console, grid: Grid, probes: dict, alive: dict, budge
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("variant")
     for p, t in grid.candidates:
-        table.add_column(_final_label(p, t).replace("int8 ", ""), justify="right")
+        table.add_column(_final_label(p, t).replace("int8 ", ""), justify="right", no_wrap=True)
     table.add_column("train?")
     for v in grid.variants:
         cells = []
@@ -720,7 +720,7 @@ def _print_candidates(console: Console, doc: dict) -> None:
                   box=box.SIMPLE_HEAD, pad_edge=False)
     for col, just in (("candidate", "left"), (doc["metric"], "right"), ("p50 ms", "right"), ("MB", "right"),
                       ("", "left")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, no_wrap=True)
     rec = (doc.get("recommendation") or {}).get("id")
     front = set(doc.get("pareto") or [])
     for c in doc["candidates"]:
@@ -731,6 +731,7 @@ def _print_candidates(console: Console, doc: dict) -> None:
         if c["latency_source"] and c["latency_source"] != "trained artifact" and c["latency_ms_p50"] is not None:
             lat += " (probe)"
         size = "—" if c["size_mb"] is None else f"{c['size_mb']:.2f}"
-        note = ("★ recommended" if c["id"] == rec else c["status"] or "") + (" · Pareto" if c["id"] in front else "")
+        status = "over budget (probe)" if (c["status"] or "").startswith("excluded") else c["status"] or ""
+        note = ("★ recommended" if c["id"] == rec else status) + (" · Pareto" if c["id"] in front else "")
         table.add_row(c["id"], acc, lat, size, note)
     console.print(table)
