@@ -316,19 +316,14 @@ def _row(path: Path, device: str, info: dict, threads: int | None, warmup: int, 
     """A row with every field of the contract, filled from the artifact's sidecar and the phone."""
     from edgecnn import __version__
 
-    base = {k: None for k in (
-        "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
-        "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",
-        "throttled", "threads", "batch", "warmup", "iters", "input_shape", "latency_ms_p50", "latency_ms_p90",
-        "latency_ms_p99", "latency_ms_mean", "latency_ms_min", "latency_ms_std", "cv", "throughput_ips",
-        "peak_rss_mb", "size_mb", "ratio_vs_ref", "harness_overhead_pct", "warning", "error", "profile",
-        "timestamp", "edgecnn_version")}
+    from edgecnn.core.contracts import DEVICE_FIELDS, blank_bench_row
+
+    base = blank_bench_row()
     path = Path(path).resolve()
     base.update(name=path.stem, kind="artifact", artifact=str(path), device=device, threads=threads,
                 warmup=warmup, iters=iters, timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 edgecnn_version=__version__,
-                **{k: info.get(k) for k in ("device_desc", "cpu_model", "cores", "governor", "freq_mhz",
-                                            "temp_c", "board", "throttled")})
+                **{k: info.get(k) for k in DEVICE_FIELDS if k in info})
     return base
 
 

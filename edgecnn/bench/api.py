@@ -42,34 +42,12 @@ COOL_WAIT_MAX_S = 300  # runner.COOL_WAIT_MAX_S: a runner may sleep this long be
 # idle when the next one starts its clock.
 SETTLE_S = 0.05
 
-# Every row has these keys, in this order (null when unknown); see notes/contracts.md.
-ROW_FIELDS = (
-    "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
-    "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",
-    "throttled", "threads", "batch", "warmup", "iters", "input_shape", "latency_ms_p50", "latency_ms_p90",
-    "latency_ms_p99", "latency_ms_mean", "latency_ms_min", "latency_ms_std", "cv", "throughput_ips", "peak_rss_mb",
-    "size_mb", "ratio_vs_ref", "harness_overhead_pct", "warning", "error", "profile", "timestamp", "edgecnn_version",
+# The row's fields live with the other file contracts (core/contracts.py); re-exported for callers.
+from edgecnn.core.contracts import (  # noqa: E402
+    DEVICE_FIELDS, EXTRA_FIELDS, ROW_FIELDS, STAT_FIELDS, blank_bench_row,
 )
-# Added to the contract's fields: the import's share of peak RSS, and how far apart the rounds' medians are.
-# The board's own account of itself (runner.emulation) and the accuracy measured on it (bench/check.py, --check).
-BOARD_FIELDS = ("machine", "emulated", "emulation", "check_n", "check_top1_agreement", "check_max_abs_logit_diff",
-                "check_mean_abs_logit_diff", "check_accuracy", "check_reference_accuracy", "check_reference",
-                "check_error")
-EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_p50_spread_pct", *BOARD_FIELDS)
+
 EMULATED = "emulated: not the latency of real hardware"
-# The instrument's fields (edgecnn/core/stats.py, bench/peak.py): intervals, how they were obtained, the
-# heat of each round, and how much of the CPU's arithmetic peak the row reached.
-STAT_FIELDS = (
-    "latency_ms_p50_ci_low", "latency_ms_p50_ci_high", "latency_ms_p90_ci_low", "latency_ms_p90_ci_high",
-    "latency_ms_p99_ci_low", "latency_ms_p99_ci_high", "ratio_ci_low", "ratio_ci_high", "distinguishable_from_ref",
-    "indistinguishable_from", "calls", "samples", "calls_per_sample", "ci_method", "percentile_basis", "stat_notes",
-    "warmup_calls", "warmup_s", "warmup_settled", "min_time_s", "cooldown_s", "round_temp_c", "round_freq_mhz",
-    "rounds_throttled", "macs", "gmacs_per_s", "peak_gmacs_per_s", "peak_fraction", "peak_isa", "isa",
-    "cpu_vendor", "cpu_family", "max_freq_mhz",
-)
-DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled",
-                 "machine", "emulated", "emulation",
-                 "isa", "cpu_vendor", "cpu_family", "max_freq_mhz")
 # Timing by duration (the defaults of `edgecnn bench`). Ten interleaved rounds of at least a second each:
 # the interval of the median comes from the spread between rounds (core/stats.py), and ten rounds keep it
 # within a few percent on these noisy 2-core VMs, while two artifacts and the eager reference stay
@@ -119,9 +97,7 @@ def find_artifacts(paths: list[Path]) -> list[Path]:
 
 
 def _blank_row(**values) -> dict:
-    row = {k: None for k in (*ROW_FIELDS, *EXTRA_FIELDS, *STAT_FIELDS)}
-    row.update(values)
-    return row
+    return blank_bench_row(**values)
 
 
 def artifact_row(path: Path, sidecar: dict, device: str, settings: dict) -> dict:

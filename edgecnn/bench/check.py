@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edgecnn.errors import UserError
 
-# The row fields this adds (api.BOARD_FIELDS lists them with the emulation fields).
+# The row fields this adds (core.contracts.BOARD_FIELDS lists them with the emulation fields).
 CHECK_FIELDS = ("check_n", "check_top1_agreement", "check_max_abs_logit_diff", "check_mean_abs_logit_diff",
                 "check_accuracy", "check_reference_accuracy", "check_reference", "check_error")
 CHUNK = 32  # images per check command: a line stays a few MB even at 224x224

@@ -81,3 +81,41 @@ def run_model_name(run: Path) -> str | None:
     model = (run_recipe_data(run) or {}).get("model")
     name = model.get("name") if isinstance(model, dict) else None
     return name if isinstance(name, str) else None
+
+
+# -- bench rows (edgecnn bench --json; every driver fills the same fields) ---------------------------
+# Every row has these keys, in this order (null when unknown); see notes/contracts.md.
+ROW_FIELDS = (
+    "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
+    "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",
+    "throttled", "threads", "batch", "warmup", "iters", "input_shape", "latency_ms_p50", "latency_ms_p90",
+    "latency_ms_p99", "latency_ms_mean", "latency_ms_min", "latency_ms_std", "cv", "throughput_ips", "peak_rss_mb",
+    "size_mb", "ratio_vs_ref", "harness_overhead_pct", "warning", "error", "profile", "timestamp", "edgecnn_version",
+)
+# Added to the contract's fields: the import's share of peak RSS, and how far apart the rounds' medians are.
+# The board's own account of itself (runner.emulation) and the accuracy measured on it (bench/check.py, --check).
+BOARD_FIELDS = ("machine", "emulated", "emulation", "check_n", "check_top1_agreement", "check_max_abs_logit_diff",
+                "check_mean_abs_logit_diff", "check_accuracy", "check_reference_accuracy", "check_reference",
+                "check_error")
+EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_p50_spread_pct", *BOARD_FIELDS)
+# The instrument's fields (edgecnn/core/stats.py, bench/peak.py): intervals, how they were obtained, the
+# heat of each round, and how much of the CPU's arithmetic peak the row reached.
+STAT_FIELDS = (
+    "latency_ms_p50_ci_low", "latency_ms_p50_ci_high", "latency_ms_p90_ci_low", "latency_ms_p90_ci_high",
+    "latency_ms_p99_ci_low", "latency_ms_p99_ci_high", "ratio_ci_low", "ratio_ci_high", "distinguishable_from_ref",
+    "indistinguishable_from", "calls", "samples", "calls_per_sample", "ci_method", "percentile_basis", "stat_notes",
+    "warmup_calls", "warmup_s", "warmup_settled", "min_time_s", "cooldown_s", "round_temp_c", "round_freq_mhz",
+    "rounds_throttled", "macs", "gmacs_per_s", "peak_gmacs_per_s", "peak_fraction", "peak_isa", "isa",
+    "cpu_vendor", "cpu_family", "max_freq_mhz",
+)
+DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled",
+                 "machine", "emulated", "emulation",
+                 "isa", "cpu_vendor", "cpu_family", "max_freq_mhz")
+BENCH_FIELDS = (*ROW_FIELDS, *EXTRA_FIELDS, *STAT_FIELDS)
+
+
+def blank_bench_row(**values) -> dict:
+    """A bench row with every field, null where unknown, then ``values``."""
+    row = dict.fromkeys(BENCH_FIELDS)
+    row.update(values)
+    return row
