@@ -277,6 +277,9 @@ def _within_budget(module, graph, path: Path, calibration: list, train_ds, cfg, 
             rank_seconds = time.perf_counter() - t1
             chosen, more = B.search(probe, [n for n, _ in ranking], max_drop)
             trials += more
+            best = next(t for t in more if t["float_layers"] == chosen) if more else plain
+            if best["drop_points"] > max_drop and plain["drop_points"] <= best["drop_points"]:
+                chosen = []  # nothing met the budget and float layers did not help: plain INT8 is the best
         where, sections = probes[tuple(chosen)]
         for src in [*module.companions(where), where]:  # the file a runtime opens appears last
             os.replace(src, path.parent / src.name)
