@@ -57,7 +57,7 @@ MIN_TIME_S = 1.0
 MIN_CALLS = 20
 WARMUP_MAX_S = 5.0  # warm-up stops here even if the latency still moves (the row then says so)
 BATCH_BELOW_MS = 1.0  # calls shorter than this are timed in batches of about this length
-OVERHEAD_BLOCK_S = 0.25  # each of the overhead check's 8 blocks lasts about this long
+OVERHEAD_BLOCK_S = 0.5  # each of the overhead check's 8 blocks lasts about this long (0.25 s left +-1% noise)
 THROTTLE_FREQ = 0.9  # a round whose clock is below this share of the maximum counts as throttled
 
 

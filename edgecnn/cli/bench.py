@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -44,7 +45,8 @@ def bench(
     rows = run_bench(artifacts or [], eager=eager, device=device, threads=threads, warmup=warmup, iters=iters,
                      batch=batch, profile=profile, rounds=rounds, wait_cool=wait_cool, runner=runner, timeout=timeout,
                      min_time=min_time, cooldown=cooldown, check=check)
-    console = Console()
+    # Piped to a file or a log, rich would assume 80 columns and cut the table; it is made for 100.
+    console = Console() if sys.stdout.isatty() or os.environ.get("COLUMNS") else Console(width=100)
     print_rows(console, rows)
     if profile:
         print_profiles(console, rows)
