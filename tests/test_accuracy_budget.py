@@ -41,7 +41,7 @@ class Sensitive(nn.Module):
 
 @pytest.fixture(scope="module")
 def setup():
-    from edgecnn.export.deployable import deployable
+    from edgecnn.models.deployable import deployable
 
     model = Sensitive().eval()
     graph = deployable(model, ["R", "G", "B"], 16, None)
@@ -112,7 +112,7 @@ def test_search_keeps_the_best_when_nothing_meets_the_budget():
 
 
 def test_swap_replaces_by_name_and_type():
-    from edgecnn.quantize.swap import swap
+    from edgecnn.models.surgery import swap
 
     model = Sensitive()
     swap(model, lambda m, name: isinstance(m, nn.Conv2d) and name != "conv1", lambda m, name: nn.Identity())

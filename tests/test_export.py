@@ -185,7 +185,7 @@ GLUE = {"aten_view_copy_default", "aten_squeeze_copy_dims", "aten_unsqueeze_copy
 
 
 def test_delegable_layernorm_is_nn_layernorm():
-    from edgecnn.export.delegable import DelegableLayerNorm, for_xnnpack
+    from edgecnn.quantize.delegable import DelegableLayerNorm, for_xnnpack
     from edgecnn.models import build_model
 
     torch.manual_seed(0)
@@ -212,7 +212,7 @@ def test_cnn_attn_runs_entirely_inside_xnnpack(tmp_path: Path):
     the size (checked by hand at 224: the same single subgraph, nothing outside).
     """
     from edgecnn.export import executorch
-    from edgecnn.export.deployable import deployable
+    from edgecnn.models.deployable import deployable
     from edgecnn.models import build_model
 
     torch.manual_seed(0)

@@ -83,7 +83,7 @@ def prepare(path: Path, sidecar: dict, n: int) -> CheckSet:
     import torch
 
     from edgecnn.data import build_datasets
-    from edgecnn.export.deployable import deployable
+    from edgecnn.models.deployable import deployable
     from edgecnn.quantize import qat
     from edgecnn.train import run as R
     from edgecnn.train.loop import make_loader, prepare as normalise

@@ -7,7 +7,7 @@ it exactly like the runtimes, in its own process:
 
 The model is the run's best checkpoint, in fp32 and eval mode, called under
 ``torch.inference_mode`` with ``torch.set_num_threads(threads)``; its inputs
-are what a full-band artifact of the run takes (``export.deployable``: the
+are what a full-band artifact of the run takes (``models.deployable``: the
 image, plus the presence mask for band-aware models), random as in the runner.
 On CUDA each call ends with ``torch.cuda.synchronize()``, so the time covers
 the kernels and not just their launch.
@@ -31,7 +31,7 @@ def open_eager(run: Path, threads: int, batch: int, device: str) -> runner.Loade
     """
     import torch
 
-    from edgecnn.export.deployable import deployable
+    from edgecnn.models.deployable import deployable
     from edgecnn.train.run import load_trained
 
     if device == "cuda" and not torch.cuda.is_available():

@@ -66,7 +66,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     Raises:
         UserError: executorch or torchao missing, or the model does not export or lower.
     """
-    from edgecnn.export.delegable import KEEP_FLOAT, for_xnnpack
+    from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
     from edgecnn.quantize import ptq
 
     et = _compat.executorch()

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgecnn.export.artifact import Runner
-from edgecnn.export.deployable import Deployable
+from edgecnn.models.deployable import Deployable
 from edgecnn.train.loop import make_loader, prepare
 from edgecnn.train.metrics import confusion, summarize
 

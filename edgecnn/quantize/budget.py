@@ -82,7 +82,7 @@ def rank(module: nn.Module, names: list[str], calibration: Sequence[tuple[Tensor
     Returns:
         ``(name, mean squared logit change)`` pairs, descending.
     """
-    from edgecnn.quantize.swap import swap
+    from edgecnn.models.surgery import swap
 
     module = copy.deepcopy(module).eval()
     ranges: dict[str, list[float]] = {}

@@ -109,8 +109,8 @@ class XnnpackPT2E:
     REQUIRES = ("torchao", "executorch")
 
     def _prepared(self, model: nn.Module, in_shape: tuple[int, int, int]) -> PT2EModel:
-        from edgecnn.export.artifact import export_failed
-        from edgecnn.export.delegable import KEEP_FLOAT, for_xnnpack
+        from edgecnn.errors import export_failed
+        from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
 
         api = _compat.pt2e_xnnpack("qat for xnnpack")
         quantizer = api.XNNPACKQuantizer()
@@ -149,7 +149,7 @@ class XnnpackPT2E:
         return api.convert_pt2e(copy.deepcopy(qat_model.graph))
 
     def settings(self) -> dict:
-        from edgecnn.export.delegable import KEEP_FLOAT
+        from edgecnn.quantize.delegable import KEEP_FLOAT
 
         return {
             "method": "PT2E quantization-aware training (torchao prepare_qat_pt2e, convert_pt2e at export)",
@@ -218,7 +218,7 @@ class OpenvinoNNCF:
         api = _compat.nncf_torch()
         qat_model.eval()
         stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
-        from edgecnn.quantize.swap import swap
+        from edgecnn.models.surgery import swap
 
         storage = api.get_hook_storage(stripped)
         hooks = {name for name, _ in storage.named_hooks()}
@@ -408,8 +408,8 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
             a presence-mask input, an existing run without ``resume`` (or nothing
             to resume), a recipe mismatch on resume, or data problems.
     """
-    from edgecnn.export.api import calibration_samples
-    from edgecnn.export.deployable import deployable
+    from edgecnn.quantize.calibration import calibration_samples
+    from edgecnn.models.deployable import deployable
     from edgecnn.models.registry import takes_mask
     from edgecnn.train import run as R
     from edgecnn.train.loop import Setup, check_run_folder, train

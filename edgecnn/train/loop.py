@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from edgecnn.config import Recipe, dump_recipe
 from edgecnn.errors import UserError
+from edgecnn.models.deployable import forward  # noqa: F401 (the masked call; used below and by train.bench)
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from edgecnn.train.env import environment
@@ -75,20 +76,6 @@ def prepare(x: torch.Tensor, device: torch.device, mean: list[float], std: list[
     if augment is not None:
         x = augment(x, generator)
     return normalize(x, mean, std)
-
-
-def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, band_aware: bool) -> torch.Tensor:
-    """Run ``model`` with bands missing where ``mask`` is 0.
-
-    Missing bands are zero-filled after normalisation (the dataset mean), which
-    is what a plain model sees in deployment when a band drops; a band-aware
-    model (``takes_mask``) also gets the mask itself.
-    """
-    if mask is None:
-        return model(x)
-    m = mask.to(x.device)
-    x = x * (m[:, :, None, None] if m.dim() == 2 else m[None, :, None, None])
-    return model(x, m) if band_aware else model(x)
 
 
 @torch.no_grad()

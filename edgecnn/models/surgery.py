@@ -1,8 +1,8 @@
 """One way to replace submodules: ``swap``, after torchao's ``_replace_with_custom_fn_if_matches_filter``.
 
 Every rewrite that trades one module for another goes through it: the
-XNNPACK LayerNorm (``export.delegable``), the stem BatchNorm fold
-(``export.deployable``), NNCF's fake-quantizers frozen for export
+XNNPACK LayerNorm (``quantize.delegable``), the stem BatchNorm fold
+(``models.deployable``), NNCF's fake-quantizers frozen for export
 (``quantize.qat``) and the per-layer fake quantization that ranks layers for
 the accuracy budget (``quantize.budget``). It walks the tree once, parent
 before children, and does not descend into a module it replaced.

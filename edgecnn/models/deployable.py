@@ -33,7 +33,20 @@ from torch import Tensor, nn
 from edgecnn.data.bands import all_subsets, parse_subset, presence_mask, subset_name
 from edgecnn.models.dynamic_conv import BandResNet, DynamicConv2D, folded_model
 from edgecnn.models.registry import takes_mask
-from edgecnn.train.loop import forward
+
+
+def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, band_aware: bool) -> torch.Tensor:
+    """Run ``model`` with bands missing where ``mask`` is 0.
+
+    Missing bands are zero-filled after normalisation (the dataset mean), which
+    is what a plain model sees in deployment when a band drops; a band-aware
+    model (``takes_mask``) also gets the mask itself.
+    """
+    if mask is None:
+        return model(x)
+    m = mask.to(x.device)
+    x = x * (m[:, :, None, None] if m.dim() == 2 else m[None, :, None, None])
+    return model(x, m) if band_aware else model(x)
 
 
 class ZeroFillBands(nn.Module):
@@ -90,7 +103,7 @@ def _fold_stem_batchnorm(model: nn.Module) -> nn.Module:
     bn = folded.bn1
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     folded.conv1.weight.mul_(scale[None, :, None, None, None])
-    from edgecnn.quantize.swap import swap
+    from edgecnn.models.surgery import swap
 
     return swap(folded, lambda m, name: name == "bn1", lambda m, name: _AddBias(bn.bias - bn.running_mean * scale))
 

@@ -59,7 +59,7 @@ def for_xnnpack(module: nn.Module) -> nn.Module:
     """
     if not any(_swappable(m) for m in module.modules()):
         return module
-    from edgecnn.quantize.swap import swap
+    from edgecnn.models.surgery import swap
 
     def delegable(child: nn.Module, name: str) -> nn.Module:
         swapped = DelegableLayerNorm(child.normalized_shape, eps=child.eps,
