@@ -230,9 +230,9 @@ def _evaluate(run: Path, console: Console) -> None:
     result = run / "eval.json"
     if result.is_file() and result.stat().st_mtime_ns >= _checkpoint(run).stat().st_mtime_ns:
         return
-    from edgecnn.train.evaluate import evaluate_run
+    from edgecnn.quantize.qat import evaluate_any
 
-    r = evaluate_run(run)
+    r = evaluate_any(run)
     console.print(f"{run}: val accuracy {r['accuracy']:.1%}, F1 {r['f1']:.1%}, {r['macs'] / 1e9:.3f} GMACs, "
                   f"{r['params'] / 1e6:.3f} M params -> {result}", highlight=False)
 

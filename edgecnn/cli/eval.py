@@ -18,17 +18,12 @@ def eval_run(
     from rich.console import Console
 
     from edgecnn.errors import UserError
-    from edgecnn.core.contracts import is_qat_run
-    from edgecnn.train.evaluate import evaluate_run, paper_table
+    from edgecnn.quantize.qat import evaluate_any
+    from edgecnn.train.evaluate import paper_table
 
     if which not in ("best", "last"):
         raise UserError(f"--which {which!r}: choose best or last")
-    loaded = None
-    if is_qat_run(run):  # its fake-quantized model, which is what its INT8 export computes
-        from edgecnn.quantize.qat import load_qat
-
-        loaded = load_qat(run, which)[:4]
-    result = evaluate_run(run, which, channels, loaded)
+    result = evaluate_any(run, which, channels)  # a QAT run: its fake-quantized model
     if json_out:
         print(json.dumps(result, indent=2))
         return

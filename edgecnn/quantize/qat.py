@@ -299,6 +299,16 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
     return recipe
 
 
+def evaluate_any(run: Path, which: str = "best", channels: str | None = None) -> dict:
+    """``train.evaluate.evaluate_run`` for any run folder: a QAT run is evaluated as its fake-quantized
+    model (what its INT8 export computes), loaded here because training code does not import quantize."""
+    from edgecnn.core.contracts import is_qat_run
+    from edgecnn.train.evaluate import evaluate_run
+
+    loaded = load_qat(run, which)[:4] if is_qat_run(run) else None
+    return evaluate_run(run, which, channels, loaded)
+
+
 def load_qat(run: Path, which: str = "best") -> tuple:
     """Rebuild a QAT run's fake-quantized model with its learned state, in eval mode on the CPU.
 
