@@ -468,6 +468,10 @@ def _ort_options(ort, sidecar: dict, threads: int):
     return options
 
 
+def _ort_disabled(sidecar: dict) -> list | None:
+    return (sidecar.get("runtime") or {}).get("disabled_optimizers") or None
+
+
 def open_onnxruntime(path: Path, sidecar: dict, threads: int, batch: int) -> Loaded:
     """An ``.onnx`` on onnxruntime's CPU provider with ``threads`` intra-op threads."""
     try:
@@ -477,8 +481,9 @@ def open_onnxruntime(path: Path, sidecar: dict, threads: int, batch: int) -> Loa
 
     imported = rss_mb(peak=False)
     try:
+        # The optimizers the exporter turned off (a layer kept in float must stay float here too).
         session = ort.InferenceSession(str(path), _ort_options(ort, sidecar, threads),
-                                       providers=["CPUExecutionProvider"])
+                                       providers=["CPUExecutionProvider"], disabled_optimizers=_ort_disabled(sidecar))
     except Exception as e:
         raise RunnerError(f"onnxruntime could not load {path.name}: {first_line(e)}") from None
     arrays = make_inputs(sidecar, batch)
@@ -493,7 +498,7 @@ def open_onnxruntime(path: Path, sidecar: dict, threads: int, batch: int) -> Loa
         session.run(outputs, feed)
 
     def profile(n: int) -> dict:
-        return profile_onnxruntime(ort, path, _ort_options(ort, sidecar, threads), feed, n)
+        return profile_onnxruntime(ort, path, _ort_options(ort, sidecar, threads), feed, n, _ort_disabled(sidecar))
 
     def infer(given: list):
         return session.run(outputs[:1], {spec.name: a for spec, a in zip(session.get_inputs(), given)})[0]
@@ -541,7 +546,7 @@ def profile_openvino(core, path: Path, config: dict, arrays: list, n: int) -> di
             "profiled_calls": n, "ops_ms": round(sum(ms.values()), 4)}
 
 
-def profile_onnxruntime(ort, path: Path, options, feed: dict, n: int) -> dict:
+def profile_onnxruntime(ort, path: Path, options, feed: dict, n: int, disabled: list | None = None) -> dict:
     """onnxruntime's profiler (a Chrome-trace JSON): kernel time per op type, per call.
 
     ``delegated_share`` is the share of kernel time on execution providers other
@@ -550,7 +555,8 @@ def profile_onnxruntime(ort, path: Path, options, feed: dict, n: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgecnn-ort-") as tmp:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=disabled)
         for _ in range(n + PROFILE_WARMUP):  # the first calls pay one-time costs: left out below
             session.run(None, feed)
         trace = json.loads(Path(session.end_profiling()).read_text())
