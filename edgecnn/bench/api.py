@@ -285,22 +285,8 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
     from edgecnn import __version__
     from edgecnn.export.artifact import check_sidecar, read_sidecar
 
-    for name, value, low in (("--threads", threads, 1), ("--iters", iters, 1), ("--warmup", warmup, 0),
-                             ("--batch", batch, 1), ("--rounds", rounds, 1), ("--profile-iters", profile_iters, 1),
-                             ("--min-time", min_time, 0.001), ("--cooldown", cooldown, 0)):
-        if value is not None and value < low:
-            raise UserError(f"{name} {value}: must be at least {low}")
-    remote = device.startswith(("ssh://", "adb://"))
-    if eager is not None and remote:
-        raise UserError(f"--eager runs the PyTorch model on this machine, not on {device}: leave it out "
-                        "(the first artifact is then the reference)")
-    if eager is not None and not (Path(eager) / "recipe.yaml").is_file():
-        raise UserError(f"--eager {eager}: not a run folder (no recipe.yaml); pass a folder written by edgecnn train")
-    if runner is not None and not device.startswith(("adb://", "ssh://")):
-        raise UserError(f"--runner is an executor_runner for adb:// and ssh:// devices; --device {device} uses the "
-                        "built-in runner: leave --runner out")
-    if check is not None and check < 1:
-        raise UserError(f"--check {check}: must be at least 1 (images sent through each artifact on the device)")
+    _check_request(eager, device, runner, check, threads=threads, iters=iters, warmup=warmup, batch=batch,
+                   rounds=rounds, profile_iters=profile_iters, min_time=min_time, cooldown=cooldown)
     paths = find_artifacts(list(artifacts))
     if not paths and eager is None:
         raise UserError("nothing to bench: give artifact files or folders, and/or --eager RUN")
@@ -317,22 +303,8 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
                   cooldown_s=cooldown)
 
     if device.startswith("adb://") or runner is not None:
-        from edgecnn.bench.adb import bench_adb
-        from edgecnn.bench.native import native_transport
-
-        # executor_runner takes a count of executions, not a duration.
-        rows = bench_adb(paths, device, runner, threads=threads, warmup=10 if warmup is None else warmup,
-                         iters=100 if iters is None else iters, batch=batch,
-                         timeout=timeout, rounds=rounds, profile=profile, wait_cool=wait_cool,
-                         transport=native_transport(device, timeout))
-        if check:
-            from edgecnn.bench.check import no_check_rows
-
-            no_check_rows(rows, check)
-        for row in rows:
-            for k in (*ROW_FIELDS, *EXTRA_FIELDS, *STAT_FIELDS):
-                row.setdefault(k, None)
-        return finish_rows(rows)
+        return _with_executor_runner(paths, device, runner, threads, warmup, iters, batch, timeout, rounds,
+                                     profile, wait_cool, check)
 
     jobs: list[Job] = []
     if eager is not None:
@@ -355,6 +327,49 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
     for job in jobs:
         _fill_latencies(job)
     return finish_rows([j.row for j in jobs])
+
+
+def _check_request(eager: Path | None, device: str, runner: Path | None, check: int | None, **counts) -> None:
+    """Refuse bad settings before anything starts (``counts``: the numeric settings by keyword).
+
+    Raises:
+        UserError: a count below its minimum, ``--eager`` on a remote device or not a run folder,
+            ``--runner`` on a device that does not take one, ``--check`` below 1.
+    """
+    minimum = {"threads": 1, "iters": 1, "warmup": 0, "batch": 1, "rounds": 1, "profile_iters": 1,
+               "min_time": 0.001, "cooldown": 0}
+    for key, value in counts.items():
+        if value is not None and value < minimum[key]:
+            raise UserError(f"--{key.replace('_', '-')} {value}: must be at least {minimum[key]}")
+    if eager is not None and device.startswith(("ssh://", "adb://")):
+        raise UserError(f"--eager runs the PyTorch model on this machine, not on {device}: leave it out "
+                        "(the first artifact is then the reference)")
+    if eager is not None and not (Path(eager) / "recipe.yaml").is_file():
+        raise UserError(f"--eager {eager}: not a run folder (no recipe.yaml); pass a folder written by edgecnn train")
+    if runner is not None and not device.startswith(("adb://", "ssh://")):
+        raise UserError(f"--runner is an executor_runner for adb:// and ssh:// devices; --device {device} uses the "
+                        "built-in runner: leave --runner out")
+    if check is not None and check < 1:
+        raise UserError(f"--check {check}: must be at least 1 (images sent through each artifact on the device)")
+
+
+def _with_executor_runner(paths, device, runner, threads, warmup, iters, batch, timeout, rounds, profile,
+                          wait_cool, check) -> list[dict]:
+    """Rows timed by ExecuTorch's ``executor_runner`` (an Android phone, or ``--runner`` on an ssh board).
+
+    It takes a count of executions, not a duration: ``iters`` defaults to 100 and ``warmup`` to 10.
+    """
+    from edgecnn.bench.adb import bench_adb
+    from edgecnn.bench.native import native_transport
+
+    rows = bench_adb(paths, device, runner, threads=threads, warmup=10 if warmup is None else warmup,
+                     iters=100 if iters is None else iters, batch=batch, timeout=timeout, rounds=rounds,
+                     profile=profile, wait_cool=wait_cool, transport=native_transport(device, timeout))
+    if check:
+        from edgecnn.bench.check import no_check_rows
+
+        no_check_rows(rows, check)
+    return finish_rows(rows)  # it gives every row every field
 
 
 def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
