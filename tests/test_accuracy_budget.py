@@ -142,3 +142,28 @@ def test_cli_max_drop_meets_the_budget_or_says_so(tmp_path: Path):
     else:
         assert len(warnings) == 1 and "edgecnn qat" in warnings[0]
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no probe left behind
+
+
+def test_openvino_finds_layers_whose_names_the_batchnorm_fold_replaced():
+    """convert_model folds BatchNorm into the convolution before it and the fused op takes the
+    Multiply's name, so a ResNet's convolutions are found by weight shape and order, not by name."""
+    import openvino as ov
+    import torch
+    from openvino.frontend.pytorch.fx_decoder import TorchFXPythonDecoder
+
+    from edgecnn.export.openvino import _fused_layer_names
+    from edgecnn.models import build_model
+    from edgecnn.quantize import ptq
+
+    model = build_model("resnet34", 3, 3).eval()
+    decoder = TorchFXPythonDecoder.from_exported_program(torch.export.export(model, (torch.randn(1, 3, 32, 32),)))
+    fx = ptq.fx_nodes(decoder.pt_module, ["layer1.0.conv1", "layer2.0.downsample.0"])
+    converted = ov.convert_model(decoder)
+    by_prefix = [op.get_friendly_name() for op in converted.get_ordered_ops()
+                 if op.get_friendly_name().startswith(tuple(f"{n}/" for n in fx))]
+    names = _fused_layer_names(decoder.pt_module, converted, fx, by_prefix)
+    ops = {op.get_friendly_name(): op for op in converted.get_ordered_ops()}
+    assert len(by_prefix) + len(names) >= 2
+    shapes = sorted(tuple(ops[n].input(1).get_partial_shape().to_shape()) for n in names)
+    assert all(ops[n].get_type_name() == "Convolution" for n in names)
+    assert set(shapes) <= {(64, 64, 3, 3), (128, 64, 1, 1)}, shapes
