@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -170,16 +171,8 @@ def _log_se(p50: float, low: float, high: float, confidence: float) -> float:
 
 
 def _z(confidence: float) -> float:
-    # The standard normal quantile, by bisection on erf (no scipy).
-    target = (1 + confidence) / 2
-    lo, hi = 0.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < target:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    """The two-sided standard normal quantile (1.96 for 95%)."""
+    return NormalDist().inv_cdf((1 + confidence) / 2)
 
 
 def ratio_ci(row: dict, ref: dict, confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
