@@ -127,6 +127,20 @@ def test_export_refuses_other_targets_and_fp32(float_run: Path):
         qat_recipe(read_run_recipe(float_run), "xnnpack", 2, ["train.epochs=3"])
 
 
+def test_qat_recipe_turns_off_the_gpu_fast_path_of_the_float_run():
+    """A float run trained with amp/compile (tools/gpu_check.sh does) fine-tunes without them;
+    asking for them explicitly is refused, since fake quantization supports neither."""
+    from edgecnn.config.load import load_recipe
+    from edgecnn.quantize.qat import qat_recipe
+
+    fast = load_recipe("recipes/quickstart.yaml", ["train.amp=true", "train.compile=true", "train.lr=0.1"])
+    recipe = qat_recipe(fast, "openvino", None, [])
+    assert (recipe.train.amp, recipe.train.compile) == (False, False)
+    assert recipe.train.lr == pytest.approx(0.01) and recipe.name.endswith("-qat-openvino")
+    with pytest.raises(UserError, match="drop those overrides"):
+        qat_recipe(fast, "openvino", None, ["train.amp=true"])
+
+
 def test_refuses_overwrite_and_resume_of_finished_run_is_a_no_op(float_run: Path):
     from edgecnn.quantize.qat import qat_run
 

@@ -278,7 +278,8 @@ def read_qat(run: Path) -> dict:
 
 
 def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[str]):
-    """The float run's recipe with QAT's defaults (lr x ``LR_SCALE``, ``EPOCHS`` epochs), then ``overrides``.
+    """The float run's recipe with QAT's defaults (lr x ``LR_SCALE``, ``EPOCHS`` epochs, no amp or
+    compile), then ``overrides``.
 
     Raises:
         UserError: ``--epochs`` and a ``train.epochs`` override disagree, or the overrides fail the schema.
@@ -291,11 +292,13 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
     data = float_recipe.model_dump(mode="json")
     data["name"] = f"{float_recipe.name}-qat-{target}"
     lr = float(f"{data['train']['lr'] * LR_SCALE:.6g}")  # 0.005, not 0.005000000000000001
-    data["train"] = {**data["train"], "lr": lr, "epochs": epochs or EPOCHS}
+    # The float run's GPU fast path (autocast, compile) does not apply to fake-quantized
+    # graphs: QAT turns it off rather than refusing a run trained with it.
+    data["train"] = {**data["train"], "lr": lr, "epochs": epochs or EPOCHS, "amp": False, "compile": False}
     recipe = validate_recipe(data, parsed)
     if recipe.train.amp or recipe.train.compile:
         raise UserError("qat: train.amp and train.compile are not supported with fake quantization; "
-                        "set them to false")
+                        "drop those overrides")
     return recipe
 
 

@@ -59,8 +59,10 @@ def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -
     from edgecnn.data import collate
 
     images = getattr(ds, "images", None)
-    if images is not None and images.device == device and device.type != "cpu":
-        return ((images[torch.tensor(b, device=device)], ds.labels[torch.tensor(b, device=device)]) for b in batches)
+    # By type, not equality: the tensors sit on "cuda:0" while the run's device may be plain "cuda".
+    if images is not None and images.device.type != "cpu":
+        at = images.device
+        return ((images[torch.tensor(b, device=at)], ds.labels[torch.tensor(b, device=at)]) for b in batches)
     return DataLoader(
         ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
         pin_memory=device.type == "cuda", persistent_workers=False,
