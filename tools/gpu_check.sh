@@ -13,6 +13,7 @@ mkdir -p "$out"
 rm -f "$out/bench_train.json"
 ngpu=$(python3 -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || .venv/bin/python -c "import torch; print(torch.cuda.device_count())")
 echo "GPUs visible: $ngpu"
+[ "$ngpu" -lt 2 ] && echo "note: one GPU, so the DDP step below runs as a single process (NCCL refuses two ranks on one GPU)"
 # The built-in dataset at 224 (no ImageNet-mini needed): bench-train measures speed, not accuracy.
 synth=(data.source=synth data.root=null data.workers=4 data.train_per_class=64 data.val_per_class=8 data.num_classes=50)
 common=(recipes/cnn_attn.yaml "${synth[@]}" train.device=cuda train.batch_size=128 --steps 30 --warmup 5 --json "$out/bench_train.json")
