@@ -82,5 +82,10 @@ def barrier(d: Dist) -> None:
 
 
 def shutdown(d: Dist) -> None:
+    """Collect what still holds the group (no barrier: a rank that failed alone must not
+    wait here for ranks that are still inside a collective), then destroy it."""
     if d.active and dist.is_initialized():
+        import gc
+
+        gc.collect()
         dist.destroy_process_group()

@@ -244,7 +244,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
     if device.type == "cuda" and dist.active:
         device = torch.device("cuda", dist.local_rank)
     console = (console or Console()) if dist.main else Console(quiet=True)
-    log = None
+    log = net = None
     try:
         check_run_folder(out, recipe, resume)
         if tc.batch_size % dist.world:
@@ -364,6 +364,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             for handler in list(log.handlers):
                 log.removeHandler(handler)
                 handler.close()
+        # DDP's reducer holds the process group and gloo work with tensors in it. Freed only at
+        # interpreter exit, a gloo thread then needs the GIL of a dying interpreter and the rank
+        # aborts ("terminate called without an active exception", seen once in CI): free it first.
+        net = None
         D.shutdown(dist)
 
 
