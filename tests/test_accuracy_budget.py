@@ -111,6 +111,18 @@ def test_search_keeps_the_best_when_nothing_meets_the_budget():
     assert [len(t["float_layers"]) for t in trials] == [1, 2]
 
 
+def test_a_budgeted_artifact_has_its_own_name():
+    """Issue 13: the default name says the budget, exactly, so no two budgets (or none) share a file."""
+    from edgecnn.export.artifact import artifact_name
+
+    budgets = (None, 1.0, 0.5, 0.0, 1.0000001, 1e-05)
+    names = [artifact_name("cnn", "onnx", "int8", None, ".onnx", d) for d in budgets]
+    assert names[:2] == ["cnn-onnx-int8.onnx", "cnn-onnx-int8-maxdrop1.0.onnx"]
+    assert len(set(names)) == len(names), names
+    assert artifact_name("cnn", "onnx", "int8", None, ".onnx", 1) == names[1]  # 1 and 1.0 are one budget
+    assert artifact_name("cnn", "openvino", "int8", "R,G", ".xml", 2.5) == "cnn-openvino-int8-R+G-maxdrop2.5.xml"
+
+
 def test_swap_replaces_by_name_and_type():
     from edgecnn.models.surgery import swap
 

@@ -64,7 +64,9 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
             in the target's suffix (``model.pte``).
         max_drop: accuracy budget in points for ``int8``: when PTQ loses more on held-out
             training images, the layers that cost most are kept in float until it does not
-            (``edgecnn.quantize.budget``); the sidecar's ``accuracy_budget`` records how.
+            (``edgecnn.quantize.budget``); the sidecar's ``accuracy_budget`` records how. The
+            default file name says the budget (``...-int8-maxdrop1.0.pte``), so it never
+            replaces the plain PTQ artifact or one made with another budget.
 
     Returns:
         The sidecar record, plus ``path`` (the artifact) and ``sidecar`` (its JSON file).
@@ -87,7 +89,7 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
                                           src.recipe.seed, src.cfg.workers)
 
     precision = "int8" if int8 else "fp32"
-    name = artifact_name(src.recipe.model.name, target, precision, src.graph.subset, module.SUFFIX)
+    name = artifact_name(src.recipe.model.name, target, precision, src.graph.subset, module.SUFFIX, max_drop)
     path = artifact_path(out, run, name, module.SUFFIX)
     runtime = module.runtime()
     if max_drop is None:
