@@ -111,6 +111,15 @@ def read_sidecar(path: Path) -> dict:
         raise UserError(f"{side}: damaged (not valid JSON); export the artifact again") from None
 
 
+def max_drop_of(path: Path) -> float | None:
+    """The accuracy budget (``--max-drop`` points) an artifact was exported with, from its sidecar; None for none.
+
+    Raises:
+        UserError: no sidecar, or not JSON.
+    """
+    return (read_sidecar(path).get("accuracy_budget") or {}).get("max_drop_points")
+
+
 # What predict and bench read from a sidecar; a file without them was not written by edgecnn export.
 REQUIRED_KEYS = ("artifact", "files", "inputs", "bands", "input_bands", "image_size", "normalization", "classes")
 
