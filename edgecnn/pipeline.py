@@ -90,7 +90,9 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
             with chain.step(f"export {label}", f"export {label} from {source}") as step:
                 done = chain.recorded("exports", label)
                 calib = p.calib if item.int8 == "ptq" else None  # only PTQ calibrates
-                if done and _unchanged(done, source) and done.get("calib") == calib:
+                from edgecnn.export.artifact import max_drop_of
+                if done and _unchanged(done, source) and done.get("calib") == calib \
+                        and max_drop_of(done["path"]) == item.max_drop:  # the budget its sidecar records
                     step.skip(f"{Path(done['path']).name} is up to date")
                 else:
                     if done and done.get("calib") != calib and _unchanged(done, source):

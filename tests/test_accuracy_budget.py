@@ -111,6 +111,64 @@ def test_search_keeps_the_best_when_nothing_meets_the_budget():
     assert [len(t["float_layers"]) for t in trials] == [1, 2]
 
 
+def test_a_budgeted_artifact_has_its_own_name():
+    """Issue 13: the default name says the budget, exactly, so no two budgets (or none) share a file."""
+    from edgecnn.export.artifact import artifact_name
+
+    budgets = (None, 1.0, 0.5, 0.0, 1.0000001, 1e-05)
+    names = [artifact_name("cnn", "onnx", "int8", None, ".onnx", d) for d in budgets]
+    assert names[:2] == ["cnn-onnx-int8.onnx", "cnn-onnx-int8-maxdrop1.0.onnx"]
+    assert len(set(names)) == len(names), names
+    assert artifact_name("cnn", "onnx", "int8", None, ".onnx", 1) == names[1]  # 1 and 1.0 are one budget
+    assert artifact_name("cnn", "openvino", "int8", "R,G", ".xml", 2.5) == "cnn-openvino-int8-R+G-maxdrop2.5.xml"
+
+
+@pytest.mark.slow
+def test_pipeline_keeps_plain_and_budgeted_ptq_apart(tmp_path: Path):
+    """Issue 13: a max_drop export item and a plain PTQ one of the same target wrote one file, so a
+    re-run reused one item's artifact for the other. Each has its own file now, and an artifact whose
+    sidecar records another budget than the item's is exported again, never reused."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from edgecnn import pipeline
+    from edgecnn.config.schema import PipelineConfig
+    from edgecnn.export.artifact import max_drop_of
+    from edgecnn.train.run import read_run_recipe
+
+    run = tmp_path / "run"
+    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
+    recipe = read_run_recipe(run)
+    model = recipe.model.name
+
+    def chain(max_drop: float) -> tuple[list[Path], str]:
+        p = PipelineConfig(stages=["export"], calib=8, export=[{"target": "onnx", "int8": "ptq"},
+                                                               {"target": "onnx", "int8": "ptq", "max_drop": max_drop}])
+        printed = io.StringIO()
+        r = pipeline.run(recipe.model_copy(update={"pipeline": p}), run, Console(file=printed, width=200))
+        return [Path(a) for a in r["artifacts"]], printed.getvalue()
+
+    (plain, budgeted), _ = chain(50.0)
+    assert plain.name == f"{model}-onnx-int8.onnx" and budgeted.name == f"{model}-onnx-int8-maxdrop50.0.onnx"
+    assert max_drop_of(plain) is None and max_drop_of(budgeted) == 50.0
+    artifacts, printed = chain(50.0)
+    assert artifacts == [plain, budgeted] and printed.count("skipped:") == 2, printed
+
+    # A budget that differs below the label's precision (both are "max-drop 50") is still exported again.
+    (_, changed), printed = chain(50.0000001)
+    assert printed.count("skipped:") == 1 and changed.name == f"{model}-onnx-int8-maxdrop50.0000001.onnx"
+    assert max_drop_of(changed) == 50.0000001 and max_drop_of(budgeted) == 50.0
+
+    # A pipeline.json from before the fix, whose plain item names a budgeted file: the plain one is made again.
+    state = json.loads((run / "pipeline.json").read_text())
+    state["exports"]["onnx int8 (PTQ)"]["path"] = str(changed)
+    (run / "pipeline.json").write_text(json.dumps(state))
+    (again, _), printed = chain(50.0000001)
+    assert again == plain and max_drop_of(plain) is None and printed.count("skipped:") == 1, printed
+
+
 def test_swap_replaces_by_name_and_type():
     from edgecnn.models.surgery import swap
 

@@ -14,7 +14,13 @@ is then measured against that fake-quantized PyTorch model.
 from __future__ import annotations
 
 import datetime
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgecnn.errors import UserError
 from edgecnn.quantize.calibration import calibration_samples, held_out_images  # noqa: F401
@@ -58,7 +64,9 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
             in the target's suffix (``model.pte``).
         max_drop: accuracy budget in points for ``int8``: when PTQ loses more on held-out
             training images, the layers that cost most are kept in float until it does not
-            (``edgecnn.quantize.budget``); the sidecar's ``accuracy_budget`` records how.
+            (``edgecnn.quantize.budget``); the sidecar's ``accuracy_budget`` records how. The
+            default file name says the budget (``...-int8-maxdrop1.0.pte``), so it never
+            replaces the plain PTQ artifact or one made with another budget.
 
     Returns:
         The sidecar record, plus ``path`` (the artifact) and ``sidecar`` (its JSON file).
@@ -69,7 +77,40 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
             or without ``int8``, ``max_drop`` without ``int8`` or with a QAT run, or an export the
             target cannot do.
     """
+    from edgecnn.export.artifact import Artifact, artifact_name, write_sidecar
+
     module = target_module(target)  # an unknown target fails before anything loads
+    _check_request(module, target, int8, calib, max_drop)
+    run = Path(run)
+    src = _load(run, target, int8, channels, max_drop)
+    calibration = []
+    if int8 and src.quantized is None:  # a QAT run brings its own ranges
+        calibration = calibration_samples(src.graph, src.train_ds, src.cfg.mean, src.cfg.std, calib,
+                                          src.recipe.seed, src.cfg.workers)
+
+    precision = "int8" if int8 else "fp32"
+    name = artifact_name(src.recipe.model.name, target, precision, src.graph.subset, module.SUFFIX, max_drop)
+    path = artifact_path(out, run, name, module.SUFFIX)
+    runtime = module.runtime()
+    if max_drop is None:
+        sections, budget = module.export(src.graph, path, int8, calibration, quantized=src.quantized), None
+        parity = _parity(module, path, runtime, src)
+    else:
+        sections, budget, parity = _within_budget(module, src, path, calibration, calib, max_drop, runtime)
+
+    artifact = Artifact(path, [path, *module.companions(path)])
+    artifact.sidecar = _sidecar(artifact, src, target, precision, runtime, sections, budget, parity)
+    write_sidecar(artifact)
+    return {**artifact.sidecar, "path": str(path), "sidecar": str(artifact.sidecar_path)}
+
+
+def _check_request(module, target: str, int8: bool, calib: int, max_drop: float | None) -> None:
+    """Refuse what cannot work before minutes of loading and calibration: bad flags, a missing backend.
+
+    Raises:
+        UserError: ``max_drop`` without ``int8`` or below 0, ``calib`` below 1 with ``int8``,
+            or the target's packages are not installed.
+    """
     if max_drop is not None and (not int8 or max_drop < 0):
         raise UserError(f"--max-drop {max_drop}: an accuracy budget (>= 0 points) for INT8; add --int8"
                         if int8 or max_drop >= 0 else f"--max-drop {max_drop}: give 0 or more points")
@@ -78,26 +119,43 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
 
     from edgecnn.quantize import _compat
 
-    # A missing backend fails before minutes of loading and calibration.
     _compat.require(*module.REQUIRES, *(module.REQUIRES_INT8 if int8 else ()),
                     purpose=f"--target {target}{' --int8' if int8 else ''}")
 
-    import torch
 
+@dataclass
+class _Source:
+    """What an export reads from a run: its recipe, the graph to export, the datasets, and the checkpoint."""
+
+    run: Path
+    recipe: Any  # the recipe the model was loaded with (edgecnn.config.Recipe)
+    cfg: Any  # the run's data settings (recipe.data as stored in the run folder)
+    graph: Any  # edgecnn.models.deployable.Deployable: the module to export, its inputs and band handling
+    classes: list[str]
+    state: dict  # the checkpoint
+    train_ds: Any
+    val_ds: Any
+    quantized: tuple | None  # (module, quantization section) of a QAT run
+
+
+def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: float | None) -> _Source:
+    """The run's model as the graph to export (band subset applied), with the datasets it was trained on.
+
+    Raises:
+        UserError: an invalid band subset, a QAT run with ``max_drop`` (or the wrong target,
+            no ``int8``), checkpoint problems, or a dataset whose classes changed since training.
+    """
     from edgecnn.data import build_datasets
-    from edgecnn.data.bands import parse_subset
-    from edgecnn.export.artifact import Artifact, artifact_name, write_sidecar
+    from edgecnn.data.bands import parse_subset, subset_name
     from edgecnn.models.deployable import deployable
-    from edgecnn.export.parity import measure
     from edgecnn.quantize import qat
     from edgecnn.train import run as R
 
-    run = Path(run)
     recipe = R.read_run_recipe(run)
     cfg = recipe.data
     if channels is not None:
         parse_subset(channels, cfg.bands)  # a typo fails before the checkpoint loads
-    quantized = None  # (module, quantization section) of a QAT run
+    quantized = None
     if qat.is_qat_run(run):
         if max_drop is not None:
             raise UserError(f"--max-drop with a QAT run ({run}): its ranges are learned, nothing is calibrated; "
@@ -108,8 +166,6 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
         recipe, model, classes, state = R.load_trained(run)
     graph = deployable(model, cfg.bands, cfg.image_size, channels)
     if quantized is not None and quantized[1].get("channels"):
-        from edgecnn.data.bands import parse_subset, subset_name
-
         graph.subset = subset_name(parse_subset(quantized[1]["channels"], cfg.bands), cfg.bands)
         graph.how = (f"folded: DynamicConv2D stem folded for {graph.subset} and fine-tuned (QAT); the image input "
                      "carries every band, the graph reads only the subset's")
@@ -117,49 +173,42 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
     if list(data_classes) != classes:
         raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
                         "point data.root at the same dataset")
-    calibration = []
-    if int8 and quantized is None:
-        calibration = calibration_samples(graph, train_ds, cfg.mean, cfg.std, calib, recipe.seed, cfg.workers)
+    return _Source(run, recipe, cfg, graph, classes, state, train_ds, val_ds, quantized)
 
-    precision = "int8" if int8 else "fp32"
-    path = artifact_path(out, run, artifact_name(recipe.model.name, target, precision, graph.subset, module.SUFFIX),
-                         module.SUFFIX)
-    runtime = module.runtime()
-    budget = None
-    if max_drop is not None:
-        sections, budget = _within_budget(module, graph, path, calibration, train_ds, cfg, recipe.seed, calib,
-                                          max_drop, runtime)
-    else:
-        sections = module.export(graph, path, int8, calibration, quantized=quantized)
-    artifact = Artifact(path, [path, *module.companions(path)])
 
-    # Parity with the runtime itself, configured as later stages will run it.
+def _parity(module, path: Path, runtime: dict, src: _Source) -> dict:
+    """The artifact on the validation split, opened with the runtime itself, configured as later stages run it."""
+    from edgecnn.export.parity import measure
+
     runner = module.load(path, runtime.get("config"))
-    parity = measure(runner, graph, val_ds, cfg.mean, cfg.std, len(classes), cfg.workers)
-    if budget is not None:
-        drop = 100 * (parity["pytorch"]["accuracy"] - parity["artifact"]["accuracy"])
-        budget["val_drop_points"] = round(drop, 3)
-        budget["val_within_budget"] = drop <= max_drop + 1e-9
-        plain_val = budget.pop("_plain_val")
-        if budget["float_layers"]:
-            budget["val_before"] = plain_val(val_ds, classes)
-        budget.pop("_scratch")()
-    if quantized is not None:
+    parity = measure(runner, src.graph, src.val_ds, src.cfg.mean, src.cfg.std, len(src.classes), src.cfg.workers)
+    if src.quantized is not None:
         parity["reference"] = "the run's fake-quantized PyTorch model (QAT, learned ranges), all bands"
+    return parity
 
-    if sections.get("quantization") and quantized is None:
+
+def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict, sections: dict,
+             budget: dict | None, parity: dict) -> dict:
+    """The sidecar record: everything predict and bench need to feed the artifact, and how it was made."""
+    import torch
+
+    from edgecnn.quantize import _compat
+    from edgecnn.train import run as R
+
+    graph, cfg, run = src.graph, src.cfg, src.run
+    if sections.get("quantization") and src.quantized is None:
         sections["quantization"]["calibration_split"] = "train, un-augmented, seeded shuffle"
-    artifact.sidecar = {
-        "artifact": path.name,
+    return {
+        "artifact": artifact.path.name,
         "files": {f.name: f.stat().st_size for f in artifact.files},
         "size_bytes": artifact.size_bytes,
-        "model": recipe.model.name,
+        "model": src.recipe.model.name,
         "target": target,
         "precision": precision,
         "runtime": runtime,
         "inputs": [{"name": n, "shape": list(t.shape), "dtype": "float32"}
                    for n, t in zip(graph.input_names, graph.example)],
-        "outputs": [{"name": "logits", "shape": [1, len(classes)], "dtype": "float32"}],
+        "outputs": [{"name": "logits", "shape": [1, len(src.classes)], "dtype": "float32"}],
         "bands": list(cfg.bands),
         "channels": graph.subset,
         "input_bands": graph.input_bands,
@@ -167,17 +216,16 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
         "image_size": cfg.image_size,
         "normalization": {"mean": list(cfg.mean), "std": list(cfg.std),
                           "formula": "(pixel / 255 - mean) / std per band; a missing band is 0 after this"},
-        "classes": classes,
+        "classes": src.classes,
         "macs": _graph_macs(graph),  # per image, of what was exported (a folded subset's own stem)
         **sections,  # export settings, quantization (None for fp32), delegation (executorch)
         **({"accuracy_budget": budget} if budget is not None else {}),
         "parity": parity,
         "source": {"run": str(run), "checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
-                   "epoch": state.get("epoch"), "torch": torch.__version__, "edgecnn": _compat.version("edgecnn")},
+                   "epoch": src.state.get("epoch"), "torch": torch.__version__,
+                   "edgecnn": _compat.version("edgecnn")},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_sidecar(artifact)
-    return {**artifact.sidecar, "path": str(path), "sidecar": str(artifact.sidecar_path)}
 
 
 def _graph_macs(graph) -> int:
@@ -190,78 +238,128 @@ def _graph_macs(graph) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def _within_budget(module, graph, path: Path, calibration: list, train_ds, cfg, seed: int, calib: int,
-                   max_drop: float, runtime: dict) -> tuple[dict, dict]:
+# -- the accuracy budget (--max-drop) -----------------------------------------------------------------
+
+def _within_budget(module, src: _Source, path: Path, calibration: list, calib: int, max_drop: float,
+                   runtime: dict) -> tuple[dict, dict, dict]:
     """PTQ with the fewest layers in float that keeps the drop on held-out training images within ``max_drop``.
 
-    Every probe is written into a scratch folder beside ``path`` and measured
-    with the runtime; the chosen one is moved into place (companions first).
+    Every probe is written into a scratch folder beside ``path`` and measured with the
+    runtime; the chosen one is moved into place, then measured on the validation split
+    like any artifact (which the ranking and the probes never saw).
 
     Returns:
-        (the chosen export's sidecar sections, the ``accuracy_budget`` record; its ``_plain_val``
-        entry measures the plain PTQ artifact on the validation split, for "before" figures)
+        (the chosen export's sidecar sections, the ``accuracy_budget`` record, parity)
     """
-    import os
-    import shutil
-    import tempfile
-    import time
-
-    from edgecnn.export.parity import measure
     from edgecnn.quantize import budget as B
 
     t0 = time.perf_counter()
-    images = held_out_images(train_ds, cfg.mean, cfg.std, calib, B.PROBE_IMAGES, seed, cfg.workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}.budget."))
-    probes: dict[tuple, tuple[Path, dict]] = {}
+    cfg = src.cfg
+    # Training images after the calibration ones: neither what set the scales nor the validation split.
+    images = held_out_images(src.train_ds, cfg.mean, cfg.std, calib, B.PROBE_IMAGES, src.recipe.seed, cfg.workers)
+    with _Probes(module, src.graph, path, calibration, images, runtime) as probes:
+        plain = {"float_layers": [], **probes([])}
+        plain["seconds"] = round(time.perf_counter() - t0, 2)
+        chosen, trials, ranking, rank_seconds = _fewest_float_layers(probes, src.graph, calibration, images,
+                                                                     plain, max_drop)
+        sections = probes.keep(chosen)
+        budget = _budget_record(src.graph, images, max_drop, chosen, trials, ranking, rank_seconds, t0)
 
-    def probe(float_layers: list[str]) -> dict:
-        where = scratch / str(len(probes)) / path.name
+        parity = _parity(module, path, runtime, src)
+        drop = 100 * (parity["pytorch"]["accuracy"] - parity["artifact"]["accuracy"])
+        budget["val_drop_points"] = round(drop, 3)
+        budget["val_within_budget"] = drop <= max_drop + 1e-9
+        if budget["float_layers"]:  # the plain PTQ probe, still in the scratch folder: the "before" there
+            budget["val_before"] = probes.plain_val(src)
+    return sections, budget, parity
+
+
+class _Probes:
+    """PTQ exports of one graph with some layers in float, each measured with the runtime on held-out images.
+
+    A probe is written into its own folder of a scratch folder beside ``path``; ``keep``
+    moves the chosen one into place; leaving the ``with`` block removes the scratch folder
+    (on errors too). Calling the object is ``budget.search``'s ``probe``.
+    """
+
+    def __init__(self, module, graph, path: Path, calibration: list, images: list, runtime: dict):
+        self.module, self.graph, self.path = module, graph, path
+        self.calibration, self.images, self.config = calibration, images, runtime.get("config")
+        self.written: dict[tuple, tuple[Path, dict]] = {}  # float layers -> (artifact, its sidecar sections)
+
+    def __enter__(self) -> _Probes:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.scratch = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.stem}.budget."))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __call__(self, float_layers: list[str]) -> dict:
+        """``budget.measure``'s record for PTQ with ``float_layers`` kept in float, plus the artifact's size."""
+        from edgecnn.quantize import budget as B
+
+        where = self.scratch / str(len(self.written)) / self.path.name
         where.parent.mkdir()
-        sections = module.export(graph, where, True, calibration, float_layers=tuple(float_layers))
-        probes[tuple(float_layers)] = (where, sections)
-        record = B.measure(module.load(where, runtime.get("config")), graph, images)
-        record["size_bytes"] = sum(f.stat().st_size for f in [where, *module.companions(where)])
+        sections = self.module.export(self.graph, where, True, self.calibration, float_layers=tuple(float_layers))
+        self.written[tuple(float_layers)] = (where, sections)
+        record = B.measure(self.module.load(where, self.config), self.graph, self.images)
+        record["size_bytes"] = sum(f.stat().st_size for f in [where, *self.module.companions(where)])
         return record
 
-    try:
-        plain = {"float_layers": [], **probe([])}
-        plain["seconds"] = round(time.perf_counter() - t0, 2)
-        trials, ranking, rank_seconds = [plain], [], 0.0
-        chosen: list[str] = []
-        if plain["drop_points"] > max_drop:
-            t1 = time.perf_counter()
-            names = B.layers(graph.module, graph.keep_float)
-            ranking = B.rank(graph.module, names, calibration,
-                             [graph.inputs_for(x) for x, _ in images[:B.RANK_IMAGES]])
-            rank_seconds = time.perf_counter() - t1
-            chosen, more = B.search(probe, [n for n, _ in ranking], max_drop)
-            trials += more
-            best = next(t for t in more if t["float_layers"] == chosen) if more else plain
-            if best["drop_points"] > max_drop and plain["drop_points"] <= best["drop_points"]:
-                chosen = []  # nothing met the budget and float layers did not help: plain INT8 is the best
-        where, sections = probes[tuple(chosen)]
-        for src in [*module.companions(where), where]:  # the file a runtime opens appears last
-            os.replace(src, path.parent / src.name)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+    def keep(self, float_layers: list[str]) -> dict:
+        """Move the probe with ``float_layers`` to ``path``; returns its sidecar sections."""
+        where, sections = self.written[tuple(float_layers)]
+        for f in [*self.module.companions(where), where]:  # the file a runtime opens appears last
+            os.replace(f, self.path.parent / f.name)
+        return sections
 
+    def plain_val(self, src: _Source) -> dict:
+        """The plain PTQ probe (unless it was kept) on the validation split."""
+        from edgecnn.export.parity import measure
+
+        runner = self.module.load(self.written[()][0], self.config)
+        p = measure(runner, self.graph, src.val_ds, src.cfg.mean, src.cfg.std, len(src.classes), src.cfg.workers)
+        return {"accuracy": p["artifact"]["accuracy"], "top1_agreement": p["top1_agreement"],
+                "drop_points": round(100 * (p["pytorch"]["accuracy"] - p["artifact"]["accuracy"]), 3)}
+
+
+def _fewest_float_layers(probes: _Probes, graph, calibration: list, images: list, plain: dict,
+                         max_drop: float) -> tuple[list[str], list[dict], list, float]:
+    """The layers to keep in float: none when plain PTQ (``plain``) is within budget, else the fewest
+    top-ranked ones that meet it (``budget.search``), or none when no probe did better than plain.
+
+    Returns:
+        (the chosen layers, every probe's record (plain first), the ranking, seconds spent ranking)
+    """
+    from edgecnn.quantize import budget as B
+
+    if plain["drop_points"] <= max_drop:
+        return [], [plain], [], 0.0
+    t0 = time.perf_counter()
+    names = B.layers(graph.module, graph.keep_float)
+    # Ranking is PyTorch only (cheap); the probes pay for a target export each.
+    ranking = B.rank(graph.module, names, calibration, [graph.inputs_for(x) for x, _ in images[:B.RANK_IMAGES]])
+    rank_seconds = time.perf_counter() - t0
+    chosen, more = B.search(probes, [n for n, _ in ranking], max_drop)
+    best = next(t for t in more if t["float_layers"] == chosen) if more else plain
+    if best["drop_points"] > max_drop and plain["drop_points"] <= best["drop_points"]:
+        chosen = []  # nothing met the budget and float layers did not help: plain INT8 is the best
+    return chosen, [plain, *more], ranking, rank_seconds
+
+
+def _budget_record(graph, images: list, max_drop: float, chosen: list[str], trials: list[dict], ranking: list,
+                   rank_seconds: float, t0: float) -> dict:
+    """The sidecar's ``accuracy_budget``: what was chosen, on which images, and every probe (the validation
+    figures are added once the artifact's parity is measured)."""
+    from edgecnn.quantize import budget as B
+
+    plain = trials[0]
     final = next(t for t in trials if t["float_layers"] == chosen)
     met = final["drop_points"] <= max_drop
     total = sum(p.numel() for p in graph.module.parameters())
     kept = sum(p.numel() for n in chosen for p in graph.module.get_submodule(n).parameters())
-
-    def plain_val(val_ds, classes):
-        # The plain PTQ artifact (still in the scratch folder) on the validation split: the "before" of the sidecar.
-        try:
-            p = measure(module.load(probes[()][0], runtime.get("config")), graph, val_ds, cfg.mean, cfg.std,
-                        len(classes), cfg.workers)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return {"accuracy": p["artifact"]["accuracy"], "top1_agreement": p["top1_agreement"],
-                "drop_points": round(100 * (p["pytorch"]["accuracy"] - p["artifact"]["accuracy"]), 3)}
-
+    figures = ("accuracy", "reference_accuracy", "top1_agreement", "drop_points", "size_bytes")
     record = {
         "max_drop_points": max_drop,
         "met": met,
@@ -271,20 +369,16 @@ def _within_budget(module, graph, path: Path, calibration: list, train_ds, cfg, 
                    f"PyTorch, mean squared logit change on {min(len(images), B.RANK_IMAGES)} of those images",
         "float_layers": chosen,
         "float_params_fraction": round(kept / max(total, 1), 4),
-        "before": {k: plain[k] for k in ("accuracy", "reference_accuracy", "top1_agreement", "drop_points",
-                                          "size_bytes")},
-        "after": {k: final[k] for k in ("accuracy", "reference_accuracy", "top1_agreement", "drop_points",
-                                         "size_bytes")},
+        "before": {k: plain[k] for k in figures},
+        "after": {k: final[k] for k in figures},
         "probes": [{k: t[k] for k in ("float_layers", "drop_points", "top1_agreement", "size_bytes", "seconds")}
                    for t in trials],
         "ranked": [{"layer": n, "cost": round(c, 6)} for n, c in ranking],
         "rank_seconds": round(rank_seconds, 2),
         "seconds": round(time.perf_counter() - t0, 2),
-        "_plain_val": plain_val,
-        "_scratch": lambda: shutil.rmtree(scratch, ignore_errors=True),
     }
     if not met:
         record["note"] = (f"no selection of float layers within {B.MAX_PROBES} probes kept the drop within "
                           f"{max_drop} points; kept the best ({final['drop_points']:.2f} points); "
                           "try edgecnn qat for this target")
-    return sections, record
+    return record

@@ -75,13 +75,18 @@ class Artifact:
         return sum(f.stat().st_size for f in self.files)
 
 
-def artifact_name(model: str, target: str, precision: str, subset: str | None, suffix: str) -> str:
-    """``cnn_attn-executorch-int8.pte``; ``...-RG.onnx`` for a band subset.
+def artifact_name(model: str, target: str, precision: str, subset: str | None, suffix: str,
+                  max_drop: float | None = None) -> str:
+    """``cnn_attn-executorch-int8.pte``; ``...-RG.onnx`` for a band subset; ``...-maxdrop1.0.pte`` with an
+    accuracy budget (``--max-drop 1``).
 
-    Commas (``R,G,NIR``) become ``+`` so the name stays one shell word.
+    Commas (``R,G,NIR``) become ``+`` so the name stays one shell word. The budget is
+    written exactly (Python's shortest repr of the float: ``0.5``, ``1.0``, ``1e-05``), so a
+    budgeted artifact never takes the plain PTQ one's name, nor that of another budget.
     """
     tail = f"-{subset.replace(',', '+')}" if subset else ""
-    return f"{model}-{target}-{precision}{tail}{suffix}"
+    budget = f"-maxdrop{float(max_drop)!r}" if max_drop is not None else ""
+    return f"{model}-{target}-{precision}{tail}{budget}{suffix}"
 
 
 def sidecar_path(path: Path) -> Path:
@@ -104,6 +109,15 @@ def read_sidecar(path: Path) -> dict:
         return json.loads(side.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{side}: damaged (not valid JSON); export the artifact again") from None
+
+
+def max_drop_of(path: Path) -> float | None:
+    """The accuracy budget (``--max-drop`` points) an artifact was exported with, from its sidecar; None for none.
+
+    Raises:
+        UserError: no sidecar, or not JSON.
+    """
+    return (read_sidecar(path).get("accuracy_budget") or {}).get("max_drop_points")
 
 
 # What predict and bench read from a sidecar; a file without them was not written by edgecnn export.
