@@ -225,3 +225,20 @@ def test_openvino_finds_layers_whose_names_the_batchnorm_fold_replaced():
     shapes = sorted(tuple(ops[n].input(1).get_partial_shape().to_shape()) for n in names)
     assert all(ops[n].get_type_name() == "Convolution" for n in names)
     assert set(shapes) <= {(64, 64, 3, 3), (128, 64, 1, 1)}, shapes
+
+
+def test_the_budget_needs_top1_agreement_too():
+    """A drop of zero can hide changed answers that cancel out: the search keeps layers in float until
+    the agreement with float reaches budget.MIN_AGREEMENT as well (here only from 3 layers on)."""
+    from edgecnn.quantize import budget as B
+
+    def probe(layers):  # every probe keeps the accuracy; agreement grows with the layers kept in float
+        return {"drop_points": -0.4, "top1_agreement": 0.95 + 0.01 * len(layers)}
+
+    chosen, trials = B.search(probe, ["a", "b", "c", "d", "e"], max_drop=1.0)
+    assert chosen == ["a", "b", "c"]
+    assert [len(t["float_layers"]) for t in trials] == [1, 2, 4, 3]  # doubling, then bisection
+    assert not B.within({"drop_points": 0.0, "top1_agreement": 0.97}, 1.0)
+    assert not B.within({"drop_points": 1.5, "top1_agreement": 1.0}, 1.0)
+    near = B.closest([{"drop_points": 2.0, "top1_agreement": 0.99}, {"drop_points": 2.0, "top1_agreement": 0.97}])
+    assert near["top1_agreement"] == 0.99

@@ -268,7 +268,8 @@ def _within_budget(module, src: _Source, path: Path, calibration: list, calib: i
         parity = _parity(module, path, runtime, src)
         drop = 100 * (parity["pytorch"]["accuracy"] - parity["artifact"]["accuracy"])
         budget["val_drop_points"] = round(drop, 3)
-        budget["val_within_budget"] = drop <= max_drop + 1e-9
+        budget["val_within_budget"] = B.within({"drop_points": drop, "top1_agreement": parity["top1_agreement"]},
+                                               max_drop)
         if budget["float_layers"]:  # the plain PTQ probe, still in the scratch folder: the "before" there
             budget["val_before"] = probes.plain_val(src)
     return sections, budget, parity
@@ -334,7 +335,7 @@ def _fewest_float_layers(probes: _Probes, graph, calibration: list, images: list
     """
     from edgecnn.quantize import budget as B
 
-    if plain["drop_points"] <= max_drop:
+    if B.within(plain, max_drop):
         return [], [plain], [], 0.0
     t0 = time.perf_counter()
     names = B.layers(graph.module, graph.keep_float)
@@ -343,7 +344,7 @@ def _fewest_float_layers(probes: _Probes, graph, calibration: list, images: list
     rank_seconds = time.perf_counter() - t0
     chosen, more = B.search(probes, [n for n, _ in ranking], max_drop)
     best = next(t for t in more if t["float_layers"] == chosen) if more else plain
-    if best["drop_points"] > max_drop and plain["drop_points"] <= best["drop_points"]:
+    if not B.within(best, max_drop) and B.closest([plain, best]) is plain:
         chosen = []  # nothing met the budget and float layers did not help: plain INT8 is the best
     return chosen, [plain, *more], ranking, rank_seconds
 
@@ -356,12 +357,13 @@ def _budget_record(graph, images: list, max_drop: float, chosen: list[str], tria
 
     plain = trials[0]
     final = next(t for t in trials if t["float_layers"] == chosen)
-    met = final["drop_points"] <= max_drop
+    met = B.within(final, max_drop)
     total = sum(p.numel() for p in graph.module.parameters())
     kept = sum(p.numel() for n in chosen for p in graph.module.get_submodule(n).parameters())
     figures = ("accuracy", "reference_accuracy", "top1_agreement", "drop_points", "size_bytes")
     record = {
         "max_drop_points": max_drop,
+        "min_top1_agreement": B.MIN_AGREEMENT,
         "met": met,
         "selection_split": f"train: {len(images)} un-augmented images held out from calibration (seeded shuffle); "
                            "ranking and probes never see the validation split that parity reports",
@@ -379,6 +381,7 @@ def _budget_record(graph, images: list, max_drop: float, chosen: list[str], tria
     }
     if not met:
         record["note"] = (f"no selection of float layers within {B.MAX_PROBES} probes kept the drop within "
-                          f"{max_drop} points; kept the best ({final['drop_points']:.2f} points); "
+                          f"{max_drop} points and top-1 agreement at {B.MIN_AGREEMENT:.0%} or more; kept the best "
+                          f"({final['drop_points']:.2f} points, {final['top1_agreement']:.1%} agreement); "
                           "try edgecnn qat for this target")
     return record

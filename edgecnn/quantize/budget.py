@@ -34,6 +34,19 @@ MAX_PROBES = 4  # quantize-and-measure rounds after the plain PTQ one: with it, 
 RANK_IMAGES = 64  # ranking slice (PyTorch only)
 PROBE_IMAGES = 256  # held-out slice the probes are measured on through the runtime
 RANGE_IMAGES = 64  # calibration images whose activation ranges the ranking simulates
+# A budget is met when the drop is within it AND the artifact gives the float model's top-1 answer on at
+# least this share of images: a net drop near zero can hide many changed answers that cancel out.
+MIN_AGREEMENT = 0.98
+
+
+def within(record: dict, max_drop: float) -> bool:
+    """``measure``'s record meets the budget: drop within ``max_drop`` points, agreement >= ``MIN_AGREEMENT``."""
+    return record["drop_points"] <= max_drop + 1e-9 and record["top1_agreement"] >= MIN_AGREEMENT
+
+
+def closest(records: list[dict]) -> dict:
+    """Of records that all miss the budget, the nearest: smallest drop, then most agreement, then fewest layers."""
+    return min(records, key=lambda t: (t["drop_points"], -t["top1_agreement"], len(t.get("float_layers", []))))
 
 
 def layers(module: nn.Module, skip: Sequence[type] = ()) -> list[str]:
@@ -132,7 +145,7 @@ def measure(runner, graph, images: Sequence[tuple[Tensor, int]]) -> dict:
 
 def search(probe: Callable[[list[str]], dict], ranked: list[str], max_drop: float,
            max_probes: int = MAX_PROBES) -> tuple[list[str], list[dict]]:
-    """The fewest top-ranked layers to keep in float for a drop within ``max_drop`` points.
+    """The fewest top-ranked layers to keep in float to meet the budget (``within``).
 
     ``k`` = 1, 2, 4, ... until a probe meets the budget, then bisection between
     the last miss and that hit; at most ``max_probes`` probes.
@@ -143,7 +156,7 @@ def search(probe: Callable[[list[str]], dict], ranked: list[str], max_drop: floa
 
     Returns:
         (the layers of the chosen probe; every probe's record with ``float_layers`` and ``seconds``), the chosen
-        one being the first that met the budget with the fewest layers, else the one with the smallest drop.
+        one being the one that met the budget with the fewest layers, else the ``closest``.
     """
     trials: list[dict] = []
 
@@ -152,7 +165,7 @@ def search(probe: Callable[[list[str]], dict], ranked: list[str], max_drop: floa
         record = {"float_layers": ranked[:k], **probe(ranked[:k])}
         record["seconds"] = round(time.perf_counter() - t0, 2)
         trials.append(record)
-        return record["drop_points"] <= max_drop
+        return within(record, max_drop)
 
     lo, hi, k = 0, None, 1  # lo: most layers known to miss; hi: fewest known to meet
     while len(trials) < max_probes and k <= len(ranked):
@@ -166,7 +179,6 @@ def search(probe: Callable[[list[str]], dict], ranked: list[str], max_drop: floa
             hi = mid
         else:
             lo = mid
-    met = [t for t in trials if t["drop_points"] <= max_drop]
-    best = min(met, key=lambda t: len(t["float_layers"])) if met else \
-        min(trials, key=lambda t: (t["drop_points"], len(t["float_layers"])), default=None)
+    met = [t for t in trials if within(t, max_drop)]
+    best = min(met, key=lambda t: len(t["float_layers"])) if met else (closest(trials) if trials else None)
     return (best["float_layers"] if best else []), trials
