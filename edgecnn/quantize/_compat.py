@@ -84,8 +84,13 @@ def pt2e_xnnpack(purpose: str = "int8 for the executorch target") -> SimpleNames
 def nncf():
     """The nncf package (3.4): ``nncf.quantize`` and ``nncf.Dataset``."""
     require("nncf", "openvino", purpose="int8 for the openvino target")
+    import logging
+
     import nncf as _nncf
 
+    # NNCF logs every ignored node at INFO (a page per export once layers are kept in float);
+    # the sidecar records those layers, so only its warnings are shown.
+    _nncf.set_log_level(logging.WARNING)
     return _nncf
 
 

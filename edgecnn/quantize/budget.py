@@ -39,9 +39,9 @@ RANGE_IMAGES = 64  # calibration images whose activation ranges the ranking simu
 MIN_AGREEMENT = 0.98
 
 
-def within(record: dict, max_drop: float) -> bool:
-    """``measure``'s record meets the budget: drop within ``max_drop`` points, agreement >= ``MIN_AGREEMENT``."""
-    return record["drop_points"] <= max_drop + 1e-9 and record["top1_agreement"] >= MIN_AGREEMENT
+def within(record: dict, max_drop: float, min_agreement: float = MIN_AGREEMENT) -> bool:
+    """``measure``'s record meets the budget: drop within ``max_drop`` points, agreement >= ``min_agreement``."""
+    return record["drop_points"] <= max_drop + 1e-9 and record["top1_agreement"] >= min_agreement
 
 
 def closest(records: list[dict]) -> dict:
@@ -144,7 +144,7 @@ def measure(runner, graph, images: Sequence[tuple[Tensor, int]]) -> dict:
 
 
 def search(probe: Callable[[list[str]], dict], ranked: list[str], max_drop: float,
-           max_probes: int = MAX_PROBES) -> tuple[list[str], list[dict]]:
+           max_probes: int = MAX_PROBES, min_agreement: float = MIN_AGREEMENT) -> tuple[list[str], list[dict]]:
     """The fewest top-ranked layers to keep in float to meet the budget (``within``).
 
     ``k`` = 1, 2, 4, ... until a probe meets the budget, then bisection between
@@ -165,7 +165,7 @@ def search(probe: Callable[[list[str]], dict], ranked: list[str], max_drop: floa
         record = {"float_layers": ranked[:k], **probe(ranked[:k])}
         record["seconds"] = round(time.perf_counter() - t0, 2)
         trials.append(record)
-        return within(record, max_drop)
+        return within(record, max_drop, min_agreement)
 
     lo, hi, k = 0, None, 1  # lo: most layers known to miss; hi: fewest known to meet
     while len(trials) < max_probes and k <= len(ranked):
@@ -179,6 +179,6 @@ def search(probe: Callable[[list[str]], dict], ranked: list[str], max_drop: floa
             hi = mid
         else:
             lo = mid
-    met = [t for t in trials if within(t, max_drop)]
+    met = [t for t in trials if within(t, max_drop, min_agreement)]
     best = min(met, key=lambda t: len(t["float_layers"])) if met else (closest(trials) if trials else None)
     return (best["float_layers"] if best else []), trials
