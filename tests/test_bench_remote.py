@@ -219,6 +219,52 @@ def test_runner_output_parsing():
     assert p["errors"] == ["Failed to parse model file x.pte"] and p["mean_only_ms"] is None
 
 
+class FakePhone:
+    """A transport that answers every executor_runner run with one canned log: no device, no runner runs."""
+
+    device, python = "adb://FAKE", []
+
+    def __init__(self, log: str, code: int = 0):
+        self.log, self.code, self.runs = log, code, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def device_info(self) -> dict:
+        return {"device_desc": "fake phone", "temp_c": 40.0, "abi": "arm64-v8a"}
+
+    def put(self, files) -> str:
+        return "/data/local/tmp/edgecnn-fake"
+
+    def run(self, argv, timeout=None):
+        self.runs.append(argv)
+        return subprocess.CompletedProcess(argv, 0 if argv[0] == "chmod" else self.code, "", self.log)
+
+
+def test_adb_rows_from_old_and_failing_runners(artifacts):
+    """bench_adb's rounds and rows for runners the stand-ins do not imitate: one older than ExecuTorch 1.3
+    without a thread pool (a total per run only), and one that fails."""
+    from edgecnn.bench.adb import bench_adb
+
+    pte, runner = artifacts["executorch"], STANDINS / "executor_runner"
+    old = "\n".join(ln for ln in V14_LOG.splitlines() if "Iteration" not in ln and "threadpool" not in ln)
+    phone = FakePhone(old)
+    (row,) = bench_adb([pte], "adb://FAKE", runner, threads=2, warmup=1, iters=4, rounds=2, transport=phone)
+    assert row["error"] is None and row["rounds"] == 2 and row["temp_c"] == 40.0
+    assert row["latency_ms_mean"] == pytest.approx(8.0) and row["throughput_ips"] == pytest.approx(125.0)
+    assert row["latency_ms_p50"] is None  # no percentiles from one mean per run
+    assert "logged only a total" in row["warning"] and "no thread pool" in row["warning"]
+    assert phone.runs[1][1:] == [f"--model_path=/data/local/tmp/edgecnn-fake/{pte.name}", "--num_executions=3",
+                                 "--cpu_threads=2"]  # warm-up + half of --iters, in each of the 2 rounds
+    phone = FakePhone("E 00:00:00.000200 executorch:executor_runner.cpp:473] Failed to parse model file\n", code=1)
+    (row,) = bench_adb([pte], "adb://FAKE", runner, warmup=1, iters=4, rounds=2, transport=phone)
+    assert row["error"] == "executor_runner failed (exit 1): Failed to parse model file"
+    assert row["latency_ms_mean"] is None and len(phone.runs) == 2  # chmod, one run: it sits out round 2
+
+
 # -- adb through the stand-ins ------------------------------------------------------------------
 
 @pytest.fixture

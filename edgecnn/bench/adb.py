@@ -61,6 +61,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -327,6 +328,22 @@ def _row(path: Path, device: str, info: dict, threads: int | None, warmup: int, 
     return base
 
 
+NO_TIMINGS = ("executor_runner logged no timings: rebuild it with -DEXECUTORCH_ENABLE_LOGGING=ON "
+              "-DEXECUTORCH_PAL_DEFAULT=posix (Release builds log nothing; the android PAL logs to logcat)")
+NO_PROFILE = ("no per-operator profile on adb:// (it would need an executor_runner built with "
+              "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON and its ETDump pulled back; not implemented)")
+
+
+@dataclass
+class _Pte:
+    """A ``.pte`` that runs: its row, the timings of each round (one runner process each), and notes."""
+
+    row: dict
+    path: Path
+    rounds: list[list[float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # "mean_only" (runner older than 1.3), "no_pool"
+
+
 def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: int | None = None,
               warmup: int = 10, iters: int = 50, batch: int = 1, timeout: float = 30,
               rounds: int | None = None, profile: bool = False, wait_cool: float | None = None,
@@ -353,109 +370,140 @@ def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: 
     Raises:
         UserError: no ``--runner``, adb missing, the device missing, unauthorized or offline.
     """
-    from edgecnn.export.artifact import check_sidecar, read_sidecar, sidecar_path
+    runner = _checked_runner(runner, device)
+    share = _round_shares(iters, rounds)
+    # transport: another device that runs native programs (bench/native.py: a Linux board over ssh, --runner).
+    with (transport or ADB(device, timeout)) as phone:
+        info = phone.device_info()
+        rows, ptes = _prepare_rows(artifacts, phone, info, runner, threads, warmup, iters, batch)
+        general = [NO_PROFILE] if profile else []  # warnings for every row that runs
+        if ptes and wait_cool is not None:
+            general += _wait_cool(phone, wait_cool)
+        if ptes:
+            _measure(phone, ptes, runner, share, threads, warmup, timeout, info)
+            # The phone's state at the end of the measurement (temperature, clock) replaces the one before it.
+            after = phone.device_info()
+            for pte in ptes:
+                _fill_row(pte, after, general, runner.name, warmup)
+    return rows
 
+
+def _checked_runner(runner: Path | None, device: str) -> Path:
+    """``--runner`` as a path, refused before the device is touched when it is missing."""
     if runner is None:
         raise UserError(f"--device {device} runs ExecuTorch's executor_runner built for Android: pass it with "
                         "--runner PATH (how to build it: README, 'Android')")
     runner = Path(runner)
     if not runner.is_file():
         raise UserError(f"--runner {runner}: no such file; build executor_runner for Android (README, 'Android')")
+    return runner
+
+
+def _round_shares(iters: int, rounds: int | None) -> list[int]:
+    """Measured executions of each round: ``iters`` spread over the rounds, the first ones taking the rest."""
     rounds = rounds or max(1, min(5, iters // 10))
     rounds = max(1, min(rounds, iters))
-    share = [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
+    return [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
 
-    # transport: another device that runs native programs (bench/native.py: a Linux board over ssh, --runner).
-    with (transport or ADB(device, timeout)) as phone:
-        where = getattr(phone, "where", "Android")
-        info = phone.device_info()
-        rows, ptes = [], []
-        for path in map(Path, artifacts):
-            row = _row(path, phone.device, info, threads, warmup, iters)
-            rows.append(row)
-            if path.suffix != ".pte":
-                row["error"] = f"{where} path runs ExecuTorch .pte only; {path.name} needs its own runtime"
-                continue
-            side = read_sidecar(path)
-            check_sidecar(path, side)
-            shape = side["inputs"][0]["shape"]
-            row.update(runtime="executorch", sidecar=str(sidecar_path(path).resolve()),
-                       run=(side.get("source") or {}).get("run"), model=side.get("model"), target=side.get("target"), precision=side.get("precision"),
-                       input_shape=shape, batch=shape[0], size_mb=side.get("size_bytes", path.stat().st_size) / 1e6,
-                       runtime_note=f"ExecuTorch {runner.name} on {where} (it does not report its version); "
-                                    "inputs filled with ones")
-            if batch != shape[0]:
-                row["error"] = (f"executor_runner runs the .pte at its exported batch ({shape[0]}), "
-                                f"not --batch {batch}")
-                continue
-            ptes.append((row, path))
 
-        general = []  # warnings for every row that runs
-        if profile:
-            general.append("no per-operator profile on adb:// (it would need an executor_runner built with "
-                           "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON and its ETDump pulled back; not implemented)")
-        if ptes and wait_cool is not None:
-            general += _wait_cool(phone, wait_cool)
-        if ptes:
-            folder = phone.put([runner, *(p for _, p in ptes)])
-            exe = f"{folder}/{runner.name}"
-            chmod = phone.run(["chmod", "755", exe])
-            if chmod.returncode != 0:
-                raise UserError(f"{phone.device}: cannot make {exe} executable: {chmod.stderr.strip()[:120]}")
-        lat: dict[int, list[list[float]]] = {id(r): [] for r, _ in ptes}  # one list per round
-        notes: dict[int, list[str]] = {id(r): [] for r, _ in ptes}
-        for n in share:
-            for row, path in ptes:
-                if row["error"]:
-                    continue
-                argv = [exe, f"--model_path={folder}/{path.name}", f"--num_executions={warmup + n}"]
-                if threads is not None:
-                    argv.append(f"--cpu_threads={threads}")
-                try:
-                    proc = phone.run(argv, timeout=timeout + 2 * (warmup + n))
-                except UserError as e:
-                    row["error"] = str(e)
-                    continue
-                text = proc.stdout + "\n" + proc.stderr
-                parsed = parse_runner_output(text, warmup)
-                if proc.returncode != 0:
-                    row["error"] = _runner_failure(proc, parsed, info)
-                elif parsed["latencies_ms"]:
-                    lat[id(row)].append(parsed["latencies_ms"])
-                elif parsed["mean_only_ms"] is not None:
-                    lat[id(row)].append([parsed["mean_only_ms"]])
-                    notes[id(row)].append("mean_only")
-                else:
-                    row["error"] = ("executor_runner logged no timings: rebuild it with -DEXECUTORCH_ENABLE_LOGGING=ON "
-                                    "-DEXECUTORCH_PAL_DEFAULT=posix (Release builds log nothing; the android PAL "
-                                    "logs to logcat)")
-                if parsed["threads"] is not None:
-                    row["threads"] = parsed["threads"]
-                elif threads is not None and "no_pool" not in notes[id(row)]:
-                    notes[id(row)].append("no_pool")
+def _prepare_rows(artifacts: list[Path], phone, info: dict, runner: Path, threads: int | None, warmup: int,
+                  iters: int, batch: int) -> tuple[list[dict], list[_Pte]]:
+    """Every artifact's row from its sidecar, and the ``.pte`` files that can run; the others get an ``error``.
 
-        # The phone's state at the end of the measurement (temperature, clock) replaces the one before it.
-        after = phone.device_info() if ptes else {}
-        for row, _ in ptes:
-            row.update({k: v for k, v in after.items() if k in row and v is not None})
-            per_round = lat[id(row)]
-            values = [x for r in per_round for x in r]
-            if row["error"] or not values:
+    Raises:
+        UserError: a missing or damaged sidecar.
+    """
+    from edgecnn.export.artifact import check_sidecar, read_sidecar, sidecar_path
+
+    where = getattr(phone, "where", "Android")
+    rows, ptes = [], []
+    for path in map(Path, artifacts):
+        row = _row(path, phone.device, info, threads, warmup, iters)
+        rows.append(row)
+        if path.suffix != ".pte":
+            row["error"] = f"{where} path runs ExecuTorch .pte only; {path.name} needs its own runtime"
+            continue
+        side = read_sidecar(path)
+        check_sidecar(path, side)
+        shape = side["inputs"][0]["shape"]
+        row.update(runtime="executorch", sidecar=str(sidecar_path(path).resolve()),
+                   run=(side.get("source") or {}).get("run"), model=side.get("model"), target=side.get("target"), precision=side.get("precision"),
+                   input_shape=shape, batch=shape[0], size_mb=side.get("size_bytes", path.stat().st_size) / 1e6,
+                   runtime_note=f"ExecuTorch {runner.name} on {where} (it does not report its version); "
+                                "inputs filled with ones")
+        if batch != shape[0]:  # the runner cannot change the batch a .pte was exported with
+            row["error"] = (f"executor_runner runs the .pte at its exported batch ({shape[0]}), "
+                            f"not --batch {batch}")
+            continue
+        ptes.append(_Pte(row, path))
+    return rows, ptes
+
+
+def _measure(phone, ptes: list[_Pte], runner: Path, share: list[int], threads: int | None, warmup: int,
+             timeout: float, info: dict) -> None:
+    """Put the runner and the ``.pte`` files on the device, then run the rounds, interleaved across artifacts.
+
+    Each round is a fresh runner process per artifact, so a phone heating up slows every artifact alike;
+    an artifact whose run fails keeps its ``error`` and sits out the later rounds.
+    """
+    folder = phone.put([runner, *(p.path for p in ptes)])
+    exe = f"{folder}/{runner.name}"
+    chmod = phone.run(["chmod", "755", exe])
+    if chmod.returncode != 0:
+        raise UserError(f"{phone.device}: cannot make {exe} executable: {chmod.stderr.strip()[:120]}")
+    for n in share:
+        for pte in ptes:
+            if pte.row["error"]:
                 continue
-            row["rounds"] = len(per_round)
-            warnings = list(general)
-            if "mean_only" in notes[id(row)]:
-                row["latency_ms_mean"] = sum(values) / len(values)
-                row["throughput_ips"] = row["batch"] * 1000.0 / row["latency_ms_mean"]
-                warnings.append(f"{runner.name} logged only a total per run (older than ExecuTorch 1.3): "
-                                f"latency_ms_mean is total/executions including the {warmup} warm-up runs; "
-                                "no percentiles")
-            else:  # the same statistics as every other row (intervals from the rounds: fresh processes)
-                row.update(summarize(per_round, batch=row["batch"]))
-            if "no_pool" in notes[id(row)]:
-                warnings.append(f"{runner.name} has no thread pool (built without XNNPACK?): --threads was ignored")
-            row["warning"] = "; ".join(warnings) or None
-    return rows
+            argv = [exe, f"--model_path={folder}/{pte.path.name}", f"--num_executions={warmup + n}"]
+            if threads is not None:
+                argv.append(f"--cpu_threads={threads}")
+            try:
+                proc = phone.run(argv, timeout=timeout + 2 * (warmup + n))
+            except UserError as e:
+                pte.row["error"] = str(e)
+                continue
+            _take_run(pte, proc, warmup, threads, info)
+
+
+def _take_run(pte: _Pte, proc: subprocess.CompletedProcess, warmup: int, threads: int | None, info: dict) -> None:
+    """One runner process's log into ``pte``: its timings (warm-up dropped), or the row's ``error``."""
+    parsed = parse_runner_output(proc.stdout + "\n" + proc.stderr, warmup)
+    if proc.returncode != 0:
+        pte.row["error"] = _runner_failure(proc, parsed, info)
+    elif parsed["latencies_ms"]:
+        pte.rounds.append(parsed["latencies_ms"])
+    elif parsed["mean_only_ms"] is not None:
+        pte.rounds.append([parsed["mean_only_ms"]])
+        pte.notes.append("mean_only")
+    else:
+        pte.row["error"] = NO_TIMINGS
+    if parsed["threads"] is not None:
+        pte.row["threads"] = parsed["threads"]
+    elif threads is not None and "no_pool" not in pte.notes:
+        pte.notes.append("no_pool")
+
+
+def _fill_row(pte: _Pte, after: dict, general: list[str], runner_name: str, warmup: int) -> None:
+    """The row of a ``.pte`` after its rounds: the device's state at the end, statistics, warnings."""
+    row = pte.row
+    row.update({k: v for k, v in after.items() if k in row and v is not None})
+    values = [x for r in pte.rounds for x in r]
+    if row["error"] or not values:
+        return
+    row["rounds"] = len(pte.rounds)
+    warnings = list(general)
+    if "mean_only" in pte.notes:  # one mean per run: no distribution to summarize
+        row["latency_ms_mean"] = sum(values) / len(values)
+        row["throughput_ips"] = row["batch"] * 1000.0 / row["latency_ms_mean"]
+        warnings.append(f"{runner_name} logged only a total per run (older than ExecuTorch 1.3): "
+                        f"latency_ms_mean is total/executions including the {warmup} warm-up runs; "
+                        "no percentiles")
+    else:  # the same statistics as every other row (intervals from the rounds: fresh processes)
+        row.update(summarize(pte.rounds, batch=row["batch"]))
+    if "no_pool" in pte.notes:
+        warnings.append(f"{runner_name} has no thread pool (built without XNNPACK?): --threads was ignored")
+    row["warning"] = "; ".join(warnings) or None
 
 
 COOL_WAIT_MAX_S = 300

@@ -282,11 +282,34 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
         UserError: bad settings, a missing or damaged artifact or sidecar, a bad ``--device``,
             an unreachable device, ``eager`` not a run folder or asked for on a remote device.
     """
-    from edgecnn import __version__
-    from edgecnn.export.artifact import check_sidecar, read_sidecar
-
     _check_request(eager, device, runner, check, threads=threads, iters=iters, warmup=warmup, batch=batch,
                    rounds=rounds, profile_iters=profile_iters, min_time=min_time, cooldown=cooldown)
+    paths, sidecars = _read_artifacts(artifacts, eager)
+    rounds = min(rounds, iters) if iters is not None else rounds
+    if device.startswith("adb://") or runner is not None:
+        return _with_executor_runner(paths, device, runner, threads, warmup, iters, batch, timeout, rounds,
+                                     profile, wait_cool, check)
+
+    common = _common_fields(threads, batch, warmup, iters, min_time, cooldown)
+    jobs = _jobs(paths, sidecars, eager, device, profile, wait_cool, timeout, step_timeout, check, common)
+    try:
+        _measure(jobs, Plan(warmup, iters, rounds, min_time, cooldown), profile, profile_iters, step_timeout,
+                 wait_cool)
+    finally:  # no runner process or device folder outlives the bench, whatever happened
+        _release(jobs)
+    for job in jobs:
+        _fill_latencies(job)
+    return finish_rows([j.row for j in jobs])
+
+
+def _read_artifacts(artifacts: list[Path], eager: Path | None) -> tuple[list[Path], list[dict]]:
+    """The artifact files and their checked sidecars, before any device is touched.
+
+    Raises:
+        UserError: nothing to bench, or a missing or damaged artifact or sidecar.
+    """
+    from edgecnn.export.artifact import check_sidecar, read_sidecar
+
     paths = find_artifacts(list(artifacts))
     if not paths and eager is None:
         raise UserError("nothing to bench: give artifact files or folders, and/or --eager RUN")
@@ -295,38 +318,41 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
         side = read_sidecar(p)
         check_sidecar(p, side)
         sidecars.append(side)
+    return paths, sidecars
 
-    rounds = min(rounds, iters) if iters is not None else rounds
+
+def _common_fields(threads: int, batch: int, warmup: int | None, iters: int | None, min_time: float,
+                   cooldown: float) -> dict:
+    """The settings every row of this invocation carries (and each runner starts with)."""
+    from edgecnn import __version__
+
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    common = dict(threads=threads, batch=batch, warmup=warmup, iters=iters, timestamp=created,
-                  edgecnn_version=__version__, min_time_s=None if iters is not None else min_time,
-                  cooldown_s=cooldown)
+    return dict(threads=threads, batch=batch, warmup=warmup, iters=iters, timestamp=created,
+                edgecnn_version=__version__, min_time_s=None if iters is not None else min_time,
+                cooldown_s=cooldown)
 
-    if device.startswith("adb://") or runner is not None:
-        return _with_executor_runner(paths, device, runner, threads, warmup, iters, batch, timeout, rounds,
-                                     profile, wait_cool, check)
 
+def _jobs(paths: list[Path], sidecars: list[dict], eager: Path | None, device: str, profile: bool,
+          wait_cool: float | None, timeout: float, step_timeout: float, check: int | None, common: dict) -> list[Job]:
+    """One job per row: the eager reference first (when asked for), then each artifact; names made unique."""
     jobs: list[Job] = []
     if eager is not None:
         jobs.append(_eager_job(Path(eager), "cuda" if device == "cuda" else "cpu", profile, common))
-    artifact_device = "local" if device == "cuda" else device
+    artifact_device = "local" if device == "cuda" else device  # cuda: only the eager reference runs on the GPU
     for path, side in zip(paths, sidecars):
         checks = _check_sets(path, side, check, timeout + step_timeout)
         jobs.append(_artifact_job(path, side, artifact_device, profile, wait_cool, timeout, common, checks))
     _unique_names([j.row for j in jobs])
+    return jobs
 
-    try:
-        _measure(jobs, Plan(warmup, iters, rounds, min_time, cooldown), profile, profile_iters, step_timeout,
-                 wait_cool)
-    finally:
-        for job in jobs:
-            if job.worker is not None:
-                job.worker.stop()
-            if job.transport is not None:
-                job.transport.close()
+
+def _release(jobs: list[Job]) -> None:
+    """Stop every runner still running and close every transport (removing its working folder)."""
     for job in jobs:
-        _fill_latencies(job)
-    return finish_rows([j.row for j in jobs])
+        if job.worker is not None:
+            job.worker.stop()
+        if job.transport is not None:
+            job.transport.close()
 
 
 def _check_request(eager: Path | None, device: str, runner: Path | None, check: int | None, **counts) -> None:

@@ -31,38 +31,12 @@ def print_rows(console, rows: list[dict]) -> None:
     ratio to the reference row with its interval, marked ``≈`` where the two
     medians' intervals overlap (the rows cannot be told apart).
     """
-    from rich import box
-    from rich.table import Table
-
     from edgecnn.bench.api import reference
     from edgecnn.bench.check import note as check_note
 
     ref = reference(rows)
-    devices = sorted({r["device"] for r in rows if r["device"]})
     ran = [r for r in rows if r["latency_ms_p50"] is not None]
-    first = rows[0]
-    how = (f"{first['iters']} calls in {first['rounds'] or '?'} rounds" if first.get("iters") is not None
-           else f"{first['rounds'] or '?'} rounds of ≥{first['min_time_s'] or '?'} s")
-    table = Table(title=f"latency on {', '.join(devices)}: {first['threads']} threads, batch {first['batch']}, "
-                        f"{how} (median ±95% interval)", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    for col, just in (("name", "left"), ("p50 ms", "right"), ("p99 ms", "right"), ("x ref", "right"),
-                      ("GMAC/s", "right"), ("peak", "right"), ("RSS MB", "right"), ("size MB", "right"),
-                      ("", "left")):
-        table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", min_width=len(col),
-                         max_width=28 if col == "name" else None)
-    for r in rows:
-        same = r.get("distinguishable_from_ref") is False
-        table.add_row(
-            r["name"], _pm(r["latency_ms_p50"], r.get("latency_ms_p50_ci_low"), r.get("latency_ms_p50_ci_high")),
-            _ms(r["latency_ms_p99"]),
-            _pm(r["ratio_vs_ref"], r.get("ratio_ci_low"), r.get("ratio_ci_high"), ratio=True) + (" ≈" if same else ""),
-            f"{r['gmacs_per_s']:.1f}" if r.get("gmacs_per_s") else "-",
-            f"{r['peak_fraction']:.0%}" if r.get("peak_fraction") is not None else "-",
-            f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-",
-            f"{r['size_mb']:.2f}" if r["size_mb"] is not None else "-",
-            "[red]error[/red]" if r["error"] else ("[yellow]![/yellow]" if r["warning"] else ""),
-        )
-    console.print(table)
+    console.print(_latency_table(rows))
     for desc in sorted({r["device_desc"] for r in rows if r["device_desc"]}):
         console.print(f"device: {desc}", highlight=False)
     if ref:
@@ -89,6 +63,40 @@ def print_rows(console, rows: list[dict]) -> None:
                       highlight=False)
     if ran:
         console.print(_instrument_line(ran), highlight=False)
+
+
+def _latency_table(rows: list[dict]):
+    """One line per row: the medians with their intervals, the ratio to the reference, memory and size.
+
+    The title says how the first row was timed (every row of one bench is timed alike).
+    """
+    from rich import box
+    from rich.table import Table
+
+    devices = sorted({r["device"] for r in rows if r["device"]})
+    first = rows[0]
+    how = (f"{first['iters']} calls in {first['rounds'] or '?'} rounds" if first.get("iters") is not None
+           else f"{first['rounds'] or '?'} rounds of ≥{first['min_time_s'] or '?'} s")
+    table = Table(title=f"latency on {', '.join(devices)}: {first['threads']} threads, batch {first['batch']}, "
+                        f"{how} (median ±95% interval)", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for col, just in (("name", "left"), ("p50 ms", "right"), ("p99 ms", "right"), ("x ref", "right"),
+                      ("GMAC/s", "right"), ("peak", "right"), ("RSS MB", "right"), ("size MB", "right"),
+                      ("", "left")):
+        table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", min_width=len(col),
+                         max_width=28 if col == "name" else None)
+    for r in rows:
+        same = r.get("distinguishable_from_ref") is False
+        table.add_row(
+            r["name"], _pm(r["latency_ms_p50"], r.get("latency_ms_p50_ci_low"), r.get("latency_ms_p50_ci_high")),
+            _ms(r["latency_ms_p99"]),
+            _pm(r["ratio_vs_ref"], r.get("ratio_ci_low"), r.get("ratio_ci_high"), ratio=True) + (" ≈" if same else ""),
+            f"{r['gmacs_per_s']:.1f}" if r.get("gmacs_per_s") else "-",
+            f"{r['peak_fraction']:.0%}" if r.get("peak_fraction") is not None else "-",
+            f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-",
+            f"{r['size_mb']:.2f}" if r["size_mb"] is not None else "-",
+            "[red]error[/red]" if r["error"] else ("[yellow]![/yellow]" if r["warning"] else ""),
+        )
+    return table
 
 
 def _short(name: str) -> str:

@@ -84,27 +84,33 @@ def bench_train(recipe: Recipe, steps: int = 10, warmup: int = 3, num_classes: i
         with autocast:
             forward(net, batch(None), None, band_aware)
 
-    from edgecnn.core.stats import summarize
-
     rows = []
     for mode, step in (("train", train_step), ("eval", eval_step)):
         net.train(mode == "train")
         times = _time_steps(step, steps, warmup, device)
-        # The same statistics as every bench row: the median step with its 95% interval.
-        stats = summarize([[1000 * t for t in times]])
-        p50 = stats["latency_ms_p50"] / 1000
-        rows.append({
-            "recipe": recipe.name, "model": recipe.model.name, "mode": mode,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
-            "device_type": device.type, "batch": tc.batch_size, "image_size": cfg.image_size,
-            "images_per_s": round(tc.batch_size / p50, 2),
-            "images_per_s_ci": [round(tc.batch_size / (stats["latency_ms_p50_ci_high"] / 1000), 2),
-                                round(tc.batch_size / (stats["latency_ms_p50_ci_low"] / 1000), 2)],
-            "step_ms_p50": round(1000 * p50, 3),
-            "step_ms_p50_ci_low": round(stats["latency_ms_p50_ci_low"], 3),
-            "step_ms_p50_ci_high": round(stats["latency_ms_p50_ci_high"], 3),
-            "step_ms_mean": round(stats["latency_ms_mean"], 3), "step_ms_cv": round(stats["cv"] or 0.0, 4),
-            "steps": steps, "warmup": warmup, "amp": tc.amp, "channels_last": tc.channels_last,
-            "compile": tc.compile, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        })
+        rows.append(_row(recipe, mode, times, steps, warmup, device))
     return rows
+
+
+def _row(recipe: Recipe, mode: str, times: list[float], steps: int, warmup: int, device: torch.device) -> dict:
+    """The row of one mode: images per second from the median step, and the settings it ran with."""
+    from edgecnn.core.stats import summarize
+
+    cfg, tc = recipe.data, recipe.train
+    # The same statistics as every bench row: the median step with its 95% interval.
+    stats = summarize([[1000 * t for t in times]])
+    p50 = stats["latency_ms_p50"] / 1000
+    return {
+        "recipe": recipe.name, "model": recipe.model.name, "mode": mode,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
+        "device_type": device.type, "batch": tc.batch_size, "image_size": cfg.image_size,
+        "images_per_s": round(tc.batch_size / p50, 2),
+        "images_per_s_ci": [round(tc.batch_size / (stats["latency_ms_p50_ci_high"] / 1000), 2),
+                            round(tc.batch_size / (stats["latency_ms_p50_ci_low"] / 1000), 2)],
+        "step_ms_p50": round(1000 * p50, 3),
+        "step_ms_p50_ci_low": round(stats["latency_ms_p50_ci_low"], 3),
+        "step_ms_p50_ci_high": round(stats["latency_ms_p50_ci_high"], 3),
+        "step_ms_mean": round(stats["latency_ms_mean"], 3), "step_ms_cv": round(stats["cv"] or 0.0, 4),
+        "steps": steps, "warmup": warmup, "amp": tc.amp, "channels_last": tc.channels_last,
+        "compile": tc.compile, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    }
