@@ -40,7 +40,7 @@ REPORT = "report"
 
 
 def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
-    """Run ``recipe.pipeline.stages`` into the folder ``out``.
+    """Run ``recipe.pipeline.stages`` into the folder ``out``: each stage below, in order.
 
     Returns:
         ``{"out", "stages": [{"stage", "status", "seconds"}], "artifacts", "bench", "report"}``;
@@ -52,93 +52,25 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
     """
     from edgecnn.train import run as R
 
-    p, out = recipe.pipeline, Path(out)
+    stages, out = recipe.pipeline.stages, Path(out)
     console = console or Console()
     chain = Chain(out, console, total=_count_steps(recipe))
-
-    if "train" in p.stages:
-        with chain.step("train", f"train {recipe.model.name} ({recipe.train.epochs} epochs)") as step:
-            _same_recipe(out, recipe)
-            if _finished(out, recipe.train.epochs):
-                step.skip(f"{out} is finished")
-            else:
-                from edgecnn.train.loop import train
-
-                train(recipe, out, resume=(out / R.LAST).exists(), console=console)
-            _evaluate(out, console)
+    if "train" in stages:
+        _train_stage(chain, recipe)
     if not (out / R.LAST).exists():
         raise UserError(f"{out}: no trained run to continue from; add train to pipeline.stages "
                         "or pass --out a folder written by edgecnn train")
-
-    if "qat" in p.stages:
-        for backend in p.qat:
-            folder = out / f"qat-{backend}"
-            with chain.step(f"qat {backend}", f"QAT for {backend} ({p.qat_epochs} epochs)") as step:
-                _same_qat_epochs(folder, p.qat_epochs)
-                if _finished(folder, p.qat_epochs):
-                    step.skip(f"{folder} is finished")
-                else:
-                    from edgecnn.quantize.qat import qat_run
-
-                    qat_run(out, backend, epochs=p.qat_epochs, resume=(folder / R.LAST).exists(), console=console)
-                _evaluate(folder, console)
-
-    if "export" in p.stages:
-        for item in p.export:
-            source = out / f"qat-{QAT_FOR_TARGET[item.target]}" if item.int8 == "qat" else out
-            label = _export_label(item)
-            with chain.step(f"export {label}", f"export {label} from {source}") as step:
-                done = chain.recorded("exports", label)
-                calib = p.calib if item.int8 == "ptq" else None  # only PTQ calibrates
-                from edgecnn.export.artifact import max_drop_of
-                if done and _unchanged(done, source) and done.get("calib") == calib \
-                        and max_drop_of(done["path"]) == item.max_drop:  # the budget its sidecar records
-                    step.skip(f"{Path(done['path']).name} is up to date")
-                else:
-                    if done and done.get("calib") != calib and _unchanged(done, source):
-                        step.note(f"pipeline.calib changed ({done.get('calib')} -> {calib}): exporting again")
-                    from edgecnn.export.api import export_run
-
-                    r = export_run(source, item.target, int8=item.int8 != "none", channels=item.channels,
-                                   calib=p.calib, max_drop=item.max_drop)
-                    parity = r["parity"]
-                    console.print(f"{Path(r['path']).name}: {r['size_bytes'] / 1e6:.2f} MB, accuracy "
-                                  f"{parity['artifact']['accuracy']:.1%} through {r['target']}, top-1 agreement "
-                                  f"{parity['top1_agreement']:.1%} with PyTorch", highlight=False)
-                    chain.record("exports", label, {"path": str(Path(r["path"]).resolve()),
-                                                    "source": _stamp(_checkpoint(source)), "calib": calib})
+    if "qat" in stages:
+        _qat_stage(chain, recipe)
+    if "export" in stages:
+        _export_stage(chain, recipe)
     # The artifacts this pipeline lists (pipeline.json may remember others from an earlier export list).
-    recorded = [chain.recorded("exports", _export_label(item)) for item in p.export]
+    recorded = [chain.recorded("exports", _export_label(item)) for item in recipe.pipeline.export]
     artifacts = [Path(e["path"]) for e in recorded if e and Path(e["path"]).is_file()]
-
-    if "bench" in p.stages:
-        b = p.bench
-        # The eager reference runs on this machine: beside a board's rows its time means nothing.
-        eager = b.eager and not b.device.startswith(("ssh://", "adb://"))
-        with chain.step("bench", f"bench {len(artifacts)} artifacts on {b.device}") as step:
-            # What the timings depend on: the files timed and every bench setting.
-            stamp = {"files": _stamp(*artifacts, *([_checkpoint(out)] if eager else [])),
-                     "settings": b.model_dump(mode="json")}
-            before = chain.state.get("bench")
-            if (out / BENCH).is_file() and before == stamp:
-                step.skip(f"{out / BENCH} times these artifacts with these settings already")
-            else:
-                changed = _changed_settings(before, stamp) if (out / BENCH).is_file() else []
-                if changed:
-                    step.note(f"bench settings changed ({', '.join(changed)}): timing again")
-                from edgecnn.bench.api import bench, save
-                from edgecnn.bench.console import print_rows
-
-                rows = bench(artifacts, eager=out if eager else None, device=b.device, threads=b.threads,
-                             warmup=b.warmup, iters=b.iters, rounds=b.rounds, min_time=b.min_time,
-                             cooldown=b.cooldown)
-                print_rows(console, rows)
-                save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
-                chain.state["bench"] = stamp
-                chain.save()
-
+    if "bench" in stages:
+        _bench_stage(chain, recipe, artifacts)
     report = None
-    if "report" in p.stages:
+    if "report" in stages:
         with chain.step("report", f"report -> {out / REPORT}"):
             from edgecnn.report import build
 
@@ -150,6 +82,96 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
         print_result(console, report)
     return {"out": str(out), "stages": chain.done, "artifacts": [str(a) for a in artifacts],
             "bench": str(out / BENCH) if (out / BENCH).is_file() else None, "report": report}
+
+
+def _train_stage(chain: Chain, recipe: Recipe) -> None:
+    """Train into the pipeline's folder, resuming an interrupted run; a finished one is kept."""
+    from edgecnn.train import run as R
+
+    out = chain.out
+    with chain.step("train", f"train {recipe.model.name} ({recipe.train.epochs} epochs)") as step:
+        _same_recipe(out, recipe)
+        if _finished(out, recipe.train.epochs):
+            step.skip(f"{out} is finished")
+        else:
+            from edgecnn.train.loop import train
+
+            train(recipe, out, resume=(out / R.LAST).exists(), console=chain.console)
+        _evaluate(out, chain.console)
+
+
+def _qat_stage(chain: Chain, recipe: Recipe) -> None:
+    """QAT for each listed backend into ``qat-<backend>``, resuming or keeping as training does."""
+    from edgecnn.train import run as R
+
+    p, out = recipe.pipeline, chain.out
+    for backend in p.qat:
+        folder = out / f"qat-{backend}"
+        with chain.step(f"qat {backend}", f"QAT for {backend} ({p.qat_epochs} epochs)") as step:
+            _same_qat_epochs(folder, p.qat_epochs)
+            if _finished(folder, p.qat_epochs):
+                step.skip(f"{folder} is finished")
+            else:
+                from edgecnn.quantize.qat import qat_run
+
+                qat_run(out, backend, epochs=p.qat_epochs, resume=(folder / R.LAST).exists(), console=chain.console)
+            _evaluate(folder, chain.console)
+
+
+def _export_stage(chain: Chain, recipe: Recipe) -> None:
+    """Each export item; one is skipped only when its checkpoint, calibration and budget are unchanged."""
+    from edgecnn.export.artifact import max_drop_of
+
+    p, out = recipe.pipeline, chain.out
+    for item in p.export:
+        source = out / f"qat-{QAT_FOR_TARGET[item.target]}" if item.int8 == "qat" else out
+        label = _export_label(item)
+        with chain.step(f"export {label}", f"export {label} from {source}") as step:
+            done = chain.recorded("exports", label)
+            calib = p.calib if item.int8 == "ptq" else None  # only PTQ calibrates
+            if done and _unchanged(done, source) and done.get("calib") == calib \
+                    and max_drop_of(done["path"]) == item.max_drop:  # the budget its sidecar records
+                step.skip(f"{Path(done['path']).name} is up to date")
+                continue
+            if done and done.get("calib") != calib and _unchanged(done, source):
+                step.note(f"pipeline.calib changed ({done.get('calib')} -> {calib}): exporting again")
+            from edgecnn.export.api import export_run
+
+            r = export_run(source, item.target, int8=item.int8 != "none", channels=item.channels,
+                           calib=p.calib, max_drop=item.max_drop)
+            parity = r["parity"]
+            chain.console.print(f"{Path(r['path']).name}: {r['size_bytes'] / 1e6:.2f} MB, accuracy "
+                                f"{parity['artifact']['accuracy']:.1%} through {r['target']}, top-1 agreement "
+                                f"{parity['top1_agreement']:.1%} with PyTorch", highlight=False)
+            chain.record("exports", label, {"path": str(Path(r["path"]).resolve()),
+                                            "source": _stamp(_checkpoint(source)), "calib": calib})
+
+
+def _bench_stage(chain: Chain, recipe: Recipe, artifacts: list[Path]) -> None:
+    """Time ``artifacts``; skipped only when the same files were timed with the same settings."""
+    b, out = recipe.pipeline.bench, chain.out
+    # The eager reference runs on this machine: beside a board's rows its time means nothing.
+    eager = b.eager and not b.device.startswith(("ssh://", "adb://"))
+    with chain.step("bench", f"bench {len(artifacts)} artifacts on {b.device}") as step:
+        # What the timings depend on: the files timed and every bench setting.
+        stamp = {"files": _stamp(*artifacts, *([_checkpoint(out)] if eager else [])),
+                 "settings": b.model_dump(mode="json")}
+        before = chain.state.get("bench")
+        if (out / BENCH).is_file() and before == stamp:
+            step.skip(f"{out / BENCH} times these artifacts with these settings already")
+            return
+        changed = _changed_settings(before, stamp) if (out / BENCH).is_file() else []
+        if changed:
+            step.note(f"bench settings changed ({', '.join(changed)}): timing again")
+        from edgecnn.bench.api import bench, save
+        from edgecnn.bench.console import print_rows
+
+        rows = bench(artifacts, eager=out if eager else None, device=b.device, threads=b.threads,
+                     warmup=b.warmup, iters=b.iters, rounds=b.rounds, min_time=b.min_time, cooldown=b.cooldown)
+        print_rows(chain.console, rows)
+        save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
+        chain.state["bench"] = stamp
+        chain.save()
 
 
 # -- the chain's bookkeeping -----------------------------------------------------------------------
