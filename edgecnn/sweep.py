@@ -107,9 +107,31 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
         UserError: one line per problem (a malformed or empty ``--vary``, a key given twice, an unknown key,
             a value the schema refuses, an unknown target or precision, no candidate left).
     """
-    from edgecnn.config.load import _read_yaml, parse_overrides, validate_recipe
+    from edgecnn.config.load import _read_yaml, parse_overrides
 
     errors: list[str] = []
+    candidates, skipped = _grid_candidates(targets, precisions, errors)
+    base_over: dict[str, Any] = {}
+    try:
+        base_over = parse_overrides(list(overrides))
+    except UserError as e:
+        errors += e.lines
+    grid = _grid_axes(vary, errors)
+    try:
+        base = _read_yaml(Path(recipe_path))
+    except UserError as e:
+        raise UserError(*e.lines, *errors) from None
+    _check_values(base, base_over, grid, errors)
+    if errors:
+        raise UserError(*dict.fromkeys(errors))
+    variants = _variants(base, base_over, grid, errors)
+    if errors:
+        raise UserError(*dict.fromkeys(errors))
+    return Grid(Path(recipe_path), list(overrides), grid, variants, candidates, list(dict.fromkeys(skipped)))
+
+
+def _grid_candidates(targets: list[str], precisions: list[str], errors: list[str]) -> tuple[list, list]:
+    """The (precision, target) pairs to measure, and the ones skipped with why; problems go to ``errors``."""
     for name, given, allowed in (("--targets", targets, TARGETS), ("--precisions", precisions, PRECISIONS)):
         if not given:
             errors.append(f"{name}: empty; choose from {', '.join(allowed)}")
@@ -126,12 +148,11 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
     if not candidates and not errors:
         errors.append(f"--precisions {','.join(precisions)} x --targets {','.join(targets)}: no candidate "
                       "(QAT exists for executorch and openvino only)")
+    return candidates, skipped
 
-    base_over: dict[str, Any] = {}
-    try:
-        base_over = parse_overrides(list(overrides))
-    except UserError as e:
-        errors += e.lines
+
+def _grid_axes(vary: list[str], errors: list[str]) -> dict[str, list]:
+    """``--vary KEY=V1,V2`` words -> {key: values}; malformed, empty or repeated ones go to ``errors``."""
     grid: dict[str, list] = {}
     if not vary:
         errors.append("--vary: give at least one, e.g. --vary model.name=cnn_attn,cnn")
@@ -151,12 +172,13 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
         if len(set(map(json.dumps, values))) != len(values):
             errors.append(f"--vary {key}: a value is listed twice")
         grid[key] = values
+    return grid
 
-    try:
-        base = _read_yaml(Path(recipe_path))
-    except UserError as e:
-        raise UserError(*e.lines, *errors) from None
-    # The recipe with the plain overrides, then each value alone, so an error names what causes it.
+
+def _check_values(base: dict, base_over: dict, grid: dict[str, list], errors: list[str]) -> None:
+    """The recipe with the plain overrides, then each value alone, so an error names what causes it."""
+    from edgecnn.config.load import validate_recipe
+
     common: list[str] = []
     try:
         validate_recipe(base, base_over)
@@ -169,8 +191,11 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
                 validate_recipe(base, {**base_over, key: value})
             except UserError as e:
                 errors += [f"--vary {key}={_yaml_word(value)}: {line}" for line in e.lines if line not in common]
-    if errors:
-        raise UserError(*dict.fromkeys(errors))
+
+
+def _variants(base: dict, base_over: dict, grid: dict[str, list], errors: list[str]) -> list[Variant]:
+    """One validated recipe per combination, named by its values (unique, never a reserved folder name)."""
+    from edgecnn.config.load import validate_recipe
 
     variants, names = [], set()
     for combo in itertools.product(*grid.values()):
@@ -185,9 +210,7 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
             name += "_"
         names.add(name)
         variants.append(Variant(name, over, recipe))
-    if errors:
-        raise UserError(*dict.fromkeys(errors))
-    return Grid(Path(recipe_path), list(overrides), grid, variants, candidates, list(dict.fromkeys(skipped)))
+    return variants
 
 
 def _words(over: dict[str, Any]) -> str:
@@ -323,6 +346,28 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     Raises:
         UserError: bad settings, or a sweep folder made from another recipe.
     """
+    _check_settings(grid, budget_ms, device, metric)
+    console = console or Console()
+    out = Path(out)
+    t0 = time.perf_counter()
+    _check_same_grid(out, grid)
+    _check_device(device, [t for _, t in grid.candidates])
+    doc = _new_doc(grid, budget_ms, device, metric, command)
+    doc["skipped_combinations"] = grid.skipped
+    probes, alive = _latency_phase(grid, budget_ms, out, device, console, doc, t0)
+    if not latency_only:
+        _training_phase(grid, alive, out, device, console, doc, t0)
+    _choose(doc, grid, probes, alive, out, budget_ms, metric, latency_only)
+    _write(out, doc, t0)
+    _print_candidates(console, doc)
+    if not latency_only and any(c["trained"] for c in doc["candidates"]):
+        _report(out, console)
+    _print_outcome(console, doc, budget_ms, latency_only)
+    return doc
+
+
+def _check_settings(grid: Grid, budget_ms: float, device: str, metric: str) -> None:
+    """Refuse settings no sweep can run with, before anything is measured."""
     if not budget_ms > 0:
         raise UserError(f"--budget-ms {budget_ms}: must be a positive number of milliseconds")
     if metric not in METRICS:
@@ -331,20 +376,16 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
         raise UserError(f"--device {device}: a phone runs ExecuTorch .pte only; use --targets executorch")
     if device.startswith("cuda"):
         raise UserError("--device cuda times the PyTorch model, not an artifact; sweep on local, ssh:// or adb://")
-    console = console or Console()
-    out = Path(out)
-    t0 = time.perf_counter()
-    _check_same_grid(out, grid)
-    _check_device(device, [t for _, t in grid.candidates])
-    doc = _new_doc(grid, budget_ms, device, metric, command)
-    doc["skipped_combinations"] = grid.skipped
 
-    # 1. Latency of every variant from random weights.
+
+def _latency_phase(grid: Grid, budget_ms: float, out: Path, device: str, console: Console, doc: dict,
+                   t0: float) -> tuple[dict, dict]:
+    """1. Latency of every variant from random weights; 2. which candidates stay in the race
+    (a variant with none is never trained). Returns (probes, alive) by variant name."""
     probes: dict[str, dict] = {}
     for i, v in enumerate(grid.variants, 1):
         console.rule(f"[bold]latency {i}/{len(grid.variants)}: {v.name} ({_words(v.overrides)}), random weights")
         probes[v.name] = _probe(v, grid, out, device, console)
-    # 2. Which candidates are still in the race; a variant with none is never trained.
     alive: dict[str, list[tuple[str, str]]] = {}
     for v in grid.variants:
         alive[v.name] = [c for c in grid.candidates
@@ -356,23 +397,29 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     doc["variants"] = [_variant_entry(v, out, probes[v.name], alive[v.name], grid) for v in grid.variants]
     doc["trainings"] = _trainings(grid, alive, failed)
     _write(out, doc, t0)
+    return probes, alive
 
-    # 3. Train, fine-tune, export and time what is left, one variant at a time.
-    if not latency_only:
-        for i, v in enumerate([v for v in grid.variants if alive[v.name]], 1):
-            console.rule(f"[bold]variant {i}/{doc['trainings']['variants_trained']}: {v.name} "
-                         f"({len(alive[v.name])} candidates within reach)")
-            entry = next(e for e in doc["variants"] if e["name"] == v.name)
-            t1 = time.perf_counter()
-            try:
-                _train_variant(v, grid, alive[v.name], out, device, console)
-            except UserError as e:
-                entry["error"] = " ".join(e.lines)
-                console.print(f"[red]{v.name}: failed: {entry['error']}[/]")
-            entry["seconds"] = round(time.perf_counter() - t1, 1)
-            _write(out, doc, t0)
 
-    # 4. Candidates, Pareto front, recommendation.
+def _training_phase(grid: Grid, alive: dict, out: Path, device: str, console: Console, doc: dict,
+                    t0: float) -> None:
+    """3. Train, fine-tune, export and time what is left, one variant at a time (a failure is recorded)."""
+    for i, v in enumerate([v for v in grid.variants if alive[v.name]], 1):
+        console.rule(f"[bold]variant {i}/{doc['trainings']['variants_trained']}: {v.name} "
+                     f"({len(alive[v.name])} candidates within reach)")
+        entry = next(e for e in doc["variants"] if e["name"] == v.name)
+        t1 = time.perf_counter()
+        try:
+            _train_variant(v, grid, alive[v.name], out, device, console)
+        except UserError as e:
+            entry["error"] = " ".join(e.lines)
+            console.print(f"[red]{v.name}: failed: {entry['error']}[/]")
+        entry["seconds"] = round(time.perf_counter() - t1, 1)
+        _write(out, doc, t0)
+
+
+def _choose(doc: dict, grid: Grid, probes: dict, alive: dict, out: Path, budget_ms: float, metric: str,
+            latency_only: bool) -> None:
+    """4. Candidates, Pareto front, recommendation, into ``doc``."""
     doc["candidates"] = _candidates(grid, probes, alive, out, budget_ms, metric, latency_only)
     doc["emulated"] = any(c.get("emulated") for c in doc["candidates"])
     doc["pareto"] = _pareto(doc["candidates"])
@@ -381,16 +428,20 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     rec = doc["recommendation"]
     doc["recreate"] = _recreate(grid, rec, out) if rec else None
     doc["finished"] = not latency_only
-    _write(out, doc, t0)
-    _print_candidates(console, doc)
-    if not latency_only and any(c["trained"] for c in doc["candidates"]):
-        try:
-            from edgecnn.report import build
 
-            build([out], out / REPORT)
-            console.print(f"report with the sweep plot: {out / REPORT / 'report.html'}", highlight=False)
-        except UserError as e:
-            console.print(f"[yellow]no report: {' '.join(e.lines)}[/]")
+
+def _report(out: Path, console: Console) -> None:
+    """The HTML report with the sweep plot; a report that cannot be built is a warning, not a failed sweep."""
+    try:
+        from edgecnn.report import build
+
+        build([out], out / REPORT)
+        console.print(f"report with the sweep plot: {out / REPORT / 'report.html'}", highlight=False)
+    except UserError as e:
+        console.print(f"[yellow]no report: {' '.join(e.lines)}[/]")
+
+
+def _print_outcome(console: Console, doc: dict, budget_ms: float, latency_only: bool) -> None:
     t = doc["trainings"]
     would, never = ("would be ", "would never be") if latency_only else ("", "never")
     console.print(f"trainings: {t['variants_trained']} of {t['variants']} variants {would}trained, "
@@ -401,7 +452,6 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     console.print(doc["recommendation_line"], highlight=False, markup=False, soft_wrap=True)
     if doc["recreate"]:
         console.print(doc["recreate"], highlight=False, markup=False, soft_wrap=True)
-    return doc
 
 
 RUNTIME_MODULES = {"executorch": "executorch", "openvino": "openvino", "onnx": "onnxruntime"}
