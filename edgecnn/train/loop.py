@@ -234,88 +234,34 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         UserError: the folder already holds a run (without ``resume``), nothing to
             resume, a recipe mismatch on resume, or a data problem.
     """
-    from edgecnn.data import Augment, build_datasets
+    from edgecnn.data import Augment
     from edgecnn.models.registry import takes_mask
 
-    cfg, tc, out = recipe.data, recipe.train, Path(out)
+    tc, out = recipe.train, Path(out)
     setup = setup or from_scratch(recipe)
-    device = R.pick_device(tc.device)
-    dist = D.init(device.type == "cuda")
-    if device.type == "cuda" and dist.active:
-        device = torch.device("cuda", dist.local_rank)
+    device, dist = _setup_device(tc.device)
     console = (console or Console()) if dist.main else Console(quiet=True)
     log = net = None
     try:
-        check_run_folder(out, recipe, resume)
-        if tc.batch_size % dist.world:
-            raise UserError(f"train.batch_size={tc.batch_size} is the global batch; make it a multiple of the "
-                            f"{dist.world} processes so every rank's share is equal")
-        D.barrier(dist)  # nobody writes before every rank has checked the folder
-        # Ranks on one machine share its cores; oversubscribing them is 10x slower, not 10% slower.
-        torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // dist.local_world))
-
-        torch.manual_seed(recipe.seed)  # model init: identical on every rank
-        train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
-        if cfg.on_device and device.type == "cuda":
-            for ds in (train_ds, val_ds):  # the built-in dataset lives on the GPU: no loader can starve it
-                ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
-        state = None
-        if resume:
-            state = load_checkpoint(out / R.LAST, map_location="cpu")
-            if "optimizer" not in state:
-                raise UserError(f"{out / R.LAST} holds no optimizer state (written by edgecnn prune?); it cannot be resumed")
-            if state["epoch"] >= tc.epochs:
-                console.print(f"[green]{out} is already finished ({state['epoch']} epochs); nothing to do.[/]")
-                return list(state["history"])
-            if list(state.get("classes", classes)) != list(classes):
-                raise UserError(f"--resume: the dataset's classes no longer match {out / R.LAST}; "
-                                "point data.root at the same dataset")
+        _setup_ranks(out, recipe, resume, dist)
+        train_ds, val_ds, classes = _setup_data(recipe, device)
+        state = _resume_state(out, classes, tc.epochs) if resume else None
+        if state is not None and state["epoch"] >= tc.epochs:
+            console.print(f"[green]{out} is already finished ({state['epoch']} epochs); nothing to do.[/]")
+            return list(state["history"])
         model = setup.build(classes, train_ds, state).to(device)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(setup.groups(model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
-        gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
-        aug = Augment(**recipe.augment.model_dump())
-
-        start, history, best = 0, [], -1.0
-        if state is not None:
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            start, history, best = state["epoch"], list(state["history"]), state["best_accuracy"]
-
-        # What runs the steps: SyncBatchNorm + DDP across GPUs (gloo has no SyncBatchNorm:
-        # on CPUs each rank normalises with its own share of the batch), then optionally compiled.
-        net = model
-        if dist.active:
-            if device.type == "cuda":
-                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        if tc.compile:
-            net = torch.compile(net)
-
+        opt, sched, gen, start, history, best = _setup_optimizer(model, recipe, setup, state)
+        net = _setup_net(model, device, dist, tc.compile)
         if dist.main:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / R.RECIPE, setup.header + dump_recipe(recipe))
-            for name, text in setup.files.items():
-                atomic_write_text(out / name, text)
-            env = environment() | {"device": str(device), "world_size": dist.world}
-            atomic_write_text(out / R.ENV, json.dumps(env, indent=2))
-            log = _logger(out)
-            log.info("%s epoch %d of %d on %s x %d: %d train / %d val images, %d classes",
-                     "resumed at" if resume else "started at", start, tc.epochs, device, dist.world,
-                     len(train_ds), len(val_ds), len(classes))
-            skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
-            if skipped:
-                log.info("skipped %d unreadable files: %s", len(skipped), ", ".join(map(str, skipped[:20])))
-                console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
+            log = _setup_run_folder(out, recipe, setup, device, dist, resume, start, train_ds, val_ds, classes, console)
         ranks = f" x {dist.world} processes" if dist.active else ""
         console.print(f"{setup.banner} on {device}{ranks}: {len(train_ds)} train / "
                       f"{len(val_ds)} val images, {len(classes)} classes -> {out}")
 
         robust = is_band_robust(recipe, model)
+        aug = Augment(**recipe.augment.model_dump())
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
         with Progress(*columns, console=console, transient=True, disable=not dist.main) as progress:
@@ -335,26 +281,10 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
                 score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
                 history.append(row)
                 if dist.main:
-                    state = {
-                        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "epoch": epoch + 1, "history": history, "classes": classes,
-                        "best_accuracy": max(best, score), "bands": cfg.bands, **setup.extra(model),
-                    }
-                    # best first: a kill between the two writes then never leaves a
-                    # "last" that is newer than a best it should have replaced.
-                    if score > best:
-                        save_checkpoint(out / R.BEST, state)
-                    save_checkpoint(out / R.LAST, state)
-                    _write_metrics(out / R.METRICS, history)
-                    log.info("epoch %d: %s", epoch + 1, json.dumps(row))
+                    _save_epoch(out, model, opt, sched, gen, epoch + 1, history, classes, max(best, score),
+                                score > best, recipe, setup, log)
                 best = max(best, score)
-                subsets_note = f"  mean over band subsets {score:.1%}" if robust else ""
-                console.print(
-                    f"{setup.epoch} {epoch + 1:>3}/{tc.epochs}  loss {row['train_loss']:.3f}  "
-                    f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}{setup.note}  "
-                    f"val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
-                )
+                _print_epoch(console, setup, row, epoch, tc.epochs, score if robust else None)
                 D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
         if log:
             log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
@@ -369,6 +299,130 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         # aborts ("terminate called without an active exception", seen once in CI): free it first.
         net = None
         D.shutdown(dist)
+
+
+def _setup_device(wanted: str) -> tuple[torch.device, D.Dist]:
+    """The device, and this process's rank (the GPU of its local rank under DDP)."""
+    device = R.pick_device(wanted)
+    dist = D.init(device.type == "cuda")
+    if device.type == "cuda" and dist.active:
+        device = torch.device("cuda", dist.local_rank)
+    return device, dist
+
+
+def _setup_ranks(out: Path, recipe: Recipe, resume: bool, dist: D.Dist) -> None:
+    """Check the run folder and the batch split on every rank, then share the cores between ranks."""
+    tc = recipe.train
+    check_run_folder(out, recipe, resume)
+    if tc.batch_size % dist.world:
+        raise UserError(f"train.batch_size={tc.batch_size} is the global batch; make it a multiple of the "
+                        f"{dist.world} processes so every rank's share is equal")
+    D.barrier(dist)  # nobody writes before every rank has checked the folder
+    # Ranks on one machine share its cores; oversubscribing them is 10x slower, not 10% slower.
+    torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // dist.local_world))
+
+
+def _setup_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, Dataset, list[str]]:
+    """The two splits and the class names (seeding the model init first: identical on every rank)."""
+    from edgecnn.data import build_datasets
+
+    cfg = recipe.data
+    torch.manual_seed(recipe.seed)  # model init: identical on every rank
+    train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
+    if cfg.on_device and device.type == "cuda":
+        for ds in (train_ds, val_ds):  # the built-in dataset lives on the GPU: no loader can starve it
+            ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
+    return train_ds, val_ds, classes
+
+
+def _resume_state(out: Path, classes: list[str], epochs: int) -> dict:
+    """The last checkpoint, checked to be resumable with this dataset (a finished one is not checked further)."""
+    state = load_checkpoint(out / R.LAST, map_location="cpu")
+    if "optimizer" not in state:
+        raise UserError(f"{out / R.LAST} holds no optimizer state (written by edgecnn prune?); it cannot be resumed")
+    if state["epoch"] < epochs and list(state.get("classes", classes)) != list(classes):
+        raise UserError(f"--resume: the dataset's classes no longer match {out / R.LAST}; "
+                        "point data.root at the same dataset")
+    return state
+
+
+def _setup_optimizer(model: nn.Module, recipe: Recipe, setup: Setup, state: dict | None) -> tuple:
+    """SGD, the step schedule and the shuffling generator, restored from ``state`` when resuming.
+
+    Returns:
+        (optimizer, scheduler, generator, first epoch, history, best score so far)
+    """
+    tc = recipe.train
+    opt = torch.optim.SGD(setup.groups(model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
+    gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
+    if state is None:
+        return opt, sched, gen, 0, [], -1.0
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return opt, sched, gen, state["epoch"], list(state["history"]), state["best_accuracy"]
+
+
+def _setup_net(model: nn.Module, device: torch.device, dist: D.Dist, compile: bool) -> nn.Module:
+    """What runs the steps: SyncBatchNorm + DDP across GPUs (gloo has no SyncBatchNorm: on CPUs
+    each rank normalises with its own share of the batch), then optionally compiled."""
+    net = model
+    if dist.active:
+        if device.type == "cuda":
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(net) if compile else net
+
+
+def _setup_run_folder(out: Path, recipe: Recipe, setup: Setup, device: torch.device, dist: D.Dist, resume: bool,
+                      start: int, train_ds: Dataset, val_ds: Dataset, classes: list[str],
+                      console: Console) -> logging.Logger:
+    """Rank 0: the recipe, the setup's files, env.json, and the opened train.log."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / R.RECIPE, setup.header + dump_recipe(recipe))
+    for name, text in setup.files.items():
+        atomic_write_text(out / name, text)
+    env = environment() | {"device": str(device), "world_size": dist.world}
+    atomic_write_text(out / R.ENV, json.dumps(env, indent=2))
+    log = _logger(out)
+    log.info("%s epoch %d of %d on %s x %d: %d train / %d val images, %d classes",
+             "resumed at" if resume else "started at", start, recipe.train.epochs, device, dist.world,
+             len(train_ds), len(val_ds), len(classes))
+    skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
+    if skipped:
+        log.info("skipped %d unreadable files: %s", len(skipped), ", ".join(map(str, skipped[:20])))
+        console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
+    return log
+
+
+def _save_epoch(out: Path, model: nn.Module, opt, sched, gen: torch.Generator, epoch: int, history: list[dict],
+                classes: list[str], best: float, improved: bool, recipe: Recipe, setup: Setup,
+                log: logging.Logger) -> None:
+    """Rank 0: the checkpoint (best first, then last), metrics.csv and the log line of an epoch."""
+    state = {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "epoch": epoch, "history": history, "classes": classes,
+        "best_accuracy": best, "bands": recipe.data.bands, **setup.extra(model),
+    }
+    # best first: a kill between the two writes then never leaves a
+    # "last" that is newer than a best it should have replaced.
+    if improved:
+        save_checkpoint(out / R.BEST, state)
+    save_checkpoint(out / R.LAST, state)
+    _write_metrics(out / R.METRICS, history)
+    log.info("epoch %d: %s", epoch, json.dumps(history[-1]))
+
+
+def _print_epoch(console: Console, setup: Setup, row: dict, epoch: int, epochs: int, subsets: float | None) -> None:
+    subsets_note = f"  mean over band subsets {subsets:.1%}" if subsets is not None else ""
+    console.print(
+        f"{setup.epoch} {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.3f}  "
+        f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}{setup.note}  "
+        f"val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
+    )
 
 
 def _train_epoch(net: nn.Module, ds: Dataset, recipe: Recipe, opt: torch.optim.Optimizer,
