@@ -31,9 +31,10 @@ the same quantizers in the same places (PT2E: export and ``prepare_qat_pt2e``
 again, which is deterministic for one architecture; NNCF: ``load_from_config``)
 and loads the state dict: resume and export both go through it.
 
-The epochs are ``edgecnn.train.loop.train`` itself, given a ``Setup`` that
-builds the fake-quantized model and adds the ``qat`` entry to checkpoints: so
-QAT resumes, and runs under torchrun (``--nproc``), exactly like training.
+The epochs are ``edgecnn.train.loop.train`` itself, given ``QatSteps`` (its
+``setup_model`` step builds the fake-quantized model, its ``checkpoint_extra``
+adds the ``qat`` entry to checkpoints): so QAT resumes, and runs under
+torchrun (``--nproc``), exactly like training.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from torch import nn
 
 from edgecnn.errors import UserError
 from edgecnn.quantize import _compat
+from edgecnn.train.loop import Steps
 
 QAT_FILE = "qat.json"
 LR_SCALE = 0.1  # of the float recipe's train.lr
@@ -396,8 +398,7 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
     """Fine-tune a float run with fake quantization for ``target`` into a QAT run folder.
 
     The epochs are ``edgecnn.train.loop.train``'s, so QAT resumes and runs under
-    torchrun like training; only the model setup and the checkpoint's ``qat``
-    entry differ (``loop.Setup``).
+    torchrun like training; only its steps differ (``QatSteps``).
 
     Args:
         run: the float run folder (its best checkpoint is the starting point).
@@ -421,77 +422,121 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
             a presence-mask input, an existing run without ``resume`` (or nothing
             to resume), a recipe mismatch on resume, or data problems.
     """
-    from edgecnn.quantize.calibration import calibration_samples
-    from edgecnn.models.deployable import deployable
-    from edgecnn.models.registry import takes_mask
+    from edgecnn.train.loop import train
+
+    run = Path(run)
+    b, recipe, out = _check_request(run, target, epochs, out, resume, overrides, channels)
+    if resume:
+        steps = QatSteps(b, recipe, run, out, read_qat(out))
+    else:
+        steps = QatSteps(b, recipe, run, out, *_float_start(run, b, channels))
+    return train(recipe, out, resume=resume, console=console, steps=steps)
+
+
+def _check_request(run: Path, target: str, epochs: int | None, out: Path | None, resume: bool,
+                   overrides: list[str], channels: str | None) -> tuple:
+    """Everything about the request that can be refused before loading a model.
+
+    Returns:
+        (backend, QAT recipe, QAT run folder)
+    """
     from edgecnn.train import run as R
-    from edgecnn.train.loop import Setup, check_run_folder, train
+    from edgecnn.train.loop import check_run_folder
 
     b = backend(target)
-    run = Path(run)
     if is_qat_run(run):
         raise UserError(f"{run} is a QAT run already; pass the float run it came from "
                         f"({read_qat(run).get('float_run', 'see its qat.json')})")
-    float_recipe = R.read_run_recipe(run)
     if channels is not None:
         overrides = ["train.band_subsets=none", *overrides]  # the folded model sees its subset, always
-    recipe = qat_recipe(float_recipe, target, epochs, overrides)
+    recipe = qat_recipe(R.read_run_recipe(run), target, epochs, overrides)
     out = Path(out) if out is not None else run / f"qat-{target}"
     if resume and is_qat_run(out) and read_qat(out)["target"] != target:
         raise UserError(f"--resume: {out} is a QAT run for --target {read_qat(out)['target']}, not {target}")
     check_run_folder(out, recipe, resume)
     _compat.require(*b.REQUIRES, purpose=f"qat for {target}")
+    return b, recipe, out
 
-    if resume:
-        info = read_qat(out)
-    else:
-        _, float_model, float_classes, float_state = R.load_trained(run)
-        if channels is not None:
-            float_model = fold_for_subset(float_model, channels, list(float_recipe.data.bands)).eval()
-        if takes_mask(float_model):
-            raise UserError(f"qat: {float_recipe.model.name} takes a band presence mask as a second input; "
-                            "QAT supports models with one image input (cnn_attn, cnn, resnet34), or "
-                            "resnet34_dynconv_pruned folded for a subset with --channels")
-        info = {
-            "target": target, "export_target": b.EXPORT_TARGET,
-            "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
-            "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
-            "lr_scale": LR_SCALE, **b.settings(),
-            **({"channels": channels} if channels is not None else {}),
-            "packages": {p: _compat.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
-        }
 
-    def build(classes: list[str], train_ds, state: dict | None) -> nn.Module:
+def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.Module, list[str]]:
+    """The first ``qat.json`` record, the float model QAT starts from (folded for ``channels``) and its classes.
+
+    Raises:
+        UserError: the model takes a band presence mask (QAT needs one image input).
+    """
+    from edgecnn.models.registry import takes_mask
+    from edgecnn.train import run as R
+
+    float_recipe, float_model, float_classes, float_state = R.load_trained(run)
+    if channels is not None:
+        float_model = fold_for_subset(float_model, channels, list(float_recipe.data.bands)).eval()
+    if takes_mask(float_model):
+        raise UserError(f"qat: {float_recipe.model.name} takes a band presence mask as a second input; "
+                        "QAT supports models with one image input (cnn_attn, cnn, resnet34), or "
+                        "resnet34_dynconv_pruned folded for a subset with --channels")
+    record = {
+        "target": b.NAME, "export_target": b.EXPORT_TARGET,
+        "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
+        "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
+        "lr_scale": LR_SCALE, **b.settings(),
+        **({"channels": channels} if channels is not None else {}),
+        "packages": {p: _compat.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
+    }
+    return record, float_model, list(float_classes)
+
+
+class QatSteps(Steps):
+    """``train``'s steps for QAT: the fake-quantized model, no weight decay on quantizer ranges,
+    ``qat.json`` in the run folder, the backend's state in every checkpoint."""
+
+    epoch = "qat epoch"
+    note = " (fake-quantized)"
+
+    def __init__(self, b: Backend, recipe, run: Path, out: Path, record: dict,
+                 float_model: nn.Module | None = None, float_classes: list[str] | None = None):
+        super().__init__(recipe)
+        self.b, self.run, self.out, self.record = b, run, out, record
+        self.float_model, self.float_classes = float_model, float_classes  # None when resuming
+        self.header = (f"# edgecnn qat {run} --target {b.NAME}: quantization-aware fine-tuning, "
+                       f"settings in {QAT_FILE}\n")
+        self.banner = (f"QAT for [bold]{b.NAME}[/] ({b.settings()['method'].split(' (')[0]}) "
+                       f"of {recipe.model.name} from {run}")
+
+    def setup_model(self, classes: list[str], train_ds, state: dict | None) -> nn.Module:
+        """Resuming: the QAT model restored from ``state``. Starting: the float model, fake-quantized
+        (NNCF's initial ranges from un-augmented training images, their count kept for ``qat.json``)."""
+        from edgecnn.train import run as R
+
         if state is not None:
-            return _restore(b, recipe, len(classes), state, out / R.LAST, info.get("channels"))
-        if float_classes != list(classes):
-            raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
+            return _restore(self.b, self.recipe, len(classes), state, self.out / R.LAST, self.record.get("channels"))
+        if self.float_classes != list(classes):
+            raise UserError(f"{self.run}: the dataset's classes no longer match the ones the run was trained on; "
                             "point data.root at the same dataset")
-        calibration = []
-        if isinstance(b, OpenvinoNNCF):
-            cfg = recipe.data
-            graph = deployable(float_model, cfg.bands, cfg.image_size, None)
-            calibration = calibration_samples(graph, train_ds, cfg.mean, cfg.std, CALIBRATION_IMAGES,
-                                              recipe.seed, cfg.workers)
-            # train() writes the run files after building the model, so qat.json gets the real count.
-            info["calibration_images"] = len(calibration)
-            setup.files[QAT_FILE] = json.dumps(info, indent=2) + "\n"
-        return b.prepare(float_model, _in_shape(recipe), calibration)
+        calibration = self._calibration(train_ds) if isinstance(self.b, OpenvinoNNCF) else []
+        if calibration:
+            self.record["calibration_images"] = len(calibration)
+        return self.b.prepare(self.float_model, _in_shape(self.recipe), calibration)
 
-    def groups(model: nn.Module) -> list[dict]:
+    def _calibration(self, train_ds) -> list:
+        from edgecnn.models.deployable import deployable
+        from edgecnn.quantize.calibration import calibration_samples
+
+        cfg = self.recipe.data
+        graph = deployable(self.float_model, cfg.bands, cfg.image_size, None)
+        return calibration_samples(graph, train_ds, cfg.mean, cfg.std, CALIBRATION_IMAGES, self.recipe.seed,
+                                   cfg.workers)
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
         # Quantizer ranges (NNCF's scales are parameters) are not weights: no weight decay on them.
         weights = [p for n, p in model.named_parameters() if "__nncf" not in n]
         ranges = [p for n, p in model.named_parameters() if "__nncf" in n]
         return [{"params": weights}] + ([{"params": ranges, "weight_decay": 0.0}] if ranges else [])
 
-    setup = Setup(
-        build, extra=lambda model: {"qat": {"target": target, **b.extra(model)}}, groups=groups,
-        files={QAT_FILE: json.dumps(info, indent=2) + "\n"},
-        header=f"# edgecnn qat {run} --target {target}: quantization-aware fine-tuning, settings in {QAT_FILE}\n",
-        banner=f"QAT for [bold]{target}[/] ({b.settings()['method'].split(' (')[0]}) of {recipe.model.name} from {run}",
-        epoch="qat epoch", note=" (fake-quantized)",
-    )
-    return train(recipe, out, resume=resume, console=console, setup=setup)
+    def run_files(self) -> dict[str, str]:
+        return {QAT_FILE: json.dumps(self.record, indent=2) + "\n"}
+
+    def checkpoint_extra(self, model: nn.Module) -> dict:
+        return {"qat": {"target": self.b.NAME, **self.b.extra(model)}}
 
 
 def export_source(run: Path, target: str, int8: bool, channels: str | None) -> tuple:

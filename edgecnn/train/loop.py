@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -182,50 +181,56 @@ def check_run_folder(out: Path, recipe: Recipe, resume: bool) -> None:
                             "resume with the same recipe and overrides, or train into a new --out")
 
 
-@dataclass
-class Setup:
-    """What a fine-tuning run (QAT) changes in ``train``; the defaults train a model from scratch.
+class Steps:
+    """The steps of ``train`` that a fine-tuning run (QAT) replaces; this base trains from scratch.
 
-    Attributes:
-        build: ``build(classes, train_ds, state)`` -> the model on the CPU: fresh when
-            ``state`` is None, else restored from that checkpoint (``--resume``).
-        extra: ``extra(model)`` -> more entries for every checkpoint.
-        groups: ``groups(model)`` -> the optimizer's parameter groups.
-        files: more files for the run folder (name -> text), written at the start.
-        header: comment lines put before the resolved recipe in ``recipe.yaml``.
-        banner: the first console line's start ("training cnn_attn").
-        epoch: what an epoch is called on the console ("qat epoch").
-        note: after the validation accuracy on the console (" (fake-quantized)").
+    The torchtune way: ``train`` calls these in a fixed order, and a subclass
+    overrides the ones it needs (``quantize.qat.QatSteps`` builds a
+    fake-quantized model and adds its record to the run folder):
+
+    1. ``setup_model(classes, train_ds, state)``: the model on the CPU, fresh when
+       ``state`` is None, else restored from that checkpoint (``--resume``);
+    2. ``param_groups(model)``: what the optimizer trains;
+    3. ``run_files()``: more files for the run folder (name -> text), written
+       after step 1, so they can say what building the model found;
+    4. ``checkpoint_extra(model)``: more entries for every checkpoint.
+
+    The class attributes are what the console and ``recipe.yaml`` say.
     """
 
-    build: Callable[[list[str], Dataset, dict | None], nn.Module]
-    extra: Callable[[nn.Module], dict] = lambda model: {}
-    groups: Callable[[nn.Module], Any] = lambda model: model.parameters()
-    files: dict[str, str] = field(default_factory=dict)
-    header: str = ""
-    banner: str = ""
-    epoch: str = "epoch"
-    note: str = ""
+    banner = "training"  # the first console line's start
+    epoch = "epoch"  # what an epoch is called on the console
+    note = ""  # after the validation accuracy on the console (" (fake-quantized)")
+    header = ""  # comment lines before the resolved recipe in recipe.yaml
 
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.banner = f"training [bold]{recipe.model.name}[/]"
 
-def from_scratch(recipe: Recipe) -> Setup:
-    """The registry model the recipe names, initialised from ``recipe.seed``."""
-    def build(classes: list[str], train_ds: Dataset, state: dict | None) -> nn.Module:
-        model = R.build_for_recipe(recipe, len(classes))
+    def setup_model(self, classes: list[str], train_ds: Dataset, state: dict | None) -> nn.Module:
+        """The registry model the recipe names, initialised from ``recipe.seed`` (``_setup_data`` seeds it)."""
+        model = R.build_for_recipe(self.recipe, len(classes))
         if state is not None:
             model.load_state_dict(state["model"])
         return model
 
-    return Setup(build, banner=f"training [bold]{recipe.model.name}[/]")
+    def param_groups(self, model: nn.Module) -> Any:
+        return model.parameters()
+
+    def run_files(self) -> dict[str, str]:
+        return {}
+
+    def checkpoint_extra(self, model: nn.Module) -> dict:
+        return {}
 
 
 def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | None = None,
-          setup: Setup | None = None) -> list[dict]:
+          steps: Steps | None = None) -> list[dict]:
     """Train ``recipe`` into the run folder ``out`` (one process, or one rank under torchrun).
 
     Args:
-        setup: how the model starts and what the run folder gets besides the
-            usual files; default ``from_scratch(recipe)`` (QAT passes its own).
+        steps: how the model starts and what the run folder gets besides the
+            usual files; default ``Steps(recipe)``, from scratch (QAT passes its own).
 
     Returns:
         The per-epoch metric rows (also in ``out/metrics.csv``).
@@ -235,10 +240,9 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             resume, a recipe mismatch on resume, or a data problem.
     """
     from edgecnn.data import Augment
-    from edgecnn.models.registry import takes_mask
 
     tc, out = recipe.train, Path(out)
-    setup = setup or from_scratch(recipe)
+    steps = steps or Steps(recipe)
     device, dist = _setup_device(tc.device)
     console = (console or Console()) if dist.main else Console(quiet=True)
     log = net = None
@@ -249,56 +253,75 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         if state is not None and state["epoch"] >= tc.epochs:
             console.print(f"[green]{out} is already finished ({state['epoch']} epochs); nothing to do.[/]")
             return list(state["history"])
-        model = setup.build(classes, train_ds, state).to(device)
+        model = steps.setup_model(classes, train_ds, state).to(device)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt, sched, gen, start, history, best = _setup_optimizer(model, recipe, setup, state)
+        opt, sched, gen, start, history, best = _setup_optimizer(model, recipe, steps, state)
         net = _setup_net(model, device, dist, tc.compile)
         if dist.main:
-            log = _setup_run_folder(out, recipe, setup, device, dist, resume, start, train_ds, val_ds, classes, console)
+            log = _setup_run_folder(out, recipe, steps, device, dist, resume, start, train_ds, val_ds, classes, console)
         ranks = f" x {dist.world} processes" if dist.active else ""
-        console.print(f"{setup.banner} on {device}{ranks}: {len(train_ds)} train / "
+        console.print(f"{steps.banner} on {device}{ranks}: {len(train_ds)} train / "
                       f"{len(val_ds)} val images, {len(classes)} classes -> {out}")
 
         robust = is_band_robust(recipe, model)
         aug = Augment(**recipe.augment.model_dump())
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
-        with Progress(*columns, console=console, transient=True, disable=not dist.main) as progress:
+        with _progress(console, dist) as progress:
             for epoch in range(start, tc.epochs):
-                t0 = time.perf_counter()
-                stats = _train_epoch(net, train_ds, recipe, opt, gen, aug if aug.enabled else None,
-                                     takes_mask(model), device, dist, progress, f"{setup.epoch} {epoch + 1}/{tc.epochs}")
-                if stats["dropped"] and log:
-                    log.info("epoch %d: %d images failed to decode and were skipped", epoch + 1, stats["dropped"])
-                lr = opt.param_groups[0]["lr"]
-                sched.step()
-                row = {"epoch": epoch + 1, "lr": lr, "train_loss": round(stats["loss"], 6),
-                       "train_accuracy": round(stats["accuracy"], 6)}
-                row |= _validate(model, val_ds, len(classes), recipe, device, dist, robust)
-                row["seconds"] = round(time.perf_counter() - t0, 2)
+                row = _epoch_row(net, model, train_ds, val_ds, len(classes), recipe, opt, sched, gen,
+                                 aug if aug.enabled else None, device, dist, progress, epoch + 1,
+                                 f"{steps.epoch} {epoch + 1}/{tc.epochs}", robust, log)
                 # Band-robust runs keep the checkpoint that is best over all subsets.
                 score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
                 history.append(row)
                 if dist.main:
                     _save_epoch(out, model, opt, sched, gen, epoch + 1, history, classes, max(best, score),
-                                score > best, recipe, setup, log)
+                                score > best, recipe, steps, log)
                 best = max(best, score)
-                _print_epoch(console, setup, row, epoch, tc.epochs, score if robust else None)
+                _print_epoch(console, steps, row, epoch, tc.epochs, score if robust else None)
                 D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
         if log:
             log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
         return history
     finally:
-        if log:  # the file handle is closed however training ends (a notebook trains many runs in one process)
-            for handler in list(log.handlers):
-                log.removeHandler(handler)
-                handler.close()
+        _close_log(log)  # however training ends: a notebook trains many runs in one process
         # DDP's reducer holds the process group and gloo work with tensors in it. Freed only at
         # interpreter exit, a gloo thread then needs the GIL of a dying interpreter and the rank
         # aborts ("terminate called without an active exception", seen once in CI): free it first.
         net = None
         D.shutdown(dist)
+
+
+def _progress(console: Console, dist: D.Dist) -> Progress:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
+    return Progress(*columns, console=console, transient=True, disable=not dist.main)
+
+
+def _close_log(log: logging.Logger | None) -> None:
+    for handler in list(log.handlers if log else []):
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _epoch_row(net: nn.Module, model: nn.Module, train_ds: Dataset, val_ds: Dataset, num_classes: int,
+               recipe: Recipe, opt, sched, gen: torch.Generator, aug: Callable | None, device: torch.device,
+               dist: D.Dist, progress: Progress, epoch: int, title: str, robust: bool,
+               log: logging.Logger | None) -> dict:
+    """Epoch ``epoch`` (from 1): a training pass, the scheduler's step, validation; its metrics row."""
+    from edgecnn.models.registry import takes_mask
+
+    t0 = time.perf_counter()
+    stats = _train_epoch(net, train_ds, recipe, opt, gen, aug, takes_mask(model), device, dist, progress, title)
+    if stats["dropped"] and log:
+        log.info("epoch %d: %d images failed to decode and were skipped", epoch, stats["dropped"])
+    lr = opt.param_groups[0]["lr"]
+    sched.step()
+    row = {"epoch": epoch, "lr": lr, "train_loss": round(stats["loss"], 6),
+           "train_accuracy": round(stats["accuracy"], 6)}
+    row |= _validate(model, val_ds, num_classes, recipe, device, dist, robust)
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    return row
 
 
 def _setup_device(wanted: str) -> tuple[torch.device, D.Dist]:
@@ -346,14 +369,14 @@ def _resume_state(out: Path, classes: list[str], epochs: int) -> dict:
     return state
 
 
-def _setup_optimizer(model: nn.Module, recipe: Recipe, setup: Setup, state: dict | None) -> tuple:
+def _setup_optimizer(model: nn.Module, recipe: Recipe, steps: Steps, state: dict | None) -> tuple:
     """SGD, the step schedule and the shuffling generator, restored from ``state`` when resuming.
 
     Returns:
         (optimizer, scheduler, generator, first epoch, history, best score so far)
     """
     tc = recipe.train
-    opt = torch.optim.SGD(setup.groups(model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    opt = torch.optim.SGD(steps.param_groups(model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
     gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
     if state is None:
@@ -376,13 +399,13 @@ def _setup_net(model: nn.Module, device: torch.device, dist: D.Dist, compile: bo
     return torch.compile(net) if compile else net
 
 
-def _setup_run_folder(out: Path, recipe: Recipe, setup: Setup, device: torch.device, dist: D.Dist, resume: bool,
+def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.device, dist: D.Dist, resume: bool,
                       start: int, train_ds: Dataset, val_ds: Dataset, classes: list[str],
                       console: Console) -> logging.Logger:
-    """Rank 0: the recipe, the setup's files, env.json, and the opened train.log."""
+    """Rank 0: the recipe, the steps' files, env.json, and the opened train.log."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / R.RECIPE, setup.header + dump_recipe(recipe))
-    for name, text in setup.files.items():
+    atomic_write_text(out / R.RECIPE, steps.header + dump_recipe(recipe))
+    for name, text in steps.run_files().items():
         atomic_write_text(out / name, text)
     env = environment() | {"device": str(device), "world_size": dist.world}
     atomic_write_text(out / R.ENV, json.dumps(env, indent=2))
@@ -398,14 +421,14 @@ def _setup_run_folder(out: Path, recipe: Recipe, setup: Setup, device: torch.dev
 
 
 def _save_epoch(out: Path, model: nn.Module, opt, sched, gen: torch.Generator, epoch: int, history: list[dict],
-                classes: list[str], best: float, improved: bool, recipe: Recipe, setup: Setup,
+                classes: list[str], best: float, improved: bool, recipe: Recipe, steps: Steps,
                 log: logging.Logger) -> None:
     """Rank 0: the checkpoint (best first, then last), metrics.csv and the log line of an epoch."""
     state = {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
         "epoch": epoch, "history": history, "classes": classes,
-        "best_accuracy": best, "bands": recipe.data.bands, **setup.extra(model),
+        "best_accuracy": best, "bands": recipe.data.bands, **steps.checkpoint_extra(model),
     }
     # best first: a kill between the two writes then never leaves a
     # "last" that is newer than a best it should have replaced.
@@ -416,11 +439,11 @@ def _save_epoch(out: Path, model: nn.Module, opt, sched, gen: torch.Generator, e
     log.info("epoch %d: %s", epoch, json.dumps(history[-1]))
 
 
-def _print_epoch(console: Console, setup: Setup, row: dict, epoch: int, epochs: int, subsets: float | None) -> None:
+def _print_epoch(console: Console, steps: Steps, row: dict, epoch: int, epochs: int, subsets: float | None) -> None:
     subsets_note = f"  mean over band subsets {subsets:.1%}" if subsets is not None else ""
     console.print(
-        f"{setup.epoch} {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.3f}  "
-        f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}{setup.note}  "
+        f"{steps.epoch} {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.3f}  "
+        f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}{steps.note}  "
         f"val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
     )
 
