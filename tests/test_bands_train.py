@@ -46,7 +46,7 @@ def test_dynconv_trains_and_reports_every_subset(tmp_path: Path):
 
 def test_four_band_input(tmp_path: Path):
     run = tmp_path / "nir"
-    cli("train", *DYN, "model.name=resnet34_dynconv_pruned", "data.bands=[R,G,B,NIR]",
+    cli("train", *DYN, "model.name=resnet34_dynconv_mask", "data.bands=[R,G,B,NIR]",
         "data.mean=[0.5,0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25,0.25]", "--out", str(run), check=True)
     result = json.loads(cli("eval", str(run), "--json", check=True).stdout)
     assert len(result["subsets"]) == 15 and "R,G,B,NIR" in result["subsets"] and "NIR" in result["subsets"]
@@ -68,7 +68,7 @@ def test_plain_model_zero_fill_baselines(tmp_path: Path):
 
 def test_info_macs_per_subset_within_one_percent_of_resnet34():
     base = json.loads(cli("info", "recipes/resnet34_96.yaml", "--json", check=True).stdout)["macs"]
-    pruned = json.loads(cli("info", "recipes/resnet34_dynconv_pruned.yaml", "--json", check=True).stdout)
+    pruned = json.loads(cli("info", "recipes/resnet34_dynconv_mask.yaml", "--json", check=True).stdout)
     assert pruned["input_size"] == 96 and len(pruned["per_subset"]) == 7
     for name, c in pruned["per_subset"].items():
         assert c["macs_folded"] <= base * 1.01, name

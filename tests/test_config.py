@@ -150,3 +150,11 @@ def test_duplicate_key_names_the_key_and_its_lines(tmp_path: Path):
     p.write_text("name: q\nseed: 1\nname: r\n")
     with pytest.raises(UserError, match="key 'name' is given twice"):
         load_recipe(p)
+
+
+def test_the_old_name_of_the_mask_attention_model_still_loads(tmp_path: Path):
+    """Run folders written before the rename store model.name resnet34_dynconv_pruned: they must still load,
+    as the new name, so a resumed or re-exported old run builds the same model."""
+    recipe = load_recipe(RECIPES / "quickstart_dynconv.yaml", ["model.name=resnet34_dynconv_pruned"])
+    assert recipe.model.name == "resnet34_dynconv_mask"
+    assert "model:\n  name: resnet34_dynconv_mask" in dump_recipe(recipe)

@@ -9,7 +9,7 @@ from edgecnn.data.bands import (
 from edgecnn.errors import UserError
 from edgecnn.models.dynamic_conv import (
     BandResNet, DynamicConv2D, folded_model, kernel_usage, kernels_to_keep, resnet34_dynconv,
-    resnet34_dynconv_pruned,
+    resnet34_dynconv_mask,
 )
 from edgecnn.models.resnet import ResNet
 from edgecnn.models.stats import measure_cost
@@ -241,7 +241,7 @@ def test_kernel_usage_and_pruning():
 @BAND_SETS
 def test_folded_resnet34_equals_the_band_model_for_every_subset(bands):
     torch.manual_seed(0)
-    model = resnet34_dynconv_pruned(6, in_chans=len(bands)).eval()
+    model = resnet34_dynconv_mask(6, in_chans=len(bands)).eval()
     _randomize_norms(model)
     x = torch.randn(2, len(bands), 32, 32)
     for name, mask in _masks(bands):
@@ -265,7 +265,7 @@ def test_export_keeps_the_mask_as_an_input():
 
 def test_export_of_the_mask_variant_and_its_fold():
     torch.manual_seed(0)
-    model = resnet34_dynconv_pruned(5, in_chans=3).eval()
+    model = resnet34_dynconv_mask(5, in_chans=3).eval()
     x, mask = torch.randn(1, 3, 32, 32), presence_mask(["R", "B"], RGB)
     program = torch.export.export(model, (x, mask)).module()
     torch.testing.assert_close(program(x, mask), model(x, mask))
@@ -279,7 +279,7 @@ def test_costs_at_96px():
     plain = measure_cost(ResNet((3, 4, 6, 3), 50), 96).macs
     assert plain == pytest.approx(0.6729e9, rel=1e-3)
     stem_per_band = 64 * 49 * 48 * 48  # MACs of one input band in the 7x7 stride-2 stem at 96 px
-    pruned = resnet34_dynconv_pruned(50)
+    pruned = resnet34_dynconv_mask(50)
     for name, mask in _masks(RGB):
         macs = measure_cost(folded_model(pruned, mask), 96, int(mask.sum())).macs
         assert macs <= 1.01 * plain, name

@@ -1,6 +1,6 @@
 """Export to ExecuTorch, OpenVINO and ONNX, checked with each real runtime.
 
-One tiny cnn_attn run and one tiny resnet34_dynconv_pruned run are trained
+One tiny cnn_attn run and one tiny resnet34_dynconv_mask run are trained
 once for the module; every export below reads them. Exports run in-process
 (the backends import once); the CLI is exercised for a band subset and for errors.
 """
@@ -41,7 +41,7 @@ def attn_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dynconv_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("export") / "dynconv"
-    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_pruned", "train.epochs=1",
+    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_mask", "train.epochs=1",
         "--out", str(run), check=True)
     return run
 
@@ -112,7 +112,7 @@ def test_band_subset_folds_dynconv_via_cli(dynconv_run: Path):
 
     proc = export_cli(str(dynconv_run), "--target", "onnx", "--channels", "gr")
     assert proc.returncode == 0, proc.stderr
-    path = dynconv_run / "export" / "resnet34_dynconv_pruned-onnx-fp32-RG.onnx"
+    path = dynconv_run / "export" / "resnet34_dynconv_mask-onnx-fp32-RG.onnx"
     assert str(path) in proc.stdout and "top-1 agreement" in proc.stdout
     run, side = load_artifact(path)
     assert side["channels"] == "RG" and side["input_bands"] == ["R", "G"]

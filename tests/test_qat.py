@@ -237,13 +237,13 @@ def test_qat_under_two_process_ddp(float_run: Path, tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.parametrize("target, export_target", [("xnnpack", "executorch"), ("openvino", "openvino")])
 def test_band_model_qat_for_a_subset_exports_and_runs(tmp_path: Path, target: str, export_target: str):
-    """qat --channels on resnet34_dynconv_pruned fine-tunes the folded plain ResNet; its export runs."""
+    """qat --channels on resnet34_dynconv_mask fine-tunes the folded plain ResNet; its export runs."""
     import numpy as np
 
     from edgecnn.export import export_run, load_artifact
 
     run = tmp_path / "dynconv"
-    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_pruned", "train.epochs=1",
+    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_mask", "train.epochs=1",
         "--out", str(run), check=True)
     proc = cli("qat", str(run), "--target", target, "--channels", "rg", "--epochs", "1",
                "--out", str(tmp_path / "qat"))

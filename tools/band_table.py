@@ -30,7 +30,7 @@ ROWS = [
     ("resnet34_rgb", "ResNet-34, trained on RGB, zero-fill", ["model.name=resnet34", "train.band_subsets=none"]),
     ("resnet34_subsets", "ResNet-34, band-subset training, zero-fill", ["model.name=resnet34"]),
     ("dynconv", "DynamicConv2D (paper: input attention)", ["model.name=resnet34_dynconv"]),
-    ("dynconv_mask", "DynamicConv2D (mask attention, foldable)", ["model.name=resnet34_dynconv_pruned"]),
+    ("dynconv_mask", "DynamicConv2D (mask attention, foldable)", ["model.name=resnet34_dynconv_mask"]),
 ]
 
 

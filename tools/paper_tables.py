@@ -8,7 +8,7 @@ export ExecuTorch INT8, bench on this machine; a finished stage is skipped, so
 an interrupted table resumes):
 
     Table 1  ResNet-34 vs DynamicConv2D, RGB, 96x96     recipes/resnet34_96.yaml, recipes/resnet34_dynconv.yaml,
-                                                        recipes/resnet34_dynconv_pruned.yaml (ours: folded stem)
+                                                        recipes/resnet34_dynconv_mask.yaml (ours: folded stem)
     Table 2  DynamicConv2D per band subset              the same DynamicConv2D runs' eval.json
     Table 3  ResNet-34 vs CNN + Self-Attention, 224     recipes/resnet34.yaml, recipes/cnn_attn.yaml
     Table 4  with vs without attention, 224             recipes/cnn_attn.yaml, recipes/cnn.yaml
@@ -34,14 +34,14 @@ INT8_ET = "[{target: executorch, int8: ptq}]"
 MODELS = {
     "resnet34_96": ("ResNet-34 (baseline)", "recipes/resnet34_96.yaml", INT8_ET),
     "dynconv_96": ("DynamicConv2D (paper: image attention)", "recipes/resnet34_dynconv.yaml", INT8_ET),
-    "dynconv_pruned_96": ("DynamicConv2D (ours: mask attention, folded for RGB)",
-                          "recipes/resnet34_dynconv_pruned.yaml", "[{target: executorch, int8: ptq, channels: RGB}]"),
+    "dynconv_mask_96": ("DynamicConv2D (ours: mask attention, folded for RGB)",
+                          "recipes/resnet34_dynconv_mask.yaml", "[{target: executorch, int8: ptq, channels: RGB}]"),
     "resnet34_224": ("ResNet-34", "recipes/resnet34.yaml", INT8_ET),
     "cnn_attn_224": ("CNN + Self-Attention", "recipes/cnn_attn.yaml", INT8_ET),
     "cnn_224": ("CNN (no attention)", "recipes/cnn.yaml", INT8_ET),
 }
 TABLES = [
-    ("Table 1: ResNet-34 vs DynamicConv2D, RGB input, 96x96", ["resnet34_96", "dynconv_96", "dynconv_pruned_96"]),
+    ("Table 1: ResNet-34 vs DynamicConv2D, RGB input, 96x96", ["resnet34_96", "dynconv_96", "dynconv_mask_96"]),
     ("Table 3: ResNet-34 vs CNN + Self-Attention, 224x224", ["resnet34_224", "cnn_attn_224"]),
     ("Table 4: ablation, with vs without self-attention, 224x224", ["cnn_attn_224", "cnn_224"]),
 ]
@@ -157,7 +157,7 @@ def main() -> None:
     for title, table_names in TABLES:
         if all(n in results for n in table_names):
             parts += ["", model_table(title, table_names, results)]
-    for name in ("dynconv_96", "dynconv_pruned_96"):
+    for name in ("dynconv_96", "dynconv_mask_96"):
         if name in results:
             parts += ["", subset_table(name, results[name][0])]
     text = "\n".join(parts) + "\n"

@@ -11,7 +11,7 @@ def export(
     target: Annotated[str, typer.Option(help="runtime to export for: executorch, openvino or onnx")],
     int8: Annotated[bool, typer.Option("--int8", help="post-training INT8, calibrated on training images")] = False,
     channels: Annotated[Optional[str], typer.Option(
-        help="band subset the artifact takes, e.g. RG (folded for resnet34_dynconv_pruned, zero-filled "
+        help="band subset the artifact takes, e.g. RG (folded for resnet34_dynconv_mask, zero-filled "
              "inside the graph otherwise); default all bands")] = None,
     calib: Annotated[int, typer.Option(min=1, help="calibration images for --int8")] = 256,
     out: Annotated[Optional[Path], typer.Option(

@@ -18,7 +18,7 @@ def qat(
     resume: Annotated[bool, typer.Option(help="continue an interrupted QAT run from its last checkpoint")] = False,
     nproc: Annotated[int, typer.Option(min=1, help="data-parallel processes on this machine (launches torchrun)")] = 1,
     channels: Annotated[Optional[str], typer.Option(
-        help="resnet34_dynconv_pruned only: fine-tune the plain ResNet folded for this band subset, e.g. RGB")] = None,
+        help="resnet34_dynconv_mask only: fine-tune the plain ResNet folded for this band subset, e.g. RGB")] = None,
 ) -> None:
     """Quantization-aware fine-tuning of a trained run into a new run folder; export it with --int8.
 

@@ -27,8 +27,9 @@ class ModelConfig(Section):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        from edgecnn.core.catalog import model_names  # torch-free: validating a recipe loads no model code
+        from edgecnn.core.catalog import ALIASES, model_names  # torch-free: validating a recipe loads no model code
 
+        name = ALIASES.get(name, name)
         names = model_names()
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)

@@ -13,9 +13,15 @@ MODELS: dict[str, tuple[bool, str]] = {
     "cnn": (False, "the paper's ablation: the same ConvBlocks without the attention block"),
     "resnet34": (False, "the paper's baseline ResNet-34"),
     "resnet34_dynconv": (True, "ResNet-34 with a DynamicConv2D stem, kernel attention from the image"),
-    "resnet34_dynconv_pruned": (True, "ResNet-34 with a DynamicConv2D stem, kernel attention from the band mask "
-                                      "(foldable into a plain ResNet-34 for one band subset)"),
+    "resnet34_dynconv_mask": (True, "ResNet-34 with a DynamicConv2D stem, kernel attention from the band mask "
+                                    "(foldable into a plain ResNet-34 for one band subset)"),
 }
+
+
+# Old names still accepted in recipes (run folders written before the rename store them).
+# The mask-attention model was called "pruned" because `edgecnn prune` is meant for it, but
+# it is not pruned until that runs.
+ALIASES: dict[str, str] = {"resnet34_dynconv_pruned": "resnet34_dynconv_mask"}
 
 
 def model_names() -> list[str]:

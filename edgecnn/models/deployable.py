@@ -8,7 +8,7 @@ Four cases, all exact (the artifact computes what ``edgecnn eval`` measures):
   band subset at run time (zero-fill the missing bands, set their mask to 0).
   The stem's BatchNorm is folded into the DynamicConv2D kernel sets first
   (exact; INT8 for ExecuTorch needs it, see ``_fold_stem_batchnorm``).
-* **a subset of a mask-attention DynamicConv2D model** (``resnet34_dynconv_pruned``) -
+* **a subset of a mask-attention DynamicConv2D model** (``resnet34_dynconv_mask``) -
   ``folded_model``: a plain ResNet whose stem convolves only the present bands,
   so the artifact costs less than the full model.
 * **a subset of any other model** - the artifact takes only the present bands;

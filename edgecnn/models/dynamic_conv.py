@@ -274,7 +274,7 @@ class DynamicConv2D(nn.Module):
                     "this DynamicConv2D picks its kernels from each image (attention='input'), so no plain "
                     "convolution reproduces it exactly; export it unfolded with the mask as an input, pass "
                     "attention_weights (e.g. from kernel_usage) for an approximate fold, or train the "
-                    "attention='mask' variant (resnet34_dynconv_pruned)"
+                    "attention='mask' variant (resnet34_dynconv_mask)"
                 )
             attn = torch.as_tensor(attention_weights, dtype=self.weight.dtype, device=self.weight.device)
             if attn.shape != (self.num_kernels,):
@@ -417,6 +417,6 @@ def resnet34_dynconv(num_classes: int, in_chans: int = 3, num_kernels: int = 4) 
     return BandResNet(num_classes, in_chans, num_kernels, attention="input")
 
 
-def resnet34_dynconv_pruned(num_classes: int, in_chans: int = 3, num_kernels: int = 4) -> nn.Module:
+def resnet34_dynconv_mask(num_classes: int, in_chans: int = 3, num_kernels: int = 4) -> nn.Module:
     """ResNet-34 with a mask-attention DynamicConv2D stem: folds into a plain ResNet-34 per band subset."""
     return BandResNet(num_classes, in_chans, num_kernels, attention="mask")

@@ -49,7 +49,7 @@ def resnet34(num_classes: int, in_chans: int = 3) -> nn.Module:
 
 
 register("resnet34_dynconv")(dynamic_conv.resnet34_dynconv)  # paper-faithful: attention from the image
-register("resnet34_dynconv_pruned")(dynamic_conv.resnet34_dynconv_pruned)  # attention from the mask: foldable
+register("resnet34_dynconv_mask")(dynamic_conv.resnet34_dynconv_mask)  # attention from the mask: foldable
 
 
 def takes_mask(model: nn.Module) -> bool:

@@ -356,7 +356,7 @@ class BandSubset(nn.Module):
 
 
 def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Module:
-    """``resnet34_dynconv_pruned`` folded into a plain ResNet for ``channels`` (``BandSubset``), what QAT fine-tunes.
+    """``resnet34_dynconv_mask`` folded into a plain ResNet for ``channels`` (``BandSubset``), what QAT fine-tunes.
 
     Raises:
         UserError: not a mask-attention DynamicConv2D model, or an invalid subset.
@@ -365,7 +365,7 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
     from edgecnn.models.dynamic_conv import BandResNet, folded_model
 
     if not (isinstance(model, BandResNet) and model.conv1.attention_mode == "mask"):
-        raise UserError("qat --channels: only resnet34_dynconv_pruned (mask attention) folds into a plain model "
+        raise UserError("qat --channels: only resnet34_dynconv_mask (mask attention) folds into a plain model "
                         "per band subset; drop --channels for other models")
     present = parse_subset(channels, bands)
     return BandSubset(folded_model(model, presence_mask(present, bands)), [bands.index(b) for b in present],
@@ -409,7 +409,7 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
         resume: continue an interrupted QAT run from its last checkpoint.
         overrides: ``dotted.key=value`` words applied to the QAT recipe
             (the float recipe with lr x ``LR_SCALE`` and ``EPOCHS`` epochs).
-        channels: a band subset of a ``resnet34_dynconv_pruned`` run: fine-tune the plain
+        channels: a band subset of a ``resnet34_dynconv_mask`` run: fine-tune the plain
             ResNet folded for it (its QAT recipe trains on full-band images, no band dropping).
             The mask-input model itself is not supported: its stem mixes its kernel from the
             mask at run time, and neither backend quantizes a weight computed in the graph.
@@ -473,7 +473,7 @@ def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.
     if takes_mask(float_model):
         raise UserError(f"qat: {float_recipe.model.name} takes a band presence mask as a second input; "
                         "QAT supports models with one image input (cnn_attn, cnn, resnet34), or "
-                        "resnet34_dynconv_pruned folded for a subset with --channels")
+                        "resnet34_dynconv_mask folded for a subset with --channels")
     record = {
         "target": b.NAME, "export_target": b.EXPORT_TARGET,
         "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,

@@ -28,7 +28,7 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
     """Prune the kernel sets of a run's DynamicConv2D stem into a new run folder.
 
     Args:
-        run: a trained ``resnet34_dynconv`` / ``resnet34_dynconv_pruned`` run.
+        run: a trained ``resnet34_dynconv`` / ``resnet34_dynconv_mask`` run.
         out: the new run folder (default ``<run>_pruned`` beside it).
         min_share: least mean attention (0..1) a set needs for some subset to stay.
         images: training images used to measure the attention.
