@@ -220,49 +220,95 @@ def test_runner_output_parsing():
 
 
 class FakePhone:
-    """A transport that answers every executor_runner run with one canned log: no device, no runner runs."""
+    """A transport that answers every executor_runner run with a canned log: no device, no runner runs.
 
-    device, python = "adb://FAKE", []
+    ``log``: the log text, or ``log(executions) -> text``.
+    """
 
-    def __init__(self, log: str, code: int = 0):
-        self.log, self.code, self.runs = log, code, []
+    device, python, where = "adb://FAKE", [], "Android"
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
+    def __init__(self, log, code: int = 0):
+        self.log, self.code, self.runs, self.closed = log, code, [], False
 
     def device_info(self) -> dict:
-        return {"device_desc": "fake phone", "temp_c": 40.0, "abi": "arm64-v8a"}
+        return {"device_desc": "fake phone", "temp_c": 40.0, "freq_mhz": 2000, "abi": "arm64-v8a"}
 
     def put(self, files) -> str:
         return "/data/local/tmp/edgecnn-fake"
 
     def run(self, argv, timeout=None):
         self.runs.append(argv)
-        return subprocess.CompletedProcess(argv, 0 if argv[0] == "chmod" else self.code, "", self.log)
+        if argv[0] == "chmod":
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        n = int(next(a for a in argv if a.startswith("--num_executions="))[len("--num_executions="):])
+        return subprocess.CompletedProcess(argv, self.code, "", self.log(n) if callable(self.log) else self.log)
+
+    def close(self) -> None:
+        self.closed = True
 
 
-def test_adb_rows_from_old_and_failing_runners(artifacts):
-    """bench_adb's rounds and rows for runners the stand-ins do not imitate: one older than ExecuTorch 1.3
+def bench_on(phone: FakePhone, monkeypatch, pte: Path, **settings) -> dict:
+    """One row of ``bench --device adb://FAKE`` with ``phone`` as the transport (the one driver, api.bench)."""
+    from edgecnn.bench import native
+    from edgecnn.bench.api import bench
+
+    monkeypatch.setattr(native, "native_transport", lambda device, timeout: phone)
+    (row,) = bench([pte], device="adb://FAKE", runner=STANDINS / "executor_runner", **settings)
+    assert phone.closed
+    return row
+
+
+def iteration_log(times_ms) -> str:
+    """An executor_runner v1.4 log with these execution times."""
+    n = len(times_ms)
+    lines = [f"I 00:00:00.000001 executorch:executor_runner.cpp:779] Iteration {i + 1} of {n}: {t:f} ms"
+             for i, t in enumerate(times_ms)]
+    lines.insert(0, "I 00:00:00.000000 executorch:executor_runner.cpp:340] Resetting threadpool with num threads = 2")
+    return "\n".join(lines) + "\n"
+
+
+def test_adb_rows_from_old_and_failing_runners(artifacts, monkeypatch):
+    """The driver's rounds and rows for runners the stand-ins do not imitate: one older than ExecuTorch 1.3
     without a thread pool (a total per run only), and one that fails."""
-    from edgecnn.bench.adb import bench_adb
-
-    pte, runner = artifacts["executorch"], STANDINS / "executor_runner"
+    pte = artifacts["executorch"]
     old = "\n".join(ln for ln in V14_LOG.splitlines() if "Iteration" not in ln and "threadpool" not in ln)
     phone = FakePhone(old)
-    (row,) = bench_adb([pte], "adb://FAKE", runner, threads=2, warmup=1, iters=4, rounds=2, transport=phone)
+    row = bench_on(phone, monkeypatch, pte, threads=2, warmup=1, iters=4, rounds=2)
     assert row["error"] is None and row["rounds"] == 2 and row["temp_c"] == 40.0
     assert row["latency_ms_mean"] == pytest.approx(8.0) and row["throughput_ips"] == pytest.approx(125.0)
     assert row["latency_ms_p50"] is None  # no percentiles from one mean per run
     assert "logged only a total" in row["warning"] and "no thread pool" in row["warning"]
-    assert phone.runs[1][1:] == [f"--model_path=/data/local/tmp/edgecnn-fake/{pte.name}", "--num_executions=3",
-                                 "--cpu_threads=2"]  # warm-up + half of --iters, in each of the 2 rounds
+    model = f"--model_path=/data/local/tmp/edgecnn-fake/{pte.name}"
+    # chmod; the warm-up (--warmup 1: one round of 1 after the run's own dropped 1); 2 rounds of 1 + 2
+    assert [r[1:] for r in phone.runs[1:]] == [[model, "--num_executions=2", "--cpu_threads=2"],
+                                               *[[model, "--num_executions=3", "--cpu_threads=2"]] * 2]
     phone = FakePhone("E 00:00:00.000200 executorch:executor_runner.cpp:473] Failed to parse model file\n", code=1)
-    (row,) = bench_adb([pte], "adb://FAKE", runner, warmup=1, iters=4, rounds=2, transport=phone)
+    row = bench_on(phone, monkeypatch, pte, warmup=1, iters=4, rounds=2)
     assert row["error"] == "executor_runner failed (exit 1): Failed to parse model file"
-    assert row["latency_ms_mean"] is None and len(phone.runs) == 2  # chmod, one run: it sits out round 2
+    assert row["latency_ms_mean"] is None and len(phone.runs) == 2  # chmod, the warm-up: it sits out the rounds
+
+
+def test_adb_default_timing_is_the_local_drivers(artifacts, monkeypatch):
+    """Without --warmup and --iters, adb is timed as local is: warm-up until the latency settles, rounds by
+    duration, in the driver's rounds with the heat after each; but never batched (the runner times each call)."""
+    from edgecnn.bench.adb import settle_point
+
+    cold = [10.0, 10.0, 10.0]  # a fresh process: its first executions are slow
+
+    phone = FakePhone(lambda n: iteration_log((cold + [0.5] * n)[:n]))
+    row = bench_on(phone, monkeypatch, artifacts["executorch"], min_time=0.05, rounds=3)
+    settled = settle_point((cold + [0.5] * 10_000)[:10_000])
+    assert settled[:2] == (743, True)  # 343 calls fill the first 0.2 s window (3 slow ones), 400 the next
+    runs = [int(r[2].split("=")[1]) for r in phone.runs[1:]]
+    # probe of 10; then 5 s of calls at the probe's median; then 3 rounds of 0.05 s at 0.5 ms, each after
+    # dropping the 743 executions the warm-up took to settle
+    assert runs == [10, 10_000, 743 + 100, 743 + 100, 743 + 100]
+    assert row["error"] is None and row["warmup"] is None and row["warmup_calls"] == 743 and row["warmup_settled"]
+    assert row["calls_per_sample"] == 1 and row["calls"] == 300 and row["rounds"] == 3  # 0.5 ms: not batched
+    assert row["latency_ms_p50"] == pytest.approx(0.5) and row["ci_method"].startswith("two-stage bootstrap")
+    assert row["round_temp_c"] == [40.0] * 3 and row["round_freq_mhz"] == [2000] * 3
+    assert row["threads"] == 2 and row["harness_overhead_pct"] is None and row["peak_rss_mb"] is None
+    assert "no harness overhead check" in row["runtime_note"]
 
 
 # -- adb through the stand-ins ------------------------------------------------------------------
@@ -280,7 +326,11 @@ def adb_env(tmp_path, monkeypatch):
 
 def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
     """`edgecnn bench --device adb://` with the stand-in adb and executor_runner on this host:
-    the command flow and the parsing of the runner's log, NOT a real phone."""
+    the command flow and the parsing of the runner's log, NOT a real phone. Its row has the fields and
+    statistics of a local row of the same artifact (one driver, one statistics helper)."""
+    from edgecnn.bench.api import bench
+    from edgecnn.core.stats import summarize
+
     out = tmp_path / "rows.json"
     proc = cli("bench", str(artifacts["executorch"]), str(artifacts["onnx"]), "--device", "adb://emulator-5554",
                "--runner", str(STANDINS / "executor_runner"), "--iters", "6", "--warmup", "1", "--rounds", "2",
@@ -302,10 +352,29 @@ def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
     assert onnx["error"] == "Android path runs ExecuTorch .pte only; cnn_attn-onnx-fp32.onnx needs its own runtime"
     assert onnx["latency_ms_p50"] is None
     assert list(adb_env.iterdir()) == []  # the working folder on the 'phone' is gone
+    (local,) = bench([artifacts["executorch"]], iters=6, warmup=1, rounds=2, threads=1)
+    assert list(pte) == list(local)  # the same fields, in the same order
+    stats = set(summarize([[1.0, 2.0], [3.0]]))  # every field the statistics helper fills
+    for row in (pte, local):
+        assert all(row[k] is not None for k in stats - {"stat_notes"}), sorted(k for k in stats if row[k] is None)
+    same = ("ci_method", "percentile_basis", "calls", "samples", "calls_per_sample", "rounds", "warmup", "iters",
+            "warmup_calls", "threads", "batch", "input_shape", "kind", "precision", "target", "size_mb", "macs")
+    assert {k: pte[k] for k in same} == {k: local[k] for k in same}
+    assert len(pte["round_temp_c"]) == len(local["round_temp_c"]) == 2  # heat after each round, both drivers
+    # Only what a phone cannot tell (peak memory, harness overhead, runtime version, the CPU's identity and
+    # so its peak rate, emulation; clock and temperature where the host has no such files) is missing.
+    missing = {k for k in local if local[k] is not None and pte[k] is None}
+    assert missing <= {"peak_rss_mb", "harness_overhead_pct", "import_rss_mb", "runtime_version", "isa",
+                       "cpu_vendor", "cpu_family", "max_freq_mhz", "machine", "peak_gmacs_per_s", "peak_fraction",
+                       "peak_isa", "governor", "freq_mhz", "round_freq_mhz", "temp_c", "emulated",
+                       "emulation"}, missing
 
 
 def test_adb_errors(adb_env, artifacts, monkeypatch):
-    from edgecnn.bench.adb import bench_adb
+    from edgecnn.bench.api import bench
+
+    def bench_adb(paths, device, runner):
+        return bench(paths, device=device, runner=runner, iters=2, warmup=0, rounds=1)
 
     runner = STANDINS / "executor_runner"
     proc = cli("bench", str(artifacts["executorch"]), "--device", "adb://nope", "--runner", str(runner), timeout=120)

@@ -3,7 +3,8 @@
 - ``runner.py``: the standalone device runner (stdlib + numpy + one runtime; never imports edgecnn);
 - ``eager.py``: the PyTorch eager reference, speaking the runner's protocol;
 - ``transport.py``: where it runs (``Local``; ``ssh.SSH``, ``adb.ADB``);
-- ``api.py``: ``bench(...)``: one runner process per artifact, rounds interleaved, flat result rows.
+- ``worker.py``: what the driver talks to (a runner process, or ``adb.ExecutorRunner`` where there is no Python);
+- ``api.py``: ``bench(...)``: the one driver: one worker per artifact, rounds interleaved, flat result rows.
 
 Nothing is imported here, so ``import edgecnn.bench.runner`` stays light.
 """

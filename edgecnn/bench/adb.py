@@ -1,12 +1,35 @@
 """Run ExecuTorch ``.pte`` artifacts on an Android phone over adb.
 
 ``edgecnn bench ART.pte --device adb://SERIAL --runner PATH/executor_runner``
-pushes the ``.pte`` files and ExecuTorch's ``executor_runner`` (built for
-Android, see below) into ``/data/local/tmp/edgecnn-<random>``, runs the runner
-there with the thread count and the number of executions, reads the time it
-logs for each execution, and returns the same rows as every other device.
-Android has no Python, so ``runner.py`` is not used here, and only ``.pte``
-artifacts can run (others give a row with an error).
+pushes each ``.pte`` with ExecuTorch's ``executor_runner`` (built for
+Android, see below) into its own ``/data/local/tmp/edgecnn-<random>``, runs
+the runner there with the thread count and the number of executions, and
+reads the time it logs for each execution. Android has no Python, so
+``runner.py`` cannot run there, and only ``.pte`` artifacts can run (others
+give a row with an error).
+
+This module is a transport (``ADB``) and a worker (``ExecutorRunner``) for
+the one bench driver, ``api._measure``: the warm-up, the interleaved rounds
+with their rotating order and pauses, the heat record of each round, the
+statistics (``core/stats.py``) and the row's fields are the same code as for
+``local`` and ``ssh://`` (and ``ssh://`` boards with ``--runner``,
+``native.py``, use this worker too). What differs here, and why:
+
+* **One fresh process per round.** The runner takes a count of executions
+  and exits; it cannot be asked for rounds. Each run drops its first
+  executions (a fresh process is cold: allocation, caches, XNNPACK weight
+  packing): ``--warmup N`` of them, or, without ``--warmup``, as many as the
+  latency took to settle in the warm-up run (``settle_point``: the runner's
+  rule, two 0.2 s windows within 3%, applied to the logged times).
+* **Rounds by duration become counts**: enough executions for ``--min-time``
+  at the call time of the previous run.
+* **No batched samples** (``calls_per_sample`` stays 1): the runner times
+  every execution alone, whatever its length.
+* **No harness overhead, peak memory, profile or ``--check``**: the times
+  are the runner's own log lines, and it prints no logits; rows say so.
+* **The device's facts and temperature** come from ``getprop``, cpufreq and
+  the thermal zones, read over adb (``device_info``), at ready, after each
+  round and at the end; ``--wait-cool`` polls them the same way.
 
 The phone path has NOT been exercised against a real phone: the tests run
 it through a stand-in ``adb`` and a stand-in ``executor_runner``
@@ -25,9 +48,9 @@ the ExecuTorch logger (stderr with the posix PAL)::
     I 00:00:01.234567 executorch:executor_runner.cpp:779] Iteration 1 of 30: 9.517000 ms
     I 00:00:01.345678 executorch:executor_runner.cpp:789] Model executed successfully 30 time(s) in 290.1 ms.
 
-The first W executions are the warm-up and are dropped. Runners older than
-ExecuTorch 1.3 log only the total: the row then has the mean alone (over all
-W+N executions) and says so in ``warning``.
+The first W executions are the run's warm-up and are dropped. Runners older
+than ExecuTorch 1.3 log only the total: the row then has the mean alone (over
+all W+N executions of each run) and says so in ``warning``.
 
 Building ``executor_runner`` for Android (arm64 phones; from an ExecuTorch
 checkout at the tag of the installed package, e.g. ``v1.4.1``, after its
@@ -55,17 +78,17 @@ preset sends them to logcat, where this module does not look).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+import time
 from pathlib import Path
 
-from edgecnn.core.stats import summarize
+from edgecnn.bench.worker import RunnerFailed
 from edgecnn.errors import UserError
 
 DEVICE_TMP = "/data/local/tmp"  # the one place adb shell may write and execute on a stock phone
@@ -132,6 +155,7 @@ class ADB:
     """
 
     python: list[str] = []
+    where = "Android"
 
     def __init__(self, url: str, timeout: float = 30):
         self.serial = parse_adb_url(url)
@@ -291,7 +315,7 @@ def parse_device_info(text: str) -> dict:
     }
 
 
-# -- the benchmark ----------------------------------------------------------------------------
+# -- the runner as a worker of the bench driver ------------------------------------------------
 
 def parse_runner_output(text: str, warmup: int) -> dict:
     """Timings and notes from what ``executor_runner`` logged (stdout and stderr together).
@@ -313,83 +337,187 @@ def parse_runner_output(text: str, warmup: int) -> dict:
     return out
 
 
-def _row(path: Path, device: str, info: dict, threads: int | None, warmup: int, iters: int) -> dict:
-    """A row with every field of the contract, filled from the artifact's sidecar and the phone."""
-    from edgecnn import __version__
+def settle_point(latencies_ms: list[float], window_ms: float = 200.0, tolerance: float = 0.03,
+                 min_calls: int = 5) -> tuple[int, bool, float]:
+    """How many executions of one run its latency took to settle: ``runner.settle``'s rule on logged times.
 
-    from edgecnn.core.contracts import DEVICE_FIELDS, blank_bench_row
+    Consecutive windows of at least ``window_ms`` and ``min_calls`` executions;
+    settled when two consecutive windows' medians are within ``tolerance``.
 
-    base = blank_bench_row()
-    path = Path(path).resolve()
-    base.update(name=path.stem, kind="artifact", artifact=str(path), device=device, threads=threads,
-                warmup=warmup, iters=iters, timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                edgecnn_version=__version__,
-                **{k: info.get(k) for k in DEVICE_FIELDS if k in info})
-    return base
+    Returns:
+        ``(executions up to the end of the settling window, settled, median of the last window in ms)``;
+        all executions and False when it never settled.
+    """
+    previous, start = None, 0
+    while start < len(latencies_ms):
+        end, spent = start, 0.0
+        while end < len(latencies_ms) and (end - start < min_calls or spent < window_ms):
+            spent += latencies_ms[end]
+            end += 1
+        median = sorted(latencies_ms[start:end])[(end - start) // 2]
+        if previous is not None and abs(median - previous) <= tolerance * previous:
+            return end, True, median
+        previous, start = median, end
+    return len(latencies_ms), False, previous or 0.0
 
 
 NO_TIMINGS = ("executor_runner logged no timings: rebuild it with -DEXECUTORCH_ENABLE_LOGGING=ON "
               "-DEXECUTORCH_PAL_DEFAULT=posix (Release builds log nothing; the android PAL logs to logcat)")
 NO_PROFILE = ("no per-operator profile on adb:// (it would need an executor_runner built with "
               "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON and its ETDump pulled back; not implemented)")
+PROBE_EXECUTIONS = 10  # the settling warm-up's first run, which only learns the call time
+MAX_EXECUTIONS = 100_000  # no single run is asked for more (its log would run to megabytes)
+COOL_WAIT_MAX_S = 300  # as runner.COOL_WAIT_MAX_S
+COOL_POLL_S = 5.0
 
 
-@dataclass
-class _Pte:
-    """A ``.pte`` that runs: its row, the timings of each round (one runner process each), and notes."""
+class ExecutorRunner:
+    """ExecuTorch's ``executor_runner`` on a device, as a worker of the bench driver (see ``worker.py``).
 
-    row: dict
-    path: Path
-    rounds: list[list[float]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # "mean_only" (runner older than 1.3), "no_pool"
-
-
-def bench_adb(artifacts: list[Path], device: str, runner: Path | None, threads: int | None = None,
-              warmup: int = 10, iters: int = 50, batch: int = 1, timeout: float = 30,
-              rounds: int | None = None, profile: bool = False, wait_cool: float | None = None,
-              transport=None) -> list[dict]:
-    """Benchmark ``.pte`` artifacts on an Android phone with ``executor_runner``; one row per artifact.
-
-    Rounds are interleaved across artifacts (each round a fresh runner process
-    per artifact, ``warmup`` executions dropped from each) so a phone heating
-    up slows every artifact alike. A runner that fails gives that artifact a
-    row with ``error``; the others go on.
+    No process stays up between messages: each warm-up and each round is one
+    run of the runner (``--num_executions``), and its first ``drop``
+    executions (a fresh process is cold) are left out of the samples.
 
     Args:
-        artifacts: exported artifacts; anything but ``.pte`` gets an error row.
-        device: ``adb://SERIAL``.
-        runner: ``executor_runner`` built for the phone (``--runner``).
-        threads: ``--cpu_threads`` (None: the runner's own choice, its performant cores).
-        warmup, iters: executions dropped, and measured, per artifact (spread over the rounds).
-        batch: must equal the batch the ``.pte`` was exported with (the runner cannot change it).
-        timeout: seconds for each adb command, plus 2 s per execution for each run.
-        rounds: how many runner processes per artifact (default: one per 10 measured executions, 1 to 5).
-        profile: not available here; the rows say so in ``warning``.
-        wait_cool: before measuring, wait (at most 5 min) until the CPU thermal zones read below this (°C).
+        transport: ``ADB`` or ``native.SSHNative``: ``run``, ``device_info``, ``device``, ``where``.
+        exe, model: the runner and the ``.pte`` on the device.
+        threads: ``--cpu_threads`` (None: the runner's choice).
+        drop: executions each run drops (``--warmup``); a settling warm-up replaces it.
+        wait_cool: before the ready answer, wait until the CPU is below this (degrees C).
+        profile: asked for (not available here; the row says so).
+    """
+
+    def __init__(self, transport, exe: str, model: str, threads: int | None, drop: int,
+                 wait_cool: float | None = None, profile: bool = False):
+        self.transport, self.exe, self.model, self.threads = transport, exe, model, threads
+        self.drop, self.wait_cool, self.profile = drop, wait_cool, profile
+        self.call_ms: float | None = None  # median of the last run: sizes rounds by duration
+        self.used_threads: int | None = None  # what the runner logged
+        self.notes: set[str] = set()  # "mean_only" (runner older than ExecuTorch 1.3), "no_pool"
+        self.facts: dict = {}  # the device's facts when it was ready (its ABI names a wrong build)
+
+    def receive(self, timeout: float, doing: str) -> dict:
+        """The ready answer: runtime, device facts (after cooling down when asked)."""
+        where = getattr(self.transport, "where", "Android")
+        cool = self._cool() if self.wait_cool is not None else None
+        self.facts = self._info()
+        return {"ok": True, "runtime": "executorch", "device": self.facts, "cool": cool,
+                "runtime_note": f"ExecuTorch {Path(self.exe).name} on {where} (it does not report its version); "
+                                "inputs filled with ones; times as the runner logs them, one fresh process "
+                                "per round (no harness overhead check)",
+                "warnings": [NO_PROFILE] if self.profile else []}
+
+    def ask(self, message: dict, timeout: float, doing: str) -> dict:
+        cmd = message.get("cmd")
+        if cmd == "warmup":
+            return self._settle(float(message.get("max_s", 5.0)), timeout, doing)
+        if cmd == "round":
+            lat = self._run(self._count(message), self.drop, timeout, doing)
+            self.call_ms = sorted(lat)[len(lat) // 2]
+            heat = {k: self._info().get(k) for k in ("temp_c", "freq_mhz", "throttled")}
+            return {"ok": True, "latencies_ms": lat, "per": 1, "mean_only": "mean_only" in self.notes, **heat}
+        if cmd == "finish":  # no peak memory, harness overhead or profile from a C++ runner's log
+            return {"ok": True, "device": self._info(), "threads": self.used_threads, "warnings": self._warnings()}
+        raise RunnerFailed(f"executor_runner cannot {cmd!r}")
+
+    def stop(self) -> None:
+        """Nothing to end: every run finished (or was killed at its time limit) before its answer."""
+
+    def _count(self, message: dict) -> int:
+        """Executions a round measures: its ``iters``, or enough for ``min_s`` at the last run's call time."""
+        if message.get("iters") is not None:
+            return int(message["iters"])
+        n = int(message.get("min_calls", 1))
+        if self.call_ms:
+            n = max(n, math.ceil(float(message["min_s"]) * 1000 / self.call_ms))
+        return min(n, MAX_EXECUTIONS)
+
+    def _settle(self, max_s: float, timeout: float, doing: str) -> dict:
+        """Warm-up until the latency settles: a probe run for the call time, then one run of about ``max_s``;
+        the executions it took to settle are what every later run drops."""
+        probe = self._run(PROBE_EXECUTIONS, 0, timeout, doing)
+        if "mean_only" in self.notes:  # one mean per run: nothing to see settle in
+            self.drop, self.call_ms = PROBE_EXECUTIONS, probe[0]
+            return {"ok": True, "call_ms": probe[0], "calls": PROBE_EXECUTIONS, "settled": None}
+        ms = max(sorted(probe)[len(probe) // 2], 1e-3)
+        lat = self._run(max(PROBE_EXECUTIONS, min(MAX_EXECUTIONS, math.ceil(max_s * 1000 / ms))), 0, timeout, doing)
+        calls, settled, self.call_ms = settle_point(lat)
+        self.drop = calls
+        return {"ok": True, "call_ms": self.call_ms, "calls": calls, "seconds": round(sum(lat[:calls]) / 1000, 3),
+                "settled": settled}
+
+    def _run(self, n: int, drop: int, timeout: float, doing: str) -> list[float]:
+        """One run of ``drop + n`` executions: the last ``n`` times (or the run's mean, from an old runner).
+
+        Raises:
+            RunnerFailed: adb or ssh failed or timed out, the runner failed, or it logged no timings.
+        """
+        argv = [self.exe, f"--model_path={self.model}", f"--num_executions={drop + n}"]
+        if self.threads is not None:
+            argv.append(f"--cpu_threads={self.threads}")
+        try:
+            proc = self.transport.run(argv, timeout=timeout)
+        except UserError as e:
+            raise RunnerFailed(f"{e} (while {doing})") from None
+        parsed = parse_runner_output(proc.stdout + "\n" + proc.stderr, drop)
+        if proc.returncode != 0:
+            raise RunnerFailed(_runner_failure(proc, parsed, self.facts))
+        if parsed["threads"] is not None:
+            self.used_threads = parsed["threads"]
+        elif self.threads is not None:
+            self.notes.add("no_pool")
+        if parsed["latencies_ms"]:
+            return parsed["latencies_ms"]
+        if parsed["mean_only_ms"] is not None:
+            self.notes.add("mean_only")
+            return [parsed["mean_only_ms"]]
+        raise RunnerFailed(NO_TIMINGS)
+
+    def _warnings(self) -> list[str]:
+        name = Path(self.exe).name
+        out = []
+        if "mean_only" in self.notes:
+            out.append(f"{name} logged only a total per run (older than ExecuTorch 1.3): latency_ms_mean is "
+                       f"total/executions including the {self.drop} warm-up executions of each run; no percentiles")
+        if "no_pool" in self.notes:
+            out.append(f"{name} has no thread pool (built without XNNPACK?): --threads was ignored")
+        return out
+
+    def _info(self) -> dict:
+        """The device's facts now; an empty dict when they cannot be read (the row keeps what it had)."""
+        try:
+            return self.transport.device_info()
+        except UserError:
+            return {}
+
+    def _cool(self) -> dict:
+        """Wait (at most ``COOL_WAIT_MAX_S``) until the CPU reads below ``wait_cool``: ``runner.py``'s ``cool``."""
+        start = time.monotonic()
+        temp = self._info().get("temp_c")
+        while temp is not None and temp >= self.wait_cool and time.monotonic() - start < COOL_WAIT_MAX_S:
+            time.sleep(COOL_POLL_S)
+            temp = self._info().get("temp_c")
+        return {"cooled": None if temp is None else temp < self.wait_cool, "temp_c": temp,
+                "waited_s": round(time.monotonic() - start, 1)}
+
+
+def refusal(path: Path, sidecar: dict, batch: int, device: str) -> str | None:
+    """Why ``executor_runner`` cannot run this artifact (the row's ``error``), before the device is touched."""
+    where = "a Linux board" if device.startswith("ssh://") else "Android"
+    if Path(path).suffix != ".pte":
+        return f"{where} path runs ExecuTorch .pte only; {Path(path).name} needs its own runtime"
+    exported = sidecar["inputs"][0]["shape"][0]
+    if batch != exported:  # the runner cannot change the batch a .pte was exported with
+        return f"executor_runner runs the .pte at its exported batch ({exported}), not --batch {batch}"
+    return None
+
+
+def checked_runner(runner: Path | None, device: str) -> Path:
+    """``--runner`` as a path, refused before the device is touched when it is missing.
 
     Raises:
-        UserError: no ``--runner``, adb missing, the device missing, unauthorized or offline.
+        UserError: no ``--runner``, or no such file.
     """
-    runner = _checked_runner(runner, device)
-    share = _round_shares(iters, rounds)
-    # transport: another device that runs native programs (bench/native.py: a Linux board over ssh, --runner).
-    with (transport or ADB(device, timeout)) as phone:
-        info = phone.device_info()
-        rows, ptes = _prepare_rows(artifacts, phone, info, runner, threads, warmup, iters, batch)
-        general = [NO_PROFILE] if profile else []  # warnings for every row that runs
-        if ptes and wait_cool is not None:
-            general += _wait_cool(phone, wait_cool)
-        if ptes:
-            _measure(phone, ptes, runner, share, threads, warmup, timeout, info)
-            # The phone's state at the end of the measurement (temperature, clock) replaces the one before it.
-            after = phone.device_info()
-            for pte in ptes:
-                _fill_row(pte, after, general, runner.name, warmup)
-    return rows
-
-
-def _checked_runner(runner: Path | None, device: str) -> Path:
-    """``--runner`` as a path, refused before the device is touched when it is missing."""
     if runner is None:
         raise UserError(f"--device {device} runs ExecuTorch's executor_runner built for Android: pass it with "
                         "--runner PATH (how to build it: README, 'Android')")
@@ -399,130 +527,19 @@ def _checked_runner(runner: Path | None, device: str) -> Path:
     return runner
 
 
-def _round_shares(iters: int, rounds: int | None) -> list[int]:
-    """Measured executions of each round: ``iters`` spread over the rounds, the first ones taking the rest."""
-    rounds = rounds or max(1, min(5, iters // 10))
-    rounds = max(1, min(rounds, iters))
-    return [iters // rounds + (1 if r < iters % rounds else 0) for r in range(rounds)]
-
-
-def _prepare_rows(artifacts: list[Path], phone, info: dict, runner: Path, threads: int | None, warmup: int,
-                  iters: int, batch: int) -> tuple[list[dict], list[_Pte]]:
-    """Every artifact's row from its sidecar, and the ``.pte`` files that can run; the others get an ``error``.
+def start_runner(transport, runner: Path, pte: Path, threads: int | None, warmup: int | None,
+                 wait_cool: float | None, profile: bool) -> ExecutorRunner:
+    """Push the runner and the ``.pte`` into the transport's working folder, make it executable: the worker.
 
     Raises:
-        UserError: a missing or damaged sidecar.
+        UserError: the push or the chmod failed.
     """
-    from edgecnn.export.artifact import check_sidecar, read_sidecar, sidecar_path
-
-    where = getattr(phone, "where", "Android")
-    rows, ptes = [], []
-    for path in map(Path, artifacts):
-        row = _row(path, phone.device, info, threads, warmup, iters)
-        rows.append(row)
-        if path.suffix != ".pte":
-            row["error"] = f"{where} path runs ExecuTorch .pte only; {path.name} needs its own runtime"
-            continue
-        side = read_sidecar(path)
-        check_sidecar(path, side)
-        shape = side["inputs"][0]["shape"]
-        row.update(runtime="executorch", sidecar=str(sidecar_path(path).resolve()),
-                   run=(side.get("source") or {}).get("run"), model=side.get("model"), target=side.get("target"), precision=side.get("precision"),
-                   input_shape=shape, batch=shape[0], size_mb=side.get("size_bytes", path.stat().st_size) / 1e6,
-                   runtime_note=f"ExecuTorch {runner.name} on {where} (it does not report its version); "
-                                "inputs filled with ones")
-        if batch != shape[0]:  # the runner cannot change the batch a .pte was exported with
-            row["error"] = (f"executor_runner runs the .pte at its exported batch ({shape[0]}), "
-                            f"not --batch {batch}")
-            continue
-        ptes.append(_Pte(row, path))
-    return rows, ptes
-
-
-def _measure(phone, ptes: list[_Pte], runner: Path, share: list[int], threads: int | None, warmup: int,
-             timeout: float, info: dict) -> None:
-    """Put the runner and the ``.pte`` files on the device, then run the rounds, interleaved across artifacts.
-
-    Each round is a fresh runner process per artifact, so a phone heating up slows every artifact alike;
-    an artifact whose run fails keeps its ``error`` and sits out the later rounds.
-    """
-    folder = phone.put([runner, *(p.path for p in ptes)])
+    folder = transport.put([runner, pte])
     exe = f"{folder}/{runner.name}"
-    chmod = phone.run(["chmod", "755", exe])
+    chmod = transport.run(["chmod", "755", exe])
     if chmod.returncode != 0:
-        raise UserError(f"{phone.device}: cannot make {exe} executable: {chmod.stderr.strip()[:120]}")
-    for n in share:
-        for pte in ptes:
-            if pte.row["error"]:
-                continue
-            argv = [exe, f"--model_path={folder}/{pte.path.name}", f"--num_executions={warmup + n}"]
-            if threads is not None:
-                argv.append(f"--cpu_threads={threads}")
-            try:
-                proc = phone.run(argv, timeout=timeout + 2 * (warmup + n))
-            except UserError as e:
-                pte.row["error"] = str(e)
-                continue
-            _take_run(pte, proc, warmup, threads, info)
-
-
-def _take_run(pte: _Pte, proc: subprocess.CompletedProcess, warmup: int, threads: int | None, info: dict) -> None:
-    """One runner process's log into ``pte``: its timings (warm-up dropped), or the row's ``error``."""
-    parsed = parse_runner_output(proc.stdout + "\n" + proc.stderr, warmup)
-    if proc.returncode != 0:
-        pte.row["error"] = _runner_failure(proc, parsed, info)
-    elif parsed["latencies_ms"]:
-        pte.rounds.append(parsed["latencies_ms"])
-    elif parsed["mean_only_ms"] is not None:
-        pte.rounds.append([parsed["mean_only_ms"]])
-        pte.notes.append("mean_only")
-    else:
-        pte.row["error"] = NO_TIMINGS
-    if parsed["threads"] is not None:
-        pte.row["threads"] = parsed["threads"]
-    elif threads is not None and "no_pool" not in pte.notes:
-        pte.notes.append("no_pool")
-
-
-def _fill_row(pte: _Pte, after: dict, general: list[str], runner_name: str, warmup: int) -> None:
-    """The row of a ``.pte`` after its rounds: the device's state at the end, statistics, warnings."""
-    row = pte.row
-    row.update({k: v for k, v in after.items() if k in row and v is not None})
-    values = [x for r in pte.rounds for x in r]
-    if row["error"] or not values:
-        return
-    row["rounds"] = len(pte.rounds)
-    warnings = list(general)
-    if "mean_only" in pte.notes:  # one mean per run: no distribution to summarize
-        row["latency_ms_mean"] = sum(values) / len(values)
-        row["throughput_ips"] = row["batch"] * 1000.0 / row["latency_ms_mean"]
-        warnings.append(f"{runner_name} logged only a total per run (older than ExecuTorch 1.3): "
-                        f"latency_ms_mean is total/executions including the {warmup} warm-up runs; "
-                        "no percentiles")
-    else:  # the same statistics as every other row (intervals from the rounds: fresh processes)
-        row.update(summarize(pte.rounds, batch=row["batch"]))
-    if "no_pool" in pte.notes:
-        warnings.append(f"{runner_name} has no thread pool (built without XNNPACK?): --threads was ignored")
-    row["warning"] = "; ".join(warnings) or None
-
-
-COOL_WAIT_MAX_S = 300
-
-
-def _wait_cool(phone: ADB, limit_c: float) -> list[str]:
-    """Poll the phone's CPU temperature until it is below ``limit_c`` (at most 5 min); warnings to add."""
-    import time
-
-    start = time.monotonic()
-    temp = phone.device_info()["temp_c"]
-    while temp is not None and temp >= limit_c and time.monotonic() - start < COOL_WAIT_MAX_S:
-        time.sleep(5)
-        temp = phone.device_info()["temp_c"]
-    if temp is None:
-        return ["--wait-cool: no CPU temperature readable on this phone; did not wait"]
-    if temp >= limit_c:
-        return [f"did not cool below {limit_c:g} C within {COOL_WAIT_MAX_S} s (at {temp} C)"]
-    return []
+        raise UserError(f"{transport.device}: cannot make {exe} executable: {chmod.stderr.strip()[:120]}")
+    return ExecutorRunner(transport, exe, f"{folder}/{pte.name}", threads, warmup or 0, wait_cool, profile)
 
 
 def _runner_failure(proc: subprocess.CompletedProcess, parsed: dict, info: dict) -> str:

@@ -9,6 +9,12 @@ runtime alike; finally ask each for its memory, device state, harness
 overhead and profile, and turn the latencies into the rows of
 ``notes/contracts.md``.
 
+A device without Python (an Android phone over adb, or ``--runner`` on an
+ssh board) runs ExecuTorch's ``executor_runner`` instead: ``adb.ExecutorRunner``
+answers the same messages as a runner process (``worker.py``), so those rows
+go through this same driver, statistics and fields (``adb.py`` says what
+differs there and why).
+
 A runner that fails (cannot load, crashes, times out) gives its row an
 ``error`` and stops; the others go on. Every wait has a time limit and every
 process is killed on the way out, so nothing hangs.
@@ -30,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecnn.bench.worker import RunnerFailed
 from edgecnn.core.contracts import ARTIFACT_SUFFIXES, sidecar_path
 from edgecnn.errors import UserError
 
@@ -121,12 +128,8 @@ def _batched(shape: list[int], batch: int) -> list[int]:
 
 # -- talking to a runner ---------------------------------------------------------------------------
 
-class RunnerFailed(Exception):
-    """A runner process failed; the message is the row's ``error``."""
-
-
 class Worker:
-    """One runner process and the JSON lines it prints, each read with a time limit.
+    """One runner process and the JSON lines it prints, each read with a time limit (a worker of ``worker.py``).
 
     Two threads drain its stdout (into a queue) and stderr (last lines kept for
     error messages), so neither pipe can fill up and stall the runner.
@@ -221,16 +224,18 @@ class Worker:
 
 @dataclass
 class Job:
-    """One row being measured: its runner process and what it has measured so far."""
+    """One row being measured: its worker (runner process, or adb.ExecutorRunner) and what it has measured."""
 
     row: dict
-    start: object  # () -> (Worker, transport or None); may raise UserError or RunnerFailed
+    start: object  # () -> (worker, transport or None); may raise UserError or RunnerFailed
     worker: Worker | None = None
     transport: object = None
     rounds: list[list[float]] = field(default_factory=list)
     heat: list[dict] = field(default_factory=list)  # the CPU's temperature/clock/throttling after each round
     call_s: float | None = None  # a rough per-call time, for the time limits
     per: int = 1  # calls per timed sample (batched timing of short calls)
+    batches: bool = True  # False: the worker times every call alone (executor_runner), so per stays 1
+    means_only: bool = False  # samples are whole runs' means (executor_runner older than ExecuTorch 1.3)
 
     def fail(self, message: str) -> None:
         if self.row["error"] is None:
@@ -286,12 +291,11 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
                    rounds=rounds, profile_iters=profile_iters, min_time=min_time, cooldown=cooldown)
     paths, sidecars = _read_artifacts(artifacts, eager)
     rounds = min(rounds, iters) if iters is not None else rounds
-    if device.startswith("adb://") or runner is not None:
-        return _with_executor_runner(paths, device, runner, threads, warmup, iters, batch, timeout, rounds,
-                                     profile, wait_cool, check)
-
     common = _common_fields(threads, batch, warmup, iters, min_time, cooldown)
-    jobs = _jobs(paths, sidecars, eager, device, profile, wait_cool, timeout, step_timeout, check, common)
+    if device.startswith("adb://") or runner is not None:  # executor_runner: no Python on the device
+        jobs = _native_jobs(paths, sidecars, device, runner, profile, wait_cool, timeout, check, common)
+    else:
+        jobs = _jobs(paths, sidecars, eager, device, profile, wait_cool, timeout, step_timeout, check, common)
     try:
         _measure(jobs, Plan(warmup, iters, rounds, min_time, cooldown), profile, profile_iters, step_timeout,
                  wait_cool)
@@ -379,23 +383,48 @@ def _check_request(eager: Path | None, device: str, runner: Path | None, check: 
         raise UserError(f"--check {check}: must be at least 1 (images sent through each artifact on the device)")
 
 
-def _with_executor_runner(paths, device, runner, threads, warmup, iters, batch, timeout, rounds, profile,
-                          wait_cool, check) -> list[dict]:
-    """Rows timed by ExecuTorch's ``executor_runner`` (an Android phone, or ``--runner`` on an ssh board).
+def _native_jobs(paths: list[Path], sidecars: list[dict], device: str, runner: Path | None, profile: bool,
+                 wait_cool: float | None, timeout: float, check: int | None, common: dict) -> list[Job]:
+    """Jobs of ExecuTorch's ``executor_runner`` (an Android phone, or ``--runner`` on an ssh board): one per artifact.
 
-    It takes a count of executions, not a duration: ``iters`` defaults to 100 and ``warmup`` to 10.
+    Raises:
+        UserError: no ``--runner``, or no such file (before the device is touched).
     """
-    from edgecnn.bench.adb import bench_adb
-    from edgecnn.bench.native import native_transport
+    from edgecnn.bench.adb import checked_runner
 
-    rows = bench_adb(paths, device, runner, threads=threads, warmup=10 if warmup is None else warmup,
-                     iters=100 if iters is None else iters, batch=batch, timeout=timeout, rounds=rounds,
-                     profile=profile, wait_cool=wait_cool, transport=native_transport(device, timeout))
+    runner = checked_runner(runner, device)
+    jobs = [_native_job(p, side, device, runner, profile, wait_cool, timeout, check, common)
+            for p, side in zip(paths, sidecars)]
+    _unique_names([j.row for j in jobs])
+    return jobs
+
+
+def _native_job(path: Path, sidecar: dict, device: str, runner: Path, profile: bool, wait_cool: float | None,
+                timeout: float, check: int | None, common: dict) -> Job:
+    """A job whose start opens its own transport and pushes the runner and the ``.pte`` (adb.start_runner)."""
+    from edgecnn.bench.adb import refusal, start_runner
+    from edgecnn.bench.check import no_check_rows
+
+    row = artifact_row(path, sidecar, device, common)
     if check:
-        from edgecnn.bench.check import no_check_rows
+        no_check_rows([row], check)
+    refused = refusal(path, sidecar, common["batch"], device)
 
-        no_check_rows(rows, check)
-    return finish_rows(rows)  # it gives every row every field
+    def start():
+        from edgecnn.bench.native import native_transport
+
+        if refused:
+            raise RunnerFailed(refused)
+        transport = native_transport(device, timeout)
+        row["device"] = transport.device
+        try:
+            return start_runner(transport, runner, path, common["threads"], common["warmup"], wait_cool,
+                                profile), transport
+        except BaseException:
+            transport.close()
+            raise
+
+    return Job(row, start, batches=False)
 
 
 def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
@@ -507,7 +536,11 @@ class Plan:
 
 def _measure(jobs: list[Job], plan: Plan, profile: bool, profile_iters: int, step_timeout: float,
              wait_cool: float | None) -> None:
-    """Start, warm up, interleave the rounds, finish; failures land in each job's row."""
+    """Start, warm up, interleave the rounds, finish; failures land in each job's row.
+
+    The one driver of every device: a job's worker is a runner process (local, ssh://) or
+    ``adb.ExecutorRunner`` (adb://, ``--runner``); both answer the same messages (``worker.py``).
+    """
     load_limit = step_timeout + (COOL_WAIT_MAX_S if wait_cool is not None else 0)
     for job in jobs:  # one at a time: loads do not compete, and a failed start costs nothing else
         try:
@@ -523,36 +556,45 @@ def _measure(jobs: list[Job], plan: Plan, profile: bool, profile_iters: int, ste
 
     for job in alive():
         _warm_up(job, plan, step_timeout)
-
     for r in range(plan.rounds):
         order = alive()
         order = order[r % len(order):] + order[: r % len(order)] if order else []  # who goes first rotates
         for job in order:
             time.sleep(max(SETTLE_S, plan.cooldown))
-            try:
-                answer = job.worker.ask(plan.round_message(r, job.per), job.limit(plan.round_calls(r, job),
-                                        step_timeout + plan.min_time), f"round {r + 1} of {plan.rounds}")
-            except RunnerFailed as e:
-                job.fail(str(e))
-                continue
-            job.rounds.append([float(x) for x in answer["latencies_ms"]])
-            job.heat.append({k: answer.get(k) for k in ("temp_c", "freq_mhz", "throttled")})
-            job.call_s = job.call_s or sum(job.rounds[-1]) / len(job.rounds[-1]) / 1000
-
+            _round(job, plan, r, step_timeout)
     for job in alive():
-        # Blocks of the overhead check last OVERHEAD_BLOCK_S each, so its figure is stable whatever the model.
-        overhead_iters = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
-        calls = 2 * overhead_iters + (profile_iters + 2 if profile else 0)
-        try:
-            done = job.worker.ask({"cmd": "finish", "overhead_iters": overhead_iters, "per": job.per,
-                                   "profile_iters": profile_iters},
-                                  job.limit(calls, step_timeout * (2 if profile else 1)), "finishing")
-        except RunnerFailed as e:
-            job.fail(str(e))
-            continue
-        _take_finish(job.row, done)
-        job.worker.stop()
-        job.worker = None
+        _finish(job, profile, profile_iters, step_timeout)
+
+
+def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
+    """One timed round of one job: its samples and the CPU's heat after it, or the job's error."""
+    try:
+        answer = job.worker.ask(plan.round_message(r, job.per), job.limit(plan.round_calls(r, job),
+                                step_timeout + plan.min_time), f"round {r + 1} of {plan.rounds}")
+    except RunnerFailed as e:
+        job.fail(str(e))
+        return
+    job.rounds.append([float(x) for x in answer["latencies_ms"]])
+    job.heat.append({k: answer.get(k) for k in ("temp_c", "freq_mhz", "throttled")})
+    job.call_s = job.call_s or sum(job.rounds[-1]) / len(job.rounds[-1]) / 1000
+    job.means_only = job.means_only or bool(answer.get("mean_only"))
+
+
+def _finish(job: Job, profile: bool, profile_iters: int, step_timeout: float) -> None:
+    """Ask a job's worker for what it knows at the end (memory, device state, overhead, profile); stop it."""
+    # Blocks of the overhead check last OVERHEAD_BLOCK_S each, so its figure is stable whatever the model.
+    overhead_iters = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
+    calls = 2 * overhead_iters + (profile_iters + 2 if profile else 0)
+    try:
+        done = job.worker.ask({"cmd": "finish", "overhead_iters": overhead_iters, "per": job.per,
+                               "profile_iters": profile_iters},
+                              job.limit(calls, step_timeout * (2 if profile else 1)), "finishing")
+    except RunnerFailed as e:
+        job.fail(str(e))
+        return
+    _take_finish(job.row, done)
+    job.worker.stop()
+    job.worker = None
 
 
 def _warm_up(job: Job, plan: Plan, step_timeout: float) -> None:
@@ -575,7 +617,7 @@ def _warm_up(job: Job, plan: Plan, step_timeout: float) -> None:
         job.fail(str(e))
         return
     # With an explicit --iters every call is timed alone: the count the user asked for is the count timed.
-    if plan.iters is None and job.call_s and job.call_s * 1000 < BATCH_BELOW_MS:
+    if plan.iters is None and job.batches and job.call_s and job.call_s * 1000 < BATCH_BELOW_MS:
         job.per = max(1, math.ceil(BATCH_BELOW_MS / (job.call_s * 1000)))
     job.row["calls_per_sample"] = job.per
 
@@ -589,6 +631,8 @@ def _take_ready(row: dict, ready: dict, wait_cool: float | None) -> None:
     if ready.get("input_shapes"):
         row["input_shape"] = ready["input_shapes"][0]
     row.update({k: (ready.get("device") or {}).get(k) for k in DEVICE_FIELDS})
+    for text in ready.get("warnings") or []:  # what the worker cannot do here (adb: no profile)
+        _warn(row, text)
     if row.get("emulated"):
         _warn(row, EMULATED)
     cool = ready.get("cool")
@@ -605,6 +649,10 @@ def _take_finish(row: dict, done: dict) -> None:
     row.update({k: device.get(k) for k in DEVICE_FIELDS if device.get(k) is not None})
     row.update(peak_rss_mb=done.get("peak_rss_mb"), harness_overhead_pct=done.get("overhead_pct"),
                profile=done.get("profile"))
+    if done.get("threads") is not None:  # the threads the runtime reports it used (executor_runner's log)
+        row["threads"] = done["threads"]
+    for text in done.get("warnings") or []:
+        _warn(row, text)
 
 
 def _warn(row: dict, text: str) -> None:
@@ -618,8 +666,12 @@ def _fill_latencies(job: Job) -> None:
     row = job.row
     if row["error"] is not None or not job.rounds:
         return
-    stats = summarize(job.rounds, calls_per_sample=job.per, batch=row["batch"])
-    row.update(stats)
+    if job.means_only:  # one mean per run, warm-up included: no distribution to summarize, no percentiles
+        values = [x for r in job.rounds for x in r]
+        mean = sum(values) / len(values)
+        row.update(latency_ms_mean=mean, throughput_ips=row["batch"] * 1000.0 / mean, rounds=len(job.rounds))
+    else:
+        row.update(summarize(job.rounds, calls_per_sample=job.per, batch=row["batch"]))
     if job.heat:
         row["round_temp_c"] = [h.get("temp_c") for h in job.heat]
         row["round_freq_mhz"] = [h.get("freq_mhz") for h in job.heat]

@@ -5,9 +5,9 @@ Pi install (and on PyPI, only torch 2.9.1 is a CPU build for aarch64).
 Embedded users run a ``.pte`` with ExecuTorch's C++ ``executor_runner``
 instead. With ``--runner`` on an ``ssh://`` device, edgecnn pushes that
 binary and the ``.pte`` files over scp and runs them exactly as on an Android
-phone: the same rounds, the same parser of the runner's log
-(``adb.parse_runner_output``) and the same rows (``adb.bench_adb``); only the
-transport differs. The board's facts come from ``runner.py``'s
+phone: the same worker (``adb.ExecutorRunner``, with its parser of the
+runner's log) under the one bench driver (``api._measure``), so the same
+rounds and rows; only the transport differs. The board's facts come from ``runner.py``'s
 ``device_info()`` when the board has Python, else from ``uname -m``.
 
 Building ``executor_runner`` for a Raspberry Pi (64-bit Raspberry Pi OS) from
@@ -32,12 +32,13 @@ from pathlib import Path
 
 from edgecnn.errors import UserError
 
+RUNNER = Path(__file__).with_name("runner.py")  # as api.RUNNER; only its device_info() is used here
 _INFO = ("import json, sys; sys.path.insert(0, sys.argv[1]); from runner import device_info; "
          "print(json.dumps(device_info()))")
 
 
 class SSHNative:
-    """An ``ssh://`` board in the role ``adb.bench_adb`` gives a phone: put, run, device_info, close."""
+    """An ``ssh://`` board in the role ``adb.ADB`` plays for a phone: put, run, device_info, close."""
 
     where = "a Linux board"
 
@@ -47,6 +48,7 @@ class SSHNative:
         self.ssh = SSH(device, timeout=timeout)
         self.device = self.ssh.device
         self.python = []
+        self._runner_folder: str | None = None  # where runner.py was put (device_info runs after every round)
 
     def put(self, files: list[Path]) -> str:
         return self.ssh.put(files)
@@ -56,10 +58,10 @@ class SSHNative:
 
     def device_info(self) -> dict:
         """The board's facts as ``runner.device_info()`` reports them (emulation included); fewer without Python."""
-        from edgecnn.bench.api import RUNNER
-
         try:
-            folder = self.ssh.put([RUNNER])
+            if self._runner_folder is None:
+                self._runner_folder = self.ssh.put([RUNNER])
+            folder = self._runner_folder
             proc = self.ssh.run([*self.ssh.python, "-c", _INFO, folder])
             info = json.loads(proc.stdout.strip().splitlines()[-1])
         except (UserError, ValueError, IndexError):
@@ -80,11 +82,17 @@ class SSHNative:
 
 
 def native_transport(device: str, timeout: float):
-    """The transport ``bench_adb`` uses for ``device``: None for ``adb://`` (it opens its own), SSHNative for ssh."""
+    """The transport an ``executor_runner`` job opens for ``device``: ``adb.ADB`` or ``SSHNative``.
+
+    Raises:
+        UserError: another kind of device, or the device cannot be reached.
+    """
     if device.startswith("ssh://"):
         return SSHNative(device, timeout)
     if device.startswith("adb://"):
-        return None
+        from edgecnn.bench.adb import ADB
+
+        return ADB(device, timeout)
     raise UserError(f"--runner works with adb:// and ssh:// devices, not {device}")
 
 

@@ -8,7 +8,7 @@ from the ``--device`` string:
     local                      Local (below): this machine, a temporary folder
     ssh://user@host[:port]     edgecnn.bench.ssh.SSH: system ssh/scp
     adb://SERIAL               edgecnn.bench.adb.ADB: adb; no Python on a phone, so
-                               ``api`` benches there with executor_runner (adb.bench_adb)
+                               ``api`` benches there with executor_runner (adb.ExecutorRunner)
 """
 
 from __future__ import annotations
