@@ -607,70 +607,79 @@ def _trainings(grid: Grid, alive: dict[str, list], failed: list[str]) -> dict:
 
 def _candidates(grid: Grid, probes: dict, alive: dict, out: Path, budget_ms: float, metric: str,
                 latency_only: bool) -> list[dict]:
+    """One row per variant x (precision, target): settled by the latency probe, or by the trained artifact."""
     rows = []
     for v in grid.variants:
         folder = out / v.name
         exports, bench_rows = _exports(folder), _bench_rows(folder)
         eval_json = _read_json(folder / "eval.json") or {}
-        probe = probes[v.name]
         for p, t in grid.candidates:
-            c = {"id": f"{v.name} {_final_label(p, t)}", "variant": v.name, "overrides": v.overrides,
-                 "model": v.recipe.model.name, "image_size": v.recipe.data.image_size, "target": t,
-                 "precision": p, "run": str(folder), "artifact": None, "trained": False, "status": None,
-                 "accuracy": None, "accuracy_ci": None, "images": None, "latency_ms_p50": None,
-                 "latency_ms_ci": None, "latency_has_ci": None, "latency_source": None, "probe_latency_ms_p50": None,
-                 "probe_latency_ms_ci": None, "size_mb": None, "macs": eval_json.get("macs"),
-                 "params": eval_json.get("params"), "fits": False, "emulated": None, "device": None, "error": None}
-            lat = probe["latency"].get((p, t))
-            prow = probe["rows"].get((p, t))
-            if lat:
-                c.update(probe_latency_ms_p50=lat[0], probe_latency_ms_ci=[lat[1], lat[2]])
-            if prow:
-                c.update(emulated=prow.get("emulated"), device=prow.get("device"))
-            if probe["error"] or not lat:
-                c["status"] = "latency probe failed"
-                c["error"] = probe["error"] or (prow or {}).get("error") or "no latency measured"
-                rows.append(c)
-                continue
-            if (p, t) not in alive[v.name]:
-                c.update(status="excluded: latency interval above the budget", latency_ms_p50=lat[0],
-                         latency_ms_ci=[lat[1], lat[2]], latency_has_ci=lat[3],
-                         latency_source="random-weight probe" + (" (its backend's PTQ artifact)" if p == "qat" else ""),
-                         size_mb=prow.get("size_mb") if p == "fp32" else None)
-                rows.append(c)
-                continue
-            if latency_only:
-                c.update(status="within reach (not trained: --latency-only)", latency_ms_p50=lat[0],
-                         latency_ms_ci=[lat[1], lat[2]], latency_has_ci=lat[3], latency_source="random-weight probe",
-                         size_mb=prow.get("size_mb") if p == "fp32" else None)
-                rows.append(c)
-                continue
-            path = exports.get(_final_label(p, t))
-            if not path or not Path(path).is_file():
-                c.update(status="failed", error="not exported (see the variant's output)")
-                rows.append(c)
-                continue
-            c.update(artifact=path, trained=True)
-            side = _read_json(Path(path).with_name(Path(path).name + ".json")) or {}
-            parity = side.get("parity") or {}
-            value = (parity.get("artifact") or {}).get(metric)
-            n = parity.get("images")
-            if value is not None and n:
-                lo, hi = wilson(value, n)
-                c.update(accuracy=value, accuracy_ci=[lo, hi], images=n)
-            c["size_mb"] = side.get("size_bytes", 0) / 1e6 if side.get("size_bytes") else None
-            row = bench_rows.get(str(Path(path).resolve()))
-            if row is None or row.get("error") or row.get("latency_ms_p50") is None:
-                c.update(status="failed", error=(row or {}).get("error") or "not benched")
-                rows.append(c)
-                continue
-            p50, lo, hi, has = latency_interval(row)
-            c.update(latency_ms_p50=p50, latency_ms_ci=[lo, hi], latency_has_ci=has, latency_source="trained artifact",
-                     emulated=row.get("emulated"), device=row.get("device"), size_mb=row.get("size_mb") or c["size_mb"])
-            c["fits"] = hi <= budget_ms and c["accuracy"] is not None
-            c["status"] = "fits" if hi <= budget_ms else "measured above the budget"
+            c = _blank_candidate(v, p, t, folder, eval_json)
+            if not _settled_by_probe(c, probes[v.name], (p, t) in alive[v.name], latency_only):
+                _from_artifact(c, exports.get(_final_label(p, t)), bench_rows, metric, budget_ms)
             rows.append(c)
     return rows
+
+
+def _blank_candidate(v, p: str, t: str, folder: Path, eval_json: dict) -> dict:
+    return {"id": f"{v.name} {_final_label(p, t)}", "variant": v.name, "overrides": v.overrides,
+            "model": v.recipe.model.name, "image_size": v.recipe.data.image_size, "target": t,
+            "precision": p, "run": str(folder), "artifact": None, "trained": False, "status": None,
+            "accuracy": None, "accuracy_ci": None, "images": None, "latency_ms_p50": None,
+            "latency_ms_ci": None, "latency_has_ci": None, "latency_source": None, "probe_latency_ms_p50": None,
+            "probe_latency_ms_ci": None, "size_mb": None, "macs": eval_json.get("macs"),
+            "params": eval_json.get("params"), "fits": False, "emulated": None, "device": None, "error": None}
+
+
+def _settled_by_probe(c: dict, probe: dict, alive: bool, latency_only: bool) -> bool:
+    """Fill ``c`` from the random-weight latency probe; True when that settles it (failed, excluded,
+    or not trained because of --latency-only)."""
+    p, t = c["precision"], c["target"]
+    lat, prow = probe["latency"].get((p, t)), probe["rows"].get((p, t))
+    if lat:
+        c.update(probe_latency_ms_p50=lat[0], probe_latency_ms_ci=[lat[1], lat[2]])
+    if prow:
+        c.update(emulated=prow.get("emulated"), device=prow.get("device"))
+    if probe["error"] or not lat:
+        c["status"] = "latency probe failed"
+        c["error"] = probe["error"] or (prow or {}).get("error") or "no latency measured"
+        return True
+    from_probe = dict(latency_ms_p50=lat[0], latency_ms_ci=[lat[1], lat[2]], latency_has_ci=lat[3],
+                      size_mb=prow.get("size_mb") if p == "fp32" else None)
+    if not alive:
+        c.update(status="excluded: latency interval above the budget", **from_probe,
+                 latency_source="random-weight probe" + (" (its backend's PTQ artifact)" if p == "qat" else ""))
+        return True
+    if latency_only:
+        c.update(status="within reach (not trained: --latency-only)", **from_probe,
+                 latency_source="random-weight probe")
+        return True
+    return False
+
+
+def _from_artifact(c: dict, path: str | None, bench_rows: dict, metric: str, budget_ms: float) -> None:
+    """Fill ``c`` from its trained artifact: accuracy from the sidecar's parity, latency from bench.json."""
+    if not path or not Path(path).is_file():
+        c.update(status="failed", error="not exported (see the variant's output)")
+        return
+    c.update(artifact=path, trained=True)
+    side = _read_json(Path(path).with_name(Path(path).name + ".json")) or {}
+    parity = side.get("parity") or {}
+    value = (parity.get("artifact") or {}).get(metric)
+    n = parity.get("images")
+    if value is not None and n:
+        lo, hi = wilson(value, n)
+        c.update(accuracy=value, accuracy_ci=[lo, hi], images=n)
+    c["size_mb"] = side.get("size_bytes", 0) / 1e6 if side.get("size_bytes") else None
+    row = bench_rows.get(str(Path(path).resolve()))
+    if row is None or row.get("error") or row.get("latency_ms_p50") is None:
+        c.update(status="failed", error=(row or {}).get("error") or "not benched")
+        return
+    p50, lo, hi, has = latency_interval(row)
+    c.update(latency_ms_p50=p50, latency_ms_ci=[lo, hi], latency_has_ci=has, latency_source="trained artifact",
+             emulated=row.get("emulated"), device=row.get("device"), size_mb=row.get("size_mb") or c["size_mb"])
+    c["fits"] = hi <= budget_ms and c["accuracy"] is not None
+    c["status"] = "fits" if hi <= budget_ms else "measured above the budget"
 
 
 def _read_json(path: Path) -> dict | None:

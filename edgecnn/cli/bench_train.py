@@ -19,7 +19,7 @@ def bench_train(
     from rich.table import Table
 
     from edgecnn.config import load_recipe
-    from edgecnn.train.bench import bench_train as run_bench
+    from edgecnn.bench.training import bench_train as run_bench
     from edgecnn.train.checkpoint import atomic_write_text
 
     r = load_recipe(recipe, overrides or [])

@@ -16,7 +16,7 @@ def prune(
     from rich.console import Console
     from rich.table import Table
 
-    from edgecnn.train.prune import prune_run
+    from edgecnn.prune.api import prune_run
 
     r = prune_run(run, out, min_share, images)
     console = Console()

@@ -95,22 +95,8 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     from edgecnn.quantize import ptq
 
     program = torch_export(graph.module if quantized is None else quantized[0], graph.example)
-    ignored = []
     try:
-        if float_layers and int8 and quantized is None:
-            # The decoder convert_model would build, kept so that OpenVINO node names (``<fx node>/aten...``)
-            # can be traced back to the modules whose ops they came from.
-            from openvino.frontend.pytorch.fx_decoder import TorchFXPythonDecoder
-
-            decoder = TorchFXPythonDecoder.from_exported_program(program)
-            fx_names = ptq.fx_nodes(decoder.pt_module, float_layers)
-            prefixes = tuple(f"{n}/" for n in fx_names)
-            model = ov.convert_model(decoder)
-            ignored = [op.get_friendly_name() for op in model.get_ordered_ops()
-                       if op.get_friendly_name().startswith(prefixes)]
-            ignored += _fused_layer_names(decoder.pt_module, model, fx_names, ignored)
-        else:
-            model = ov.convert_model(program)
+        model, ignored = _converted(program, float_layers if int8 and quantized is None else ())
     except Exception as e:
         raise export_failed("openvino export", "converting the torch.export program (convert_model)", e) from None
     # convert_model leaves batch and spatial sizes dynamic; pin them to the export
@@ -135,6 +121,29 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     with temp_names([*companions(path), path]) as (tmp_bin, tmp_xml):
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
     return sections
+
+
+def _converted(program, float_layers: tuple[str, ...]) -> tuple:
+    """``convert_model`` of ``program``, and the OpenVINO node names that came from ``float_layers``' ops.
+
+    With float layers the decoder convert_model would build is kept, so that OpenVINO node names
+    (``<fx node>/aten...``) can be traced back to the modules whose ops they came from.
+    """
+    import openvino as ov
+
+    from edgecnn.quantize import ptq
+
+    if not float_layers:
+        return ov.convert_model(program), []
+    from openvino.frontend.pytorch.fx_decoder import TorchFXPythonDecoder
+
+    decoder = TorchFXPythonDecoder.from_exported_program(program)
+    fx_names = ptq.fx_nodes(decoder.pt_module, float_layers)
+    prefixes = tuple(f"{n}/" for n in fx_names)
+    model = ov.convert_model(decoder)
+    ignored = [op.get_friendly_name() for op in model.get_ordered_ops()
+               if op.get_friendly_name().startswith(prefixes)]
+    return model, ignored + _fused_layer_names(decoder.pt_module, model, fx_names, ignored)
 
 
 def load(path: Path, config: dict | None = None) -> Runner:

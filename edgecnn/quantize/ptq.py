@@ -126,32 +126,11 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
     Returns:
         settings for the sidecar.
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    # Shape inference and graph fusions before calibration, as onnxruntime
-    # recommends: quantizing an unfused graph puts QDQ pairs between ops that
-    # later fuse (Conv+Relu), which costs accuracy and speed.
-    pre = workdir / "preprocessed.onnx"
-    pre_error = None
-    try:
-        quant_pre_process(str(src), str(pre))
-        preprocessed = True
-    except Exception as e:  # pre-processing is an optimisation: quantize the plain graph if it fails
-        pre, preprocessed = src, False
-        text = str(e).strip()
-        pre_error = f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
+    pre, pre_error = _pre_processed(src, workdir / "preprocessed.onnx")
+    preprocessed = pre_error is None
     exclude = onnx_nodes(pre, float_layers) if float_layers else []
-
-    class Reader(CalibrationDataReader):
-        """One input feed per calibration sample."""
-
-        def __init__(self):
-            self._feeds = iter([{n: t.numpy() for n, t in zip(input_names, sample)} for sample in calibration])
-
-        def get_next(self) -> dict | None:
-            return next(self._feeds, None)
-
     # U8 activations with S8 per-channel weights: what onnxruntime's CPU kernels
     # are built for (see quantize_static's docstring). reduce_range (7-bit weights)
     # because x86 CPUs without VNNI saturate int16 intermediates: on such a CPU it
@@ -159,7 +138,7 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
     # it costs one bit of weight precision; that is the price of an artifact
     # whose accuracy does not collapse on such CPUs.
     quantize_static(
-        str(pre), str(dst), Reader(),
+        str(pre), str(dst), _reader(input_names, calibration),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
         nodes_to_exclude=exclude,
@@ -175,6 +154,38 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
         "calibration_images": len(calibration),
         "float_layers": list(float_layers),
     }
+
+
+def _pre_processed(src: Path, pre: Path) -> tuple[Path, str | None]:
+    """Shape inference and graph fusions before calibration, as onnxruntime recommends: quantizing an
+    unfused graph puts QDQ pairs between ops that later fuse (Conv+Relu), which costs accuracy and speed.
+
+    Returns:
+        (the graph to quantize, None; or, when pre-processing fails, ``src`` and the reason: it is an
+        optimisation, so the plain graph is quantized and the sidecar says why)
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(pre))
+        return pre, None
+    except Exception as e:
+        text = str(e).strip()
+        return src, f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
+
+
+def _reader(input_names: list[str], calibration: Sequence[Sample]):
+    """onnxruntime's calibration reader: one input feed per calibration sample."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._feeds = iter([{n: t.numpy() for n, t in zip(input_names, sample)} for sample in calibration])
+
+        def get_next(self) -> dict | None:
+            return next(self._feeds, None)
+
+    return Reader()
 
 
 def onnx_nodes(path: Path, modules: Sequence[str]) -> list[str]:

@@ -68,6 +68,32 @@ def plot(folder: Path, doc: dict) -> tuple[bytes, dict]:
     metric = doc.get("metric", "accuracy")
     measured = [c for c in cands if c.get("trained") and c.get("accuracy") is not None
                 and c.get("latency_ms_p50") is not None]
+    names = _draw_measured(ax, measured)
+    excluded = [c for c in cands if not c.get("trained") and c.get("latency_ms_p50") is not None]
+    names |= _draw_excluded(ax, excluded, bool(measured))
+    budget = doc["budget_ms"]
+    ax.axvline(budget, color=BUDGET_COLOR, linestyle="--", linewidth=1.2, zorder=1, label=f"budget {budget:g} ms")
+    rec = doc.get("recommendation")
+    names |= _draw_recommended(ax, rec)
+    device = doc.get("device", "?")
+    title = f"Sweep on {device}: {metric} vs latency" + (" (emulated timings)" if doc.get("emulated") else "")
+    xlabel = "latency p50 (ms, batch 1), 95% intervals"
+    xs_all = [c["latency_ms_p50"] for c in measured + excluded] + [budget]
+    plots._finish(ax, xlabel, title, xs_all)
+    ax.set_ylabel(f"{metric} (%)")
+    budget_line = next(ln for ln in ax.get_lines() if ln.get_label().startswith("budget"))
+    star = next((c for c in ax.collections if c.get_label() == "recommended"), None)
+    file = f"sweep_{plots.slug(folder.name)}.png"
+    meta = plots._meta(ax, names, file, "sweep", title, xlabel, ylabel=f"{metric} (%)", sweep=str(folder),
+                       budget_ms=float(budget_line.get_xdata()[0]),
+                       recommended=({"name": rec["id"], "x": float(star.get_offsets()[0][0]),
+                                     "y": float(star.get_offsets()[0][1])} if star is not None else None),
+                       emulated=bool(doc.get("emulated")))
+    return plots._png(fig), meta
+
+
+def _draw_measured(ax, measured: list[dict]) -> dict[str, list[str]]:
+    """Trained candidates, one series per target and precision, with both intervals; their ids by label."""
     names: dict[str, list[str]] = {}
     groups: dict[str, list[dict]] = {}
     for c in measured:
@@ -85,41 +111,32 @@ def plot(folder: Path, doc: dict) -> tuple[bytes, dict]:
         marker = plots.MARKERS.get({"ptq": "PTQ", "qat": "QAT"}.get(mine[0]["precision"], "fp32"), "o")
         ax.scatter(xs, ys, label=label, s=46, zorder=3, color=color, marker=marker, edgecolors="white", linewidths=0.6)
         names[label] = [c["id"] for c in mine]
-    # Never trained: their probe latency, on the bottom edge (they have no accuracy).
-    excluded = [c for c in cands if not c.get("trained") and c.get("latency_ms_p50") is not None]
-    if excluded:
-        label = "never trained (probe latency)"
-        ax.scatter([c["latency_ms_p50"] for c in excluded], [0.02] * len(excluded), marker="x", color="#999999",
-                   s=30, zorder=3, label=label, transform=ax.get_xaxis_transform(), clip_on=False)
-        names[label] = [c["id"] for c in excluded]
-        # Drawn in axes coordinates vertically, so autoscaling ignores them: widen the x range by hand.
-        y_mid = sum(ax.get_ylim()) / 2 if measured else 50.0
-        ax.update_datalim([(c["latency_ms_p50"], y_mid) for c in excluded])
-        ax.autoscale_view()
-    budget = doc["budget_ms"]
-    ax.axvline(budget, color=BUDGET_COLOR, linestyle="--", linewidth=1.2, zorder=1, label=f"budget {budget:g} ms")
-    rec = doc.get("recommendation")
-    if rec and rec.get("accuracy") is not None:
-        ax.scatter([rec["latency_ms_p50"]], [rec["accuracy"] * 100], marker="*", s=320, facecolors="none",
-                   edgecolors="#ff7f0e", linewidths=1.8, zorder=4, label="recommended")
-        names["recommended"] = [rec["id"]]
-        ax.annotate(rec["id"], (rec["latency_ms_p50"], rec["accuracy"] * 100), textcoords="offset points",
-                    xytext=(8, 8), fontsize=7, color="#333333")
-    device = doc.get("device", "?")
-    title = f"Sweep on {device}: {metric} vs latency" + (" (emulated timings)" if doc.get("emulated") else "")
-    xlabel = "latency p50 (ms, batch 1), 95% intervals"
-    xs_all = [c["latency_ms_p50"] for c in measured + excluded] + [budget]
-    plots._finish(ax, xlabel, title, xs_all)
-    ax.set_ylabel(f"{metric} (%)")
-    budget_line = next(ln for ln in ax.get_lines() if ln.get_label().startswith("budget"))
-    star = next((c for c in ax.collections if c.get_label() == "recommended"), None)
-    file = f"sweep_{plots.slug(folder.name)}.png"
-    meta = plots._meta(ax, names, file, "sweep", title, xlabel, ylabel=f"{metric} (%)", sweep=str(folder),
-                       budget_ms=float(budget_line.get_xdata()[0]),
-                       recommended=({"name": rec["id"], "x": float(star.get_offsets()[0][0]),
-                                     "y": float(star.get_offsets()[0][1])} if star is not None else None),
-                       emulated=bool(doc.get("emulated")))
-    return plots._png(fig), meta
+    return names
+
+
+def _draw_excluded(ax, excluded: list[dict], any_measured: bool) -> dict[str, list[str]]:
+    """Never trained: their probe latency, on the bottom edge (they have no accuracy)."""
+    if not excluded:
+        return {}
+    label = "never trained (probe latency)"
+    ax.scatter([c["latency_ms_p50"] for c in excluded], [0.02] * len(excluded), marker="x", color="#999999",
+               s=30, zorder=3, label=label, transform=ax.get_xaxis_transform(), clip_on=False)
+    # Drawn in axes coordinates vertically, so autoscaling ignores them: widen the x range by hand.
+    y_mid = sum(ax.get_ylim()) / 2 if any_measured else 50.0
+    ax.update_datalim([(c["latency_ms_p50"], y_mid) for c in excluded])
+    ax.autoscale_view()
+    return {label: [c["id"] for c in excluded]}
+
+
+def _draw_recommended(ax, rec: dict | None) -> dict[str, list[str]]:
+    """The recommendation as a hollow star, annotated with its id."""
+    if not rec or rec.get("accuracy") is None:
+        return {}
+    ax.scatter([rec["latency_ms_p50"]], [rec["accuracy"] * 100], marker="*", s=320, facecolors="none",
+               edgecolors="#ff7f0e", linewidths=1.8, zorder=4, label="recommended")
+    ax.annotate(rec["id"], (rec["latency_ms_p50"], rec["accuracy"] * 100), textcoords="offset points",
+                xytext=(8, 8), fontsize=7, color="#333333")
+    return {"recommended": [rec["id"]]}
 
 
 def notes(found: list[tuple[Path, dict]]) -> list[str]:

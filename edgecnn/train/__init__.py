@@ -1,1 +1,1 @@
-"""Training loop, metrics, checkpoints and the run-folder contract."""
+"""Training: the loop, its metrics, checkpoints, evaluation, DDP helpers and the run-folder helpers."""

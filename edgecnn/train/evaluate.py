@@ -34,9 +34,6 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
             band subset, or data problems.
     """
     from edgecnn.data import build_datasets
-    from edgecnn.data.bands import all_subsets, parse_subset, presence_mask
-    from edgecnn.models.registry import takes_mask
-    from edgecnn.models.stats import measure_cost
 
     run = Path(run)
     qat = C.is_qat_run(run)
@@ -45,12 +42,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     # A QAT run: its fake-quantized model, which is what its INT8 export computes.
     recipe, model, classes, state = loaded if loaded is not None else R.load_trained(run, which)
     cfg = recipe.data
-    if channels is None:
-        subsets = all_subsets(cfg.bands) if is_band_robust(recipe, model) else []
-    elif channels.strip().lower() == "all":
-        subsets = all_subsets(cfg.bands)
-    else:
-        subsets = [parse_subset(channels, cfg.bands)]  # validates before any work
+    subsets = _subsets(channels, recipe, model)  # validates before any work
     device = R.pick_device(recipe.train.device)
     _, val_ds, data_classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
     if list(data_classes) != classes:
@@ -60,11 +52,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     model = model.to(device)
     metrics = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, **kw)
     per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, cfg.bands, subsets, **kw)
-    model = model.cpu()
-    # Cost of the architecture: a QAT graph adds quantizer scales, not weights a device stores as such.
-    arch = R.build_for_recipe(recipe, len(classes)) if qat else model
-    extra = (presence_mask(cfg.bands, cfg.bands),) if takes_mask(arch) else ()
-    cost = measure_cost(arch, cfg.image_size, len(cfg.bands), *extra)
+    cost = _cost(recipe, model.cpu(), len(classes), qat)
     keys = ("accuracy", "precision", "recall", "f1", "loss", "images")
     result = {
         "model": recipe.model.name,
@@ -85,6 +73,30 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     }
     atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
     return result
+
+
+def _subsets(channels: str | None, recipe, model) -> list[list[str]]:
+    """The band subsets ``channels`` asks for (``None``: every subset for band-robust runs, else none)."""
+    from edgecnn.data.bands import all_subsets, parse_subset
+
+    bands = recipe.data.bands
+    if channels is None:
+        return all_subsets(bands) if is_band_robust(recipe, model) else []
+    if channels.strip().lower() == "all":
+        return all_subsets(bands)
+    return [parse_subset(channels, bands)]
+
+
+def _cost(recipe, model, num_classes: int, qat: bool):
+    """Params and MACs of the architecture: a QAT graph adds quantizer scales, not weights a device stores."""
+    from edgecnn.data.bands import presence_mask
+    from edgecnn.models.registry import takes_mask
+    from edgecnn.models.stats import measure_cost
+
+    cfg = recipe.data
+    arch = R.build_for_recipe(recipe, num_classes) if qat else model
+    extra = (presence_mask(cfg.bands, cfg.bands),) if takes_mask(arch) else ()
+    return measure_cost(arch, cfg.image_size, len(cfg.bands), *extra)
 
 
 def paper_table(rows: list[dict], title: str = "", first: str = "model") -> "rich.table.Table":  # noqa: F821

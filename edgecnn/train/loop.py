@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from edgecnn.config import Recipe, dump_recipe
 from edgecnn.errors import UserError
-from edgecnn.models.deployable import forward  # noqa: F401 (the masked call; used below and by train.bench)
+from edgecnn.models.deployable import forward  # noqa: F401 (the masked call; used below and by bench.training)
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from edgecnn.train.env import environment

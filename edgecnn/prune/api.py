@@ -40,28 +40,15 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
         UserError: the run has no DynamicConv2D stem, or ``out`` already holds a run.
     """
     from edgecnn.data import build_datasets
-    from edgecnn.data.bands import all_subsets, presence_mask, subset_name
-    from edgecnn.models.dynamic_conv import BandResNet, kernel_usage, kernels_to_keep
+    from edgecnn.data.bands import all_subsets
+    from edgecnn.models.dynamic_conv import kernels_to_keep
 
     run = Path(run)
     out = Path(out) if out else run.parent / f"{run.name}_pruned"
-    recipe, model, classes, state = R.load_trained(run)
-    if not isinstance(model, BandResNet):
-        raise UserError(f"{run} holds a {recipe.model.name}; prune works on DynamicConv2D models (resnet34_dynconv*)")
-    if not 0 <= min_share < 1:
-        raise UserError(f"--min-share {min_share}: give a share of attention between 0 and 1, e.g. 0.05")
-    if R.is_run(out) or (out / R.BEST).exists():
-        raise UserError(f"{out} already holds a run; remove it or pass --out NEW_DIR")
+    recipe, model, classes, state = _checked(run, out, min_share)
     cfg, bands = recipe.data, recipe.data.bands
     train_ds, val_ds, _ = build_datasets(cfg, recipe.seed, len(bands))
-
-    # Attention is measured on un-augmented training images, as the model sees them at deployment.
-    n = min(images, len(train_ds))
-    idx = torch.linspace(0, len(train_ds) - 1, n).long().tolist()  # spread over every class
-    from edgecnn.data import collate
-
-    x, _ = collate([train_ds[i] for i in idx])
-    usage = kernel_usage(model.conv1, prepare(x, torch.device("cpu"), cfg.mean, cfg.std), bands)
+    usage, n = _attention(model, train_ds, cfg, images)
     keep = kernels_to_keep(usage, min_share)
 
     subsets = all_subsets(bands)
@@ -69,14 +56,6 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
     before = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands, subsets, **kw)
     model.conv1.prune(keep)
     after = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands, subsets, **kw)
-
-    # Filters: how many of the 64 stem filters are near zero once folded for a subset.
-    # They cannot be removed without narrowing layer1's residual path, so this is measured, not pruned.
-    near_zero = {}
-    if model.conv1.attention_mode == "mask":
-        for s in subsets:
-            w = model.conv1.fold(presence_mask(s, bands)).weight.abs().sum(dim=(1, 2, 3))
-            near_zero[subset_name(s, bands)] = int((w < 0.01 * w.max()).sum())
 
     record = {
         "from": str(run),
@@ -88,19 +67,67 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
         "accuracy_before": {k: m["accuracy"] for k, m in before.items()},
         "accuracy_after": {k: m["accuracy"] for k, m in after.items()},
         "accuracy_change_points": {k: round(100 * (after[k]["accuracy"] - before[k]["accuracy"]), 3) for k in after},
-        "stem_filters_near_zero": near_zero,
+        "stem_filters_near_zero": _near_zero_filters(model, subsets, bands),
         "params_before": sum(p.numel() for p in R.build_for_recipe(recipe, len(classes)).parameters()),
         "params_after": sum(p.numel() for p in model.parameters()),
     }
+    _write_pruned(run, out, recipe, model, classes, state, record, len(keep))
+    return record
+
+
+def _checked(run: Path, out: Path, min_share: float) -> tuple:
+    """The run's (recipe, model, classes, checkpoint), refused before any work if it cannot be pruned."""
+    from edgecnn.models.dynamic_conv import BandResNet
+
+    recipe, model, classes, state = R.load_trained(run)
+    if not isinstance(model, BandResNet):
+        raise UserError(f"{run} holds a {recipe.model.name}; prune works on DynamicConv2D models (resnet34_dynconv*)")
+    if not 0 <= min_share < 1:
+        raise UserError(f"--min-share {min_share}: give a share of attention between 0 and 1, e.g. 0.05")
+    if R.is_run(out) or (out / R.BEST).exists():
+        raise UserError(f"{out} already holds a run; remove it or pass --out NEW_DIR")
+    return recipe, model, classes, state
+
+
+def _attention(model, train_ds, cfg, images: int) -> tuple[dict, int]:
+    """Mean attention per kernel set and band subset, on ``images`` training images, and their count.
+
+    Un-augmented, as the model sees images at deployment; spread over every class."""
+    from edgecnn.data import collate
+    from edgecnn.models.dynamic_conv import kernel_usage
+
+    n = min(images, len(train_ds))
+    idx = torch.linspace(0, len(train_ds) - 1, n).long().tolist()
+    x, _ = collate([train_ds[i] for i in idx])
+    return kernel_usage(model.conv1, prepare(x, torch.device("cpu"), cfg.mean, cfg.std), cfg.bands), n
+
+
+def _near_zero_filters(model, subsets: list[list[str]], bands: list[str]) -> dict[str, int]:
+    """How many of the stem's filters are near zero once folded for each subset.
+
+    They cannot be removed without narrowing layer1's residual path, so this is measured, not pruned."""
+    from edgecnn.data.bands import presence_mask, subset_name
+
+    near_zero = {}
+    if model.conv1.attention_mode == "mask":
+        for s in subsets:
+            w = model.conv1.fold(presence_mask(s, bands)).weight.abs().sum(dim=(1, 2, 3))
+            near_zero[subset_name(s, bands)] = int((w < 0.01 * w.max()).sum())
+    return near_zero
+
+
+def _write_pruned(run: Path, out: Path, recipe, model, classes: list[str], state: dict, record: dict,
+                  kernels: int) -> None:
+    """The pruned run folder: best.pt, the float run's env and metrics, prune.json, then recipe.yaml."""
     pruned = recipe.model_copy(update={
-        "name": out.name, "model": recipe.model.model_copy(update={"num_kernels": len(keep)})})
+        "name": out.name, "model": recipe.model.model_copy(update={"num_kernels": kernels})})
     out.mkdir(parents=True, exist_ok=True)
     # Only best.pt: with no optimizer state a pruned run is for eval and export, not for --resume.
     save_checkpoint(out / R.BEST, {"model": model.state_dict(), "classes": classes, "epoch": state["epoch"],
-                                   "history": state.get("history", []), "bands": bands, "pruned_from": str(run)})
+                                   "history": state.get("history", []), "bands": recipe.data.bands,
+                                   "pruned_from": str(run)})
     for name in (R.ENV, R.METRICS):
         if (run / name).exists():
             shutil.copyfile(run / name, out / name)
     atomic_write_text(out / "prune.json", json.dumps(record, indent=2))
     atomic_write_text(out / R.RECIPE, dump_recipe(pruned))  # last: its presence marks a complete run folder
-    return record
