@@ -158,10 +158,10 @@ def test_errors_exit_2_without_traceback(attn_run: Path):
 
 
 def test_missing_backend_names_the_extra():
-    from edgecnn.quantize import _compat
+    from edgecnn import backends
 
     with pytest.raises(UserError, match=r"pip install 'edgecnn\[export\]'"):
-        _compat.require("surely_not_installed_backend", purpose="the test target")
+        backends.require("surely_not_installed_backend", purpose="the test target")
 
 
 def test_export_failure_is_one_line():

@@ -117,9 +117,9 @@ def _check_request(module, target: str, int8: bool, calib: int, max_drop: float 
     if int8 and calib < 1:
         raise UserError(f"--calib {calib}: INT8 needs at least 1 calibration image; use e.g. --calib 256")
 
-    from edgecnn.quantize import _compat
+    from edgecnn import backends
 
-    _compat.require(*module.REQUIRES, *(module.REQUIRES_INT8 if int8 else ()),
+    backends.require(*module.REQUIRES, *(module.REQUIRES_INT8 if int8 else ()),
                     purpose=f"--target {target}{' --int8' if int8 else ''}")
 
 
@@ -192,7 +192,7 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
     """The sidecar record: everything predict and bench need to feed the artifact, and how it was made."""
     import torch
 
-    from edgecnn.quantize import _compat
+    from edgecnn import backends
     from edgecnn.train import run as R
 
     graph, cfg, run = src.graph, src.cfg, src.run
@@ -223,7 +223,7 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
         "parity": parity,
         "source": {"run": str(run), "checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
                    "epoch": src.state.get("epoch"), "torch": torch.__version__,
-                   "edgecnn": _compat.version("edgecnn")},
+                   "edgecnn": backends.version("edgecnn")},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

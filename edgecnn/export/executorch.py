@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.export.artifact import Runner, export_failed, temp_names, torch_export
-from edgecnn.quantize import _compat
+from edgecnn import backends
 
 NAME = "executorch"
 SUFFIX = ".pte"
@@ -22,7 +22,7 @@ REQUIRES_INT8 = ("torchao",)
 
 
 def runtime() -> dict:
-    return {"name": "executorch", "version": _compat.version("executorch")}
+    return {"name": "executorch", "version": backends.version("executorch")}
 
 
 def companions(path: Path) -> list[Path]:
@@ -36,7 +36,7 @@ def delegation_summary(graph_module) -> dict:
     ``getitem`` nodes are left out of the counts: they only unpack the tuples a
     delegate call (or LayerNorm) returns and compute nothing.
     """
-    info = _compat.executorch().get_delegation_info(graph_module)
+    info = backends.executorch().get_delegation_info(graph_module)
     ops = {op: b for op, b in sorted(info.delegation_by_operator.items()) if op != "getitem"}
     outside = {op: b.non_delegated for op, b in ops.items() if b.non_delegated}
     return {
@@ -69,7 +69,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
     from edgecnn.quantize import ptq
 
-    et = _compat.executorch()
+    et = backends.executorch()
     sections: dict = {
         "export": {"exporter": "torch.export -> to_edge_transform_and_lower(XnnpackPartitioner) -> to_executorch"},
         "quantization": None,
@@ -104,7 +104,7 @@ def load(path: Path, config: dict | None = None) -> Runner:
     """
     import torch
 
-    method = _compat.executorch().Runtime.get().load_program(Path(path)).load_method("forward")
+    method = backends.executorch().Runtime.get().load_program(Path(path)).load_method("forward")
 
     def run(inputs):
         outputs = method.execute([torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in inputs])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edgecnn.errors import UserError
 from edgecnn.export.artifact import Runner, export_failed, temp_names
-from edgecnn.quantize import _compat
+from edgecnn import backends
 
 NAME = "onnx"
 SUFFIX = ".onnx"
@@ -34,7 +34,7 @@ DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
 def runtime() -> dict:
-    return {"name": "onnxruntime", "version": _compat.version("onnxruntime"), "providers": ["CPUExecutionProvider"],
+    return {"name": "onnxruntime", "version": backends.version("onnxruntime"), "providers": ["CPUExecutionProvider"],
             "disabled_optimizers": list(DISABLED_OPTIMIZERS)}
 
 
@@ -80,7 +80,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     Raises:
         UserError: onnx, onnxscript or onnxruntime missing, or the export fails.
     """
-    _compat.require("onnx", "onnxscript", "onnxruntime", purpose="the onnx target")
+    backends.require("onnx", "onnxscript", "onnxruntime", purpose="the onnx target")
     from edgecnn.quantize import ptq
 
     if quantized is not None:
@@ -108,7 +108,7 @@ def load(path: Path, config: dict | None = None) -> Runner:
     Args:
         config: ``SessionOptions`` attributes, e.g. ``{"intra_op_num_threads": 2}``.
     """
-    _compat.require("onnxruntime", purpose="the onnx runtime")
+    backends.require("onnxruntime", purpose="the onnx runtime")
     import onnxruntime as ort
 
     options = ort.SessionOptions()

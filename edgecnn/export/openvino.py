@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.export.artifact import Runner, export_failed, temp_names, torch_export
-from edgecnn.quantize import _compat
+from edgecnn import backends
 
 NAME = "openvino"
 SUFFIX = ".xml"
@@ -29,7 +29,7 @@ CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def runtime() -> dict:
-    return {"name": "openvino", "version": _compat.version("openvino"), "device": "CPU", "config": dict(CONFIG)}
+    return {"name": "openvino", "version": backends.version("openvino"), "device": "CPU", "config": dict(CONFIG)}
 
 
 def companions(path: Path) -> list[Path]:
@@ -89,7 +89,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     Raises:
         UserError: openvino (or nncf for INT8) missing, or the conversion fails.
     """
-    _compat.require("openvino", purpose="the openvino target")
+    backends.require("openvino", purpose="the openvino target")
     import openvino as ov
 
     from edgecnn.quantize import ptq
@@ -152,7 +152,7 @@ def load(path: Path, config: dict | None = None) -> Runner:
     Args:
         config: CPU plugin properties (default ``CONFIG``: f32 inference).
     """
-    _compat.require("openvino", purpose="the openvino runtime")
+    backends.require("openvino", purpose="the openvino runtime")
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(path), "CPU", CONFIG if config is None else config)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from edgecnn.quantize import _compat
+from edgecnn import backends
 
 Sample = tuple[Tensor, ...]
 
@@ -41,7 +41,7 @@ def pt2e_xnnpack(module: torch.nn.Module, example: Sample, calibration: Sequence
     Returns:
         (the converted module, ready for ``torch.export.export`` again; settings for the sidecar)
     """
-    api = _compat.pt2e_xnnpack()
+    api = backends.pt2e_xnnpack()
     quantizer = api.XNNPACKQuantizer()
     quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True))
     for module_type in keep_float:
@@ -85,7 +85,7 @@ def nncf_openvino(model, calibration: Sequence[Sample], ignored_nodes: Sequence[
     Returns:
         (the quantized ``openvino.Model``; settings for the sidecar)
     """
-    nncf = _compat.nncf()
+    nncf = backends.nncf()
     # OpenVINO takes a list of arrays in input order for a multi-input model.
     dataset = nncf.Dataset(list(calibration), lambda sample: [t.numpy() for t in sample])
     # x86 CPUs without VNNI (AVX2, early AVX-512) saturate int16 intermediates in
@@ -111,7 +111,7 @@ def nncf_openvino(model, calibration: Sequence[Sample], ignored_nodes: Sequence[
     )
     settings = {
         "method": "nncf.quantize on the OpenVINO model (default preset: performance, symmetric)",
-        "quantizer": f"nncf {_compat.version('nncf')}",
+        "quantizer": f"nncf {backends.version('nncf')}",
         "weights": "int8 symmetric per-channel, half range (overflow_fix=enable)",
         "activations": "int8 symmetric per-tensor (uint8 after ReLU); ranges from a histogram of the calibration "
                        "images (RangeEstimatorParametersSet.HISTOGRAM)",

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from edgecnn.errors import UserError
-from edgecnn.quantize import _compat
+from edgecnn import backends
 from edgecnn.train.loop import Steps
 
 QAT_FILE = "qat.json"
@@ -96,7 +96,7 @@ class PT2EModel(nn.Module):
         return self.graph(x)
 
     def train(self, mode: bool = True) -> PT2EModel:
-        api = _compat.pt2e_xnnpack("qat for xnnpack")
+        api = backends.pt2e_xnnpack("qat for xnnpack")
         (api.move_exported_model_to_train if mode else api.move_exported_model_to_eval)(self.graph)
         self.graph.apply(api.enable_observer if mode else api.disable_observer)
         self.training = mode
@@ -114,7 +114,7 @@ class XnnpackPT2E:
         from edgecnn.errors import export_failed
         from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
 
-        api = _compat.pt2e_xnnpack("qat for xnnpack")
+        api = backends.pt2e_xnnpack("qat for xnnpack")
         quantizer = api.XNNPACKQuantizer()
         quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
         for module_type in KEEP_FLOAT:
@@ -146,7 +146,7 @@ class XnnpackPT2E:
 
     def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
         """The INT8 graph (``convert_pt2e``) with the learned scales, ready for ``torch.export`` at batch 1."""
-        api = _compat.pt2e_xnnpack("qat for xnnpack")
+        api = backends.pt2e_xnnpack("qat for xnnpack")
         qat_model.eval()
         return api.convert_pt2e(copy.deepcopy(qat_model.graph))
 
@@ -202,22 +202,22 @@ class OpenvinoNNCF:
 
     def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
         """``nncf.quantize``: quantizers placed and their initial ranges set from ``calibration``."""
-        api = _compat.nncf_torch()
+        api = backends.nncf_torch()
         dataset = api.nncf.Dataset(calibration, lambda sample: sample[0])
         return api.nncf.quantize(copy.deepcopy(model).eval(), dataset, subset_size=len(calibration))
 
     def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
         """The quantizers of ``qat["nncf_config"]`` put back into ``model``; the caller loads the state dict."""
-        api = _compat.nncf_torch()
+        api = backends.nncf_torch()
         return api.load_from_config(model, json.loads(qat["nncf_config"]))
 
     def extra(self, qat_model: nn.Module) -> dict:
         # As JSON text: the config holds NNCF enums that weights_only checkpoint loading refuses.
-        return {"nncf_config": json.dumps(_compat.nncf_torch().get_config(qat_model))}
+        return {"nncf_config": json.dumps(backends.nncf_torch().get_config(qat_model))}
 
     def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
         """A copy with each quantizer replaced by a ``FixedFakeQuantize`` holding its learned range."""
-        api = _compat.nncf_torch()
+        api = backends.nncf_torch()
         qat_model.eval()
         stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
         from edgecnn.models.surgery import swap
@@ -231,7 +231,7 @@ class OpenvinoNNCF:
         return {
             "method": "NNCF quantization-aware training (nncf.quantize on the PyTorch model, then fine-tuned; "
                       "nncf.strip at export)",
-            "quantizer": f"nncf {_compat.version('nncf')}, default preset",
+            "quantizer": f"nncf {backends.version('nncf')}, default preset",
             "weights": "int8 symmetric per-channel, scales learned while fine-tuning",
             "activations": "int8 symmetric per-tensor (unsigned after ReLU), scales learned while fine-tuning",
             "initial_ranges": "min/max over un-augmented training images (nncf.quantize), then learned",
@@ -375,7 +375,7 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
 def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path, channels: str | None = None) -> nn.Module:
     from edgecnn.train import run as R
 
-    _compat.require(*b.REQUIRES, purpose=f"qat for {b.NAME}")
+    backends.require(*b.REQUIRES, purpose=f"qat for {b.NAME}")
     model = R.build_for_recipe(recipe, num_classes)
     if channels is not None:
         model = fold_for_subset(model, channels, list(recipe.data.bands))
@@ -454,7 +454,7 @@ def _check_request(run: Path, target: str, epochs: int | None, out: Path | None,
     if resume and is_qat_run(out) and read_qat(out)["target"] != target:
         raise UserError(f"--resume: {out} is a QAT run for --target {read_qat(out)['target']}, not {target}")
     check_run_folder(out, recipe, resume)
-    _compat.require(*b.REQUIRES, purpose=f"qat for {target}")
+    backends.require(*b.REQUIRES, purpose=f"qat for {target}")
     return b, recipe, out
 
 
@@ -480,7 +480,7 @@ def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.
         "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
         "lr_scale": LR_SCALE, **b.settings(),
         **({"channels": channels} if channels is not None else {}),
-        "packages": {p: _compat.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
+        "packages": {p: backends.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
     }
     return record, float_model, list(float_classes)
 

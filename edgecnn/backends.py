@@ -1,4 +1,4 @@
-"""The one place that imports torchao, executorch and nncf.
+"""The one place that imports torchao, executorch and nncf (export and quantize both use it).
 
 These packages move their public functions between releases (PT2E moved
 from ``torch.ao`` to ``torchao``, ``XNNPACKQuantizer`` from torch into
