@@ -85,7 +85,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from edgecnn.bench.worker import RunnerFailed
@@ -367,7 +366,6 @@ NO_PROFILE = ("no per-operator profile on adb:// (it would need an executor_runn
               "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON and its ETDump pulled back; not implemented)")
 PROBE_EXECUTIONS = 10  # the settling warm-up's first run, which only learns the call time
 MAX_EXECUTIONS = 100_000  # no single run is asked for more (its log would run to megabytes)
-COOL_WAIT_MAX_S = 300  # as runner.COOL_WAIT_MAX_S
 COOL_POLL_S = 5.0
 
 
@@ -491,14 +489,10 @@ class ExecutorRunner:
             return {}
 
     def _cool(self) -> dict:
-        """Wait (at most ``COOL_WAIT_MAX_S``) until the CPU reads below ``wait_cool``: ``runner.py``'s ``cool``."""
-        start = time.monotonic()
-        temp = self._info().get("temp_c")
-        while temp is not None and temp >= self.wait_cool and time.monotonic() - start < COOL_WAIT_MAX_S:
-            time.sleep(COOL_POLL_S)
-            temp = self._info().get("temp_c")
-        return {"cooled": None if temp is None else temp < self.wait_cool, "temp_c": temp,
-                "waited_s": round(time.monotonic() - start, 1)}
+        """``runner.wait_cool`` with the device's temperature, read over the transport every ``COOL_POLL_S``."""
+        from edgecnn.bench.runner import wait_cool
+
+        return wait_cool(self.wait_cool, read=lambda: self._info().get("temp_c"), poll_s=COOL_POLL_S)
 
 
 def refusal(path: Path, sidecar: dict, batch: int, device: str) -> str | None:

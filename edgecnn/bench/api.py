@@ -36,14 +36,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecnn.bench.worker import RunnerFailed
+from edgecnn.bench.runner import COOL_WAIT_MAX_S  # a runner may sleep this long before its first line
+from edgecnn.bench.worker import RUNNER, RunnerFailed
 from edgecnn.core.contracts import ARTIFACT_SUFFIXES, sidecar_path
 from edgecnn.errors import UserError
 
-RUNNER = Path(__file__).with_name("runner.py")
 SUFFIXES = ARTIFACT_SUFFIXES
 CI_WARN_PCT = 3.0  # a median's interval wider than this (half-width, % of the median) gets a warning
-COOL_WAIT_MAX_S = 300  # runner.COOL_WAIT_MAX_S: a runner may sleep this long before its first line
 # Pause before each round, so the worker threads of the runtime that ran last
 # (OpenMP, onnxruntime and XNNPACK pools spin a while after their work) are
 # idle when the next one starts its clock.

@@ -30,9 +30,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgecnn.bench.worker import RUNNER  # only its device_info() is used here
 from edgecnn.errors import UserError
 
-RUNNER = Path(__file__).with_name("runner.py")  # as api.RUNNER; only its device_info() is used here
 _INFO = ("import json, sys; sys.path.insert(0, sys.argv[1]); from runner import device_info; "
          "print(json.dumps(device_info()))")
 

@@ -240,17 +240,23 @@ def _max_freq_mhz() -> int | None:
     return round(int(khz) / 1000) if khz and khz.isdigit() else None
 
 
-def wait_cool(limit_c: float) -> dict:
+def wait_cool(limit_c: float, read=None, poll_s: float = 2.0) -> dict:
     """Sleep until the temperature drops below ``limit_c`` (at most ``COOL_WAIT_MAX_S``).
+
+    Args:
+        read: ``() -> degrees C or None``; default this machine's ``temperature_c`` (the adb
+            worker passes one that reads the phone's over adb).
+        poll_s: seconds between reads.
 
     Returns:
         ``{"waited_s", "temp_c", "cooled"}``; ``cooled`` is None where no temperature is readable.
     """
+    read = read or temperature_c
     start = time.monotonic()
-    temp = temperature_c()
+    temp = read()
     while temp is not None and temp >= limit_c and time.monotonic() - start < COOL_WAIT_MAX_S:
-        time.sleep(2)
-        temp = temperature_c()
+        time.sleep(poll_s)
+        temp = read()
     return {"waited_s": round(time.monotonic() - start, 1), "temp_c": temp,
             "cooled": None if temp is None else temp < limit_c}
 

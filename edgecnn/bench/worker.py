@@ -18,7 +18,10 @@ Python, one fresh process per warm-up or round).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
+
+RUNNER = Path(__file__).with_name("runner.py")  # the Python worker's program, copied to the device
 
 
 class RunnerFailed(Exception):

@@ -198,14 +198,13 @@ class Steps:
     The class attributes are what the console and ``recipe.yaml`` say.
     """
 
-    banner = "training"  # the first console line's start
     epoch = "epoch"  # what an epoch is called on the console
     note = ""  # after the validation accuracy on the console (" (fake-quantized)")
     header = ""  # comment lines before the resolved recipe in recipe.yaml
 
     def __init__(self, recipe: Recipe):
         self.recipe = recipe
-        self.banner = f"training [bold]{recipe.model.name}[/]"
+        self.banner = f"training [bold]{recipe.model.name}[/]"  # the first console line's start
 
     def setup_model(self, classes: list[str], train_ds: Dataset, state: dict | None) -> nn.Module:
         """The registry model the recipe names, initialised from ``recipe.seed`` (``_setup_data`` seeds it)."""
