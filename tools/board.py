@@ -41,6 +41,7 @@ of the runtimes are real.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
@@ -317,6 +318,15 @@ def exports(state: dict) -> str:
 
 def start() -> int:
     preflight()
+    # One builder at a time: .ci/run starts a cold build in the background while the tests run, and the
+    # board test's own `start` waits here for it instead of building a second root beside it.
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start()
+
+
+def _start() -> int:
     state = read_state()
     if state is None:
         t0 = time.monotonic()
