@@ -66,6 +66,12 @@ class DataConfig(Section):
     def _expand_user(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None
 
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, cache):
+        # YAML reads a bare `off` (and `no`) as false: that is what the user meant by it.
+        return {False: "off", True: "disk"}.get(cache, cache) if isinstance(cache, bool) else cache
+
     @field_validator("nodata")
     @classmethod
     def _finite_nodata(cls, nodata: float | None) -> float | None:

@@ -346,11 +346,11 @@ def write_geotiff(path: Path, values, nodata: float | None, compress: str = "def
     from edgecnn.data.raster import rasterio
 
     rio = rasterio()
-    from rasterio.transform import from_origin
+    from rasterio.transform import Affine
 
     c, h, w = values.shape
     profile = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": str(values.dtype),
                "compress": compress, "nodata": nodata, "crs": "EPSG:32633",
-               "transform": from_origin(500000, 5000000, 10, 10)}
+               "transform": Affine(10, 0, 500000, 0, -10, 5000000)}
     with rio.open(path, "w", **profile) as dst:
         dst.write(values)
