@@ -299,6 +299,9 @@ def write_synth(
         rasterio()  # fails before any work when it is missing
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is 0700; the dataset follows the umask like its files
     try:
         lost = {}
         for split, per_class in (("train", train_per_class), ("val", val_per_class)):
