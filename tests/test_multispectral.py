@@ -307,3 +307,25 @@ def test_bench_train_loader_rows(geo_root):
     assert (decode["mode"], cached["mode"]) == ("loader_decode", "loader_cached")
     assert decode["images"] == 6 and cached["images_per_s"] > 0 and cached["dtype"] == "float32"
     assert not (geo_root / ".edgecnn-cache").exists()  # timed in a temporary cache, never the data's
+
+
+def test_jpeg2000_reads_losslessly(tmp_path):
+    from rasterio.transform import Affine
+
+    v = (np.arange(4 * 12 * 12, dtype=np.uint16).reshape(4, 12, 12) % 3000) + 1
+    profile = {"driver": "JP2OpenJPEG", "width": 12, "height": 12, "count": 4, "dtype": "uint16",
+               "crs": "EPSG:32633", "transform": Affine(10, 0, 0, 0, -10, 0), "QUALITY": 100, "REVERSIBLE": "YES"}
+    with rasterio.open(tmp_path / "s2.jp2", "w", **profile) as dst:
+        dst.write(v)
+    assert np.array_equal(RA.read(tmp_path / "s2.jp2", RA.RasterSpec(4, 12)), v.astype(np.float32))
+    assert needs_raster([tmp_path / "s2.jp2"], 3, None)
+
+
+def test_cache_falls_back_to_the_user_cache_when_the_data_folder_cannot_hold_it(tmp_path, geo_root, monkeypatch,
+                                                                                capfd):
+    (geo_root / ".edgecnn-cache").write_text("a file where the cache folder would go")  # unwritable, even as root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    train = build_datasets(folder_cfg(geo_root), 0, 4)[0]
+    assert isinstance(train, CachedFolder) and train.folder.parent == tmp_path / "xdg" / "edgecnn"
+    note = capfd.readouterr().err.strip().splitlines()
+    assert len(note) == 2 and all(line.startswith("note: decoded cache not written in") for line in note)
