@@ -52,7 +52,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     model = model.to(device)
     metrics = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, **kw)
     per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, cfg.bands, subsets, **kw)
-    own = _own_subsets(model, val_ds, len(classes), cfg, kw)
+    own = _own_subsets(model, val_ds, len(classes), cfg, kw)  # on the device, before the cost moves the model
     cost = _cost(recipe, model.cpu(), len(classes), qat)
     keys = ("accuracy", "precision", "recall", "f1", "loss", "images")
     result = {

@@ -488,7 +488,9 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
              len(train_ds), len(val_ds), len(classes))
     skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
     if skipped:
-        log.info("skipped %d unreadable files: %s", len(skipped), ", ".join(map(str, skipped[:20])))
+        reasons = getattr(train_ds, "skip_reasons", {}) | getattr(val_ds, "skip_reasons", {})
+        log.info("skipped %d unreadable files: %s", len(skipped),
+                 ", ".join(f"{p} ({reasons[p]})" if p in reasons else str(p) for p in skipped[:20]))
         console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
     return log
 
