@@ -26,7 +26,7 @@ $(VENV)/.full: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.core
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[dev,export,report]"
+	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[dev,export,report,geo]"
 	touch $@ $(VENV)/.core $(VENV)/.full
 
 install: $(VENV)/.core

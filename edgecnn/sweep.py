@@ -290,7 +290,7 @@ def _write_random_run(recipe, folder: Path) -> None:
 
     if (folder / R.LAST).is_file():
         return
-    _, _, classes = build_datasets(recipe.data, recipe.seed, len(recipe.data.bands))
+    _, _, classes = build_datasets(recipe.data, recipe.seed, len(recipe.data.bands), cache=False)  # names only
     torch.manual_seed(recipe.seed)
     model = R.build_for_recipe(recipe, len(classes))
     folder.mkdir(parents=True, exist_ok=True)

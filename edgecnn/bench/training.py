@@ -5,6 +5,11 @@ forward, loss, backward, SGD update; or normalise + forward in eval mode) on
 a fixed batch of random images of the recipe's shape, so the figure is the
 model's and the device's, not the data loader's. GPU steps are timed with a
 synchronize after each one.
+
+``bench_loader`` is the other half (``bench-train --loader``): the images per
+second the recipe's DataLoader delivers with its workers and no model, once
+for the decoding epoch (which fills the decoded cache) and once for the
+cached epochs after it.
 """
 
 from __future__ import annotations
@@ -62,13 +67,15 @@ def bench_train(recipe: Recipe, steps: int = 10, warmup: int = 3, num_classes: i
     aug = aug if aug.enabled else None
     images = torch.randint(0, 256, (tc.batch_size, len(cfg.bands), cfg.image_size, cfg.image_size),
                            dtype=torch.uint8, generator=gen)
+    # Random 8-bit images: the photo normalisation whatever the recipe's (a folder's may be computed later).
+    mean, std = cfg.mean or [0.5] * len(cfg.bands), cfg.std or [0.25] * len(cfg.bands)
     labels = torch.randint(0, classes, (tc.batch_size,), generator=gen).to(device)
     if device.type == "cuda":
         images = images.pin_memory()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp)
 
     def batch(augment):
-        x = prepare(images, device, cfg.mean, cfg.std, augment, gen)
+        x = prepare(images, device, mean, std, augment, gen)
         return x.contiguous(memory_format=torch.channels_last) if tc.channels_last else x
 
     def train_step():
@@ -114,3 +121,47 @@ def _row(recipe: Recipe, mode: str, times: list[float], steps: int, warmup: int,
         "steps": steps, "warmup": warmup, "amp": tc.amp, "channels_last": tc.channels_last,
         "compile": tc.compile, "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
+
+
+def bench_loader(recipe: Recipe, epochs: int = 3) -> list[dict]:
+    """Loader-only rows for a folder recipe's training split: the decoding epoch, then cached epochs.
+
+    The decoding epoch builds the decoded cache in a fresh temporary folder (an existing cache
+    would hide the decode), with the recipe's ``data.workers``; each cached epoch then reads
+    shuffled batches of ``train.batch_size`` from it through a DataLoader with those workers.
+
+    Raises:
+        UserError: the recipe's data source is not a folder, or the folder's problems.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from edgecnn.data import build_datasets
+    from edgecnn.data.cache import CachedFolder, build, cache_bytes
+    from edgecnn.errors import UserError
+    from edgecnn.train.loop import epoch_batches, make_loader
+
+    cfg, tc = recipe.data, recipe.train
+    if cfg.source != "folder":
+        raise UserError("bench-train --loader times a folder's loader; the built-in dataset (synth) has none")
+    ds = build_datasets(cfg, recipe.seed, len(cfg.bands), cache=False)[0]
+    gen = torch.Generator().manual_seed(recipe.seed)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-loader-") as tmp:
+        t0 = time.perf_counter()
+        cached = CachedFolder(ds, build(ds, Path(tmp), "bench", cfg.workers))
+        times = [time.perf_counter() - t0]
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            seen = sum(len(y) for _, y in make_loader(cached, epoch_batches(len(ds), tc.batch_size, gen),
+                                                      cfg.workers, torch.device("cpu")))
+            times.append(time.perf_counter() - t0)
+    base = {"recipe": recipe.name, "device": cpu_model(), "device_type": "cpu", "batch": tc.batch_size,
+            "image_size": cfg.image_size, "images": len(ds), "workers": cfg.workers,
+            "dtype": ds.dtype, "bands": len(cfg.bands), "cache_mb": round(cache_bytes(ds) / 2**20, 1),
+            "torch": torch.__version__}
+    decode = {**base, "mode": "loader_decode", "epochs": 1, "seconds": round(times[0], 3),
+              "images_per_s": round(len(ds) / times[0], 1)}
+    best = sorted(times[1:])[len(times[1:]) // 2]  # the median cached epoch
+    cached_row = {**base, "mode": "loader_cached", "epochs": epochs, "seconds": round(best, 4),
+                  "images_per_s": round(seen / best, 1), "speedup_vs_decode": round(times[0] / best, 1)}
+    return [decode, cached_row]

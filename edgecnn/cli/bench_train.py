@@ -13,6 +13,9 @@ def bench_train(
     steps: Annotated[int, typer.Option(min=1, help="timed steps per mode")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="untimed steps first")] = 3,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="append the rows to this JSON file")] = None,
+    loader: Annotated[bool, typer.Option("--loader", help="time the data loader alone (folder recipes): "
+                                                          "the decoding epoch and the cached epochs")] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="--loader: cached epochs timed")] = 3,
 ) -> None:
     """Training and evaluation images/second of a recipe's model on this machine (CPU or GPU)."""
     from rich.console import Console
@@ -24,6 +27,14 @@ def bench_train(
 
     r = load_recipe(recipe, overrides or [])
     old = _read_rows(json_path) if json_path else []  # a bad file fails before minutes of timing
+    if loader:
+        from edgecnn.bench.training import bench_loader
+
+        rows = bench_loader(r, epochs)
+        _print_loader(rows)
+        if json_path:
+            atomic_write_text(json_path, json.dumps(old + rows, indent=2))
+        return
     rows = run_bench(r, steps, warmup)
     table = Table(title=f"{r.model.name} at {r.data.image_size}px, batch {r.train.batch_size} on {rows[0]['device']}")
     for col in ("mode", "images/s (95% CI)", "step ms p50", "cv", "amp", "channels_last", "compile", "threads"):
@@ -36,6 +47,23 @@ def bench_train(
     Console().print(table)
     if json_path:
         atomic_write_text(json_path, json.dumps(old + rows, indent=2))
+
+
+def _print_loader(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    first = rows[0]
+    table = Table(title=f"loader of {first['recipe']}: {first['images']} {first['dtype']} images, {first['bands']} "
+                        f"bands at {first['image_size']}px, {first['workers']} workers, on {first['device']}")
+    for col in ("mode", "images/s", "seconds per epoch", "epochs", "cache MB"):
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    for row in rows:
+        table.add_row(row["mode"], f"{row['images_per_s']:.0f}", f"{row['seconds']:.3f}", str(row["epochs"]),
+                      f"{row['cache_mb']:.1f}")
+    Console().print(table)
+    if len(rows) > 1:
+        print(f"cached epochs: {rows[1]['speedup_vs_decode']:.1f}x the decoding epoch")
 
 
 def _read_rows(path: Path) -> list:

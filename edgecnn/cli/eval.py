@@ -32,4 +32,8 @@ def eval_run(
     if result["subsets"]:
         rows = [{"bands": name, **m} for name, m in result["subsets"].items()]
         console.print(paper_table(rows, title="per band subset (missing bands zero-filled)", first="bands"))
+    if result.get("file_subsets"):
+        rows = [{"bands": f"{name} ({m['images']} images)", **m} for name, m in result["file_subsets"].items()]
+        console.print(paper_table(rows, title="per band subset the files themselves carry (lost bands masked)",
+                                  first="bands"))
     console.print("MACs are multiply-accumulates (the paper's 'FLOPs' column counts the same thing).")

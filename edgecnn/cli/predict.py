@@ -9,7 +9,7 @@ import typer
 
 def predict(
     artifact: Annotated[Path, typer.Argument(help="a .pte, .xml or .onnx written by edgecnn export")],
-    images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, any mode)")],
+    images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, any mode; GeoTIFF, JPEG2000 or .npy for an artifact trained on multi-band files)")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="classes shown per image")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON list, one object per image")] = False,
 ) -> None:

@@ -49,28 +49,52 @@ class DataConfig(Section):
     train_per_class: int = Field(200, ge=1, description="synth: training images per class")
     val_per_class: int = Field(50, ge=1, description="synth: validation images per class")
     bands: list[str] = Field(["R", "G", "B"], min_length=1, description="names of the input bands, in order")
-    mean: list[float] = Field([0.5, 0.5, 0.5], min_length=1)
-    std: list[float] = Field([0.25, 0.25, 0.25], min_length=1)
+    mean: list[float] | None = Field(None, min_length=1, description="per band; unset: 0.5 for synth and 8-bit "
+                                     "photos (in 0..1), computed from the training split for multi-band files")
+    std: list[float] | None = Field(None, min_length=1, description="per band; unset: as mean (0.25 for photos)")
+    nodata: float | None = Field(None, description="folder: a value that means nodata in every band (on top of "
+                                                   "the files' own nodata value or mask, and NaN)")
+    cache: Literal["disk", "off"] = Field("disk", description="folder: decode each file once into a memory-mapped "
+                                                             "cache (off: decode every epoch)")
+    cache_dir: Path | None = Field(None, description="folder: where the decoded cache lives "
+                                                     "(default <data.root>/.edgecnn-cache, else ~/.cache/edgecnn)")
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     on_device: bool = Field(False, description="synth on a GPU: keep the whole dataset in GPU memory")
 
-    @field_validator("root")
+    @field_validator("root", "cache_dir")
     @classmethod
-    def _expand_home(cls, root: Path | None) -> Path | None:
-        return root.expanduser() if root is not None else None
+    def _expand_user(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None else None
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, cache):
+        # YAML reads a bare `off` (and `no`) as false: that is what the user meant by it.
+        return {False: "off", True: "disk"}.get(cache, cache) if isinstance(cache, bool) else cache
+
+    @field_validator("nodata")
+    @classmethod
+    def _finite_nodata(cls, nodata: float | None) -> float | None:
+        if nodata is not None and nodata != nodata:
+            raise ValueError("NaN is always nodata; give a number, or leave data.nodata out")
+        return nodata
 
     @field_validator("std")
     @classmethod
-    def _positive_std(cls, std: list[float]) -> list[float]:
-        if any(s <= 0 for s in std):
+    def _positive_std(cls, std: list[float] | None) -> list[float] | None:
+        if std is not None and any(s <= 0 for s in std):
             raise ValueError("every std must be > 0")
         return std
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
-        if len(self.mean) != len(self.std):
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both data.mean and data.std, or neither (then they are computed or defaulted)")
+        if self.mean is None and self.source == "synth":  # the built-in data are 8-bit: the photo default
+            self.mean, self.std = [0.5] * len(self.bands), [0.25] * len(self.bands)
+        if self.mean is not None and len(self.mean) != len(self.std):
             raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}; give one per band")
-        if len(self.mean) != len(self.bands):
+        if self.mean is not None and len(self.mean) != len(self.bands):
             raise ValueError(f"{len(self.bands)} bands {self.bands} but {len(self.mean)} mean/std values; give one per band")
         if len({b.upper() for b in self.bands}) != len(self.bands) or any(not b.strip() or "," in b for b in self.bands):
             raise ValueError(f"data.bands {self.bands}: names must be unique, non-empty and free of commas")

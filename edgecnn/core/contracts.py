@@ -20,6 +20,11 @@ QAT = "qat.json"  # only in a QAT run folder
 EXPORT_DIR = "export"  # edgecnn export's default folder inside a run
 PIPELINE = "pipeline.json"  # edgecnn run: what each stage did, from which inputs
 BENCH = "bench.json"  # edgecnn run's bench stage
+DATA_STATS = "data_stats.json"  # per-band mean/std/nodata share of the training split, when training computed them
+
+# -- data folders --------------------------------------------------------------------------------------
+CACHE_DIR = ".edgecnn-cache"  # decoded-image caches, inside data.root (edgecnn/data/cache.py)
+STATS_KEYS = ("bands", "mean", "std", "nodata_share", "lost_share", "images", "source")  # DATA_STATS's keys
 
 # -- checkpoint keys (torch.save of a dict; loaded with weights_only=True) ---------------------------
 CKPT_MODEL = "model"

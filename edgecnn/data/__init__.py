@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
-from edgecnn.data.folder import IMAGE_EXTENSIONS, ImageFolder, list_classes, load_image, to_rgb
+from edgecnn.data.folder import IMAGE_EXTENSIONS, ImageFolder, list_classes, load_image, needs_raster, scan_files, to_rgb
+from edgecnn.data.raster import RasterSpec
 from edgecnn.data.synth import SHAPES, SynthDataset, class_signatures, synth_class_names, write_synth
-from edgecnn.data.transforms import Augment, collate, normalize
+from edgecnn.data.transforms import Augment, collate, combine_masks, file_mask, normalize
 from edgecnn.errors import UserError
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ __all__ = [
     "build_datasets",
     "class_signatures",
     "collate",
+    "combine_masks",
+    "file_mask",
     "list_classes",
     "load_image",
     "normalize",
@@ -44,30 +47,29 @@ __all__ = [
 ]
 
 
-def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3) -> tuple[Dataset, Dataset, list[str]]:
+def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3,
+                   cache: bool = True) -> tuple[Dataset, Dataset, list[str]]:
     """The train and val datasets a recipe's ``data`` section describes.
 
     Args:
         data_cfg: the recipe's ``data`` section.
         seed: the recipe seed; only the synthetic source uses it.
-        bands: spectral bands; folders always load as RGB, so only synth supports other values.
+        bands: spectral bands (``len(data.bands)``).
+        cache: serve folder splits from their decoded cache (``data.cache: disk``; see ``data/cache.py``).
 
     Returns:
         ``(train, val, class_names)``; label ``i`` is ``class_names[i]``.
 
     Raises:
-        UserError: the folder layout is wrong (see ``list_classes`` and
-            ``ImageFolder``), val lacks a training class, or ``bands`` is not 3 for a folder.
+        UserError: the folder layout is wrong (see ``list_classes`` and ``ImageFolder``),
+            val lacks a training class, no file has the recipe's band count, rasterio is
+            needed but missing, or ``data.cache_dir`` cannot be written.
     """
     if data_cfg.source == "synth":
         train = SynthDataset(data_cfg.num_classes, data_cfg.train_per_class, data_cfg.image_size, seed, "train", bands)
         val = SynthDataset(data_cfg.num_classes, data_cfg.val_per_class, data_cfg.image_size, seed, "val", bands)
         return train, val, train.classes
 
-    if bands != 3:
-        raise UserError(
-            f"data.source folder loads images as RGB (3 bands), not {bands}; use 3 bands or data.source synth"
-        )
     root = Path(data_cfg.root).expanduser()
     classes = list_classes(root / "train", data_cfg.num_classes, data_cfg.classes)
     # Labels are indices into the training class list, so val must hold the
@@ -79,6 +81,17 @@ def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3) -> tuple[Dat
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise UserError(f"{val_dir} lacks class folders that train has: {shown}; val needs every training class")
-    train = ImageFolder(root / "train", classes, data_cfg.image_size)
-    val = ImageFolder(val_dir, classes, data_cfg.image_size)
+    # One reader for both splits, decided by the training files: both must normalise alike.
+    paths = [p for p, _ in scan_files(root / "train", classes)]
+    spec = RasterSpec(bands, data_cfg.image_size, data_cfg.nodata) if needs_raster(paths, bands, data_cfg.nodata) \
+        else None
+    train = ImageFolder(root / "train", classes, data_cfg.image_size, spec)
+    val = ImageFolder(val_dir, classes, data_cfg.image_size, spec)
+    if cache and data_cfg.cache == "disk":
+        from edgecnn.data.cache import cached, default_dirs
+
+        explicit = data_cfg.cache_dir is not None
+        dirs = [Path(data_cfg.cache_dir)] if explicit else default_dirs(root)
+        train = cached(train, "train", dirs, data_cfg.workers, explicit)
+        val = cached(val, "val", dirs, data_cfg.workers, explicit)
     return train, val, classes

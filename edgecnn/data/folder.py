@@ -15,10 +15,14 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from edgecnn.data.raster import RASTER_EXTENSIONS, RasterSpec, ReadError
+from edgecnn.data import raster as RA
 from edgecnn.errors import UserError
 
 ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# .jp2 and .npy only ever go through the multi-band readers (data/raster.py).
+IMAGE_EXTENSIONS = PHOTO_EXTENSIONS | RASTER_EXTENSIONS
 
 # What Pillow raises on a broken or hostile file. Anything else is a bug and
 # should surface.
@@ -79,48 +83,53 @@ class ImageFolder(Dataset):
     Files are found by extension (case-insensitive, also in subfolders of a
     class folder) and sorted, so the sample order is the same on every
     machine. Each file's header is opened at scan time (no pixel decode);
-    files Pillow cannot identify are left out and listed in ``skipped``. A
-    file whose pixels turn out to be broken later (a truncated download)
-    yields ``None`` from ``__getitem__``; ``collate`` drops it.
+    files that cannot serve are left out and listed in ``skipped`` (with the
+    reason in ``skip_reasons``). A file whose pixels turn out to be broken
+    later (a truncated download) yields ``None`` from ``__getitem__``;
+    ``collate`` drops it.
+
+    Two readers (see ``needs_raster``): photos (``raster=None``) decode with
+    Pillow to uint8 RGB exactly as before multi-band support; multi-band data
+    (``raster`` given) decode to float32 with the file's values and NaN at nodata.
 
     Args:
         split_dir: e.g. ``<root>/train``.
         classes: class folder names, from ``list_classes``.
         image_size: side of the square output images.
+        raster: how to read multi-band files; ``None`` reads every file as an 8-bit photo.
 
     Attributes:
         classes: the class names, index = label.
         samples: ``(path, label)`` for every usable file.
-        skipped: files with an image extension that are not readable images.
+        skipped: files with an image extension that cannot be used.
 
     Raises:
-        UserError: a class folder is missing, or no file in the split is a readable image.
+        UserError: a class folder is missing, no file in the split is readable, or no
+            file has the band count the recipe names (the message names one and both counts).
     """
 
-    def __init__(self, split_dir: Path, classes: list[str], image_size: int):
+    def __init__(self, split_dir: Path, classes: list[str], image_size: int, raster: RasterSpec | None = None):
         split_dir = Path(split_dir).expanduser()
         self.classes = list(classes)
         self.image_size = image_size
+        self.raster = raster
         self.samples: list[tuple[Path, int]] = []
         self.skipped: list[Path] = []
-        for label, name in enumerate(self.classes):
-            class_dir = split_dir / name
-            if not class_dir.is_dir():
-                raise UserError(f"{class_dir} is not a folder; {_layout_hint(split_dir)}")
-            for path in sorted(class_dir.rglob("*")):
-                # Dot-files with an image suffix are macOS resource forks (._x.jpg), not images.
-                if path.suffix.lower() not in IMAGE_EXTENSIONS or path.name.startswith(".") or not path.is_file():
-                    continue
-                if _readable_header(path):
-                    self.samples.append((path, label))
-                else:
-                    self.skipped.append(path)
+        self.skip_reasons: dict[Path, str] = {}
+        for path, label in scan_files(split_dir, self.classes):
+            reason = _unusable(path, raster)
+            if reason is None:
+                self.samples.append((path, label))
+            else:
+                self.skipped.append(path)
+                self.skip_reasons[path] = reason
         if not self.samples:
-            extra = f" ({len(self.skipped)} files could not be read)" if self.skipped else ""
-            raise UserError(
-                f"{split_dir} has no readable images{extra}; {_layout_hint(split_dir)} "
-                f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
-            )
+            _no_samples(split_dir, self.skip_reasons, raster)
+
+    @property
+    def dtype(self) -> str:
+        """What ``__getitem__`` returns: uint8 photos or float32 multi-band values."""
+        return "uint8" if self.raster is None else "float32"
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -128,9 +137,94 @@ class ImageFolder(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
         path, label = self.samples[i]
         try:
-            return load_image(path, self.image_size), label
-        except _DECODE_ERRORS:
+            if self.raster is None:
+                return load_image(path, self.image_size), label
+            return torch.from_numpy(RA.read(path, self.raster)), label
+        except (*_DECODE_ERRORS, ReadError):
             return None
+
+
+def scan_files(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """``(path, label)`` of every file with an image extension under the class folders, sorted.
+
+    Raises:
+        UserError: a class folder is missing.
+    """
+    found = []
+    for label, name in enumerate(classes):
+        class_dir = split_dir / name
+        if not class_dir.is_dir():
+            raise UserError(f"{class_dir} is not a folder; {_layout_hint(split_dir)}")
+        for path in sorted(class_dir.rglob("*")):
+            # Dot-files with an image suffix are macOS resource forks (._x.jpg), not images.
+            if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file():
+                found.append((path, label))
+    return found
+
+
+def needs_raster(paths: list[Path], bands: int, nodata: float | None) -> bool:
+    """Whether a dataset needs the multi-band readers rather than Pillow's 8-bit RGB.
+
+    It does when the recipe names other than 3 bands or a nodata value, when a
+    file is ``.npy`` or JPEG2000, or when a TIFF is not 8-bit with 3 bands.
+    Otherwise (JPEG, PNG, 8-bit RGB TIFF) it stays on Pillow, so RGB folders
+    load exactly as before. Without rasterio, TIFFs are judged by Pillow's header.
+    """
+    if bands != 3 or nodata is not None:
+        return True
+    if any(p.suffix.lower() in {".npy", ".jp2"} for p in paths):
+        return True
+    tiffs = [p for p in paths if p.suffix.lower() in (".tif", ".tiff")]
+    for p in tiffs:
+        if RA.has_rasterio():
+            try:
+                if not RA.is_photo_header(RA.header(p)):
+                    return True
+            except ReadError:
+                continue  # broken either way: skipped later
+        elif _pillow_mode(p) not in (None, "RGB"):
+            return True
+    return False
+
+
+def _pillow_mode(path: Path) -> str | None:
+    try:
+        with Image.open(path) as im:
+            return im.mode
+    except _DECODE_ERRORS:
+        return None
+
+
+def _unusable(path: Path, raster: RasterSpec | None) -> str | None:
+    """Why ``path`` cannot serve as a sample (None when it can)."""
+    if raster is None:
+        if path.suffix.lower() in RASTER_EXTENSIONS - {".tif", ".tiff"}:
+            return "a multi-band file in an 8-bit photo dataset"
+        return None if _readable_header(path) else "not a readable image"
+    if path.suffix.lower() not in RASTER_EXTENSIONS:
+        return None if _readable_header(path) else "not a readable image"
+    try:
+        h = RA.header(path)
+    except ReadError as e:
+        return str(e)
+    if h.bands != raster.bands:
+        return f"{h.bands} bands but data.bands names {raster.bands}"
+    return None
+
+
+def _no_samples(split_dir: Path, reasons: dict[Path, str], raster: RasterSpec | None) -> None:
+    """The one-line error for a split without one usable file."""
+    counted = [(p, r) for p, r in reasons.items() if " bands but data.bands names " in r]
+    if counted:
+        path, reason = counted[0]
+        raise UserError(f"{path} has {reason} (so do all {len(counted)} such files in {split_dir}); "
+                        f"set data.bands to the files' bands, in file order")
+    extra = f" ({len(reasons)} files could not be read, e.g. {next(iter(reasons))}: " \
+            f"{next(iter(reasons.values()))})" if reasons else ""
+    raise UserError(
+        f"{split_dir} has no readable images{extra}; {_layout_hint(split_dir)} "
+        f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
+    )
 
 
 def _readable_header(path: Path) -> bool:

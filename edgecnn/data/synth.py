@@ -19,11 +19,13 @@ signature and pixel noise.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -243,43 +245,115 @@ def _generate(labels: Tensor, signatures: Tensor, size: int, gen: torch.Generato
     return out
 
 
-def write_synth(
-    out: Path, num_classes: int, train_per_class: int, val_per_class: int, image_size: int, seed: int
-) -> dict:
-    """Write the synthetic dataset as an ImageNet-mini style folder of RGB PNGs.
+# The GeoTIFF form of the synthetic set (``edgecnn data synth --format tiff``): 16-bit values as a
+# reflectance sensor gives them, a nodata value, and about one image in LOST_EVERY with one band lost.
+TIFF_NODATA = 0
+TIFF_SCALE, TIFF_OFFSET = 40, 100  # uint8 v -> 100 + 40 v: 100..10300, never the nodata value
+LOST_EVERY = 5
 
-    The tree is ``out/train/<class>/<i>.png`` and ``out/val/<class>/<i>.png``.
-    It is written into a sibling ``<out>.tmp-*`` folder and renamed at the
-    end, so an interrupted write never leaves a folder that looks complete.
+
+@dataclass(frozen=True)
+class SynthFiles:
+    """What ``write_synth`` writes: PNGs (RGB) or GeoTIFFs (``bands`` bands, uint16, deflate)."""
+
+    num_classes: int
+    train_per_class: int
+    val_per_class: int
+    image_size: int
+    seed: int
+    format: str = "png"  # or "tiff"
+    bands: int = 3
+
+
+def write_synth(
+    out: Path, num_classes: int, train_per_class: int, val_per_class: int, image_size: int, seed: int,
+    format: str = "png", bands: int = 3,
+) -> dict:
+    """Write the synthetic dataset as an ImageNet-mini style folder.
+
+    The tree is ``out/{train,val}/<class>/<i>.png`` (RGB PNGs), or with
+    ``format="tiff"`` ``<i>.tif``: ``bands``-band uint16 GeoTIFFs (deflate,
+    nodata ``TIFF_NODATA``) in which about one image in ``LOST_EVERY`` has one
+    band set entirely to nodata (the image's ``lost`` band, recorded in
+    ``out/lost.json``). It is written into a sibling ``<out>.tmp-*`` folder and
+    renamed at the end, so an interrupted write never leaves a folder that looks complete.
 
     Returns:
-        ``{"train": images, "val": images, "classes": num_classes}``.
+        ``{"train": images, "val": images, "classes": num_classes}`` (and ``"lost"`` for tiff).
 
     Raises:
-        UserError: ``out`` exists and is not an empty folder, or an argument is out of range.
+        UserError: ``out`` exists and is not an empty folder, an argument is out of range,
+            or tiff is asked for and rasterio is missing.
     """
+    spec = SynthFiles(num_classes, train_per_class, val_per_class, image_size, seed, format, bands)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose a new folder or delete it")
-    splits = {
-        "train": SynthDataset(num_classes, train_per_class, image_size, seed, "train"),
-        "val": SynthDataset(num_classes, val_per_class, image_size, seed, "val"),
-    }
+    if format not in ("png", "tiff"):
+        raise UserError(f"--format {format}: choose png or tiff")
+    if format == "png" and bands != 3:
+        raise UserError(f"--bands {bands}: PNGs hold RGB; use --format tiff for other band counts")
+    if format == "tiff":
+        from edgecnn.data.raster import rasterio
+
+        rasterio()  # fails before any work when it is missing
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is 0700; the dataset follows the umask like its files
     try:
-        for split, ds in splits.items():
-            width = len(str(len(ds)))
-            for name in ds.classes:
-                (tmp / split / name).mkdir(parents=True)
-            for i, (image, label) in enumerate(zip(ds.images, ds.labels.tolist())):
-                path = tmp / split / ds.classes[label] / f"{i:0{width}d}.png"
-                # compress_level=1: these tiny PNGs gain little from harder compression.
-                Image.fromarray(image.permute(1, 2, 0).numpy(), "RGB").save(path, compress_level=1)
+        lost = {}
+        for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+            ds = SynthDataset(num_classes, per_class, image_size, seed, split, bands)
+            lost |= _write_split(tmp / split, ds, spec)
+        counts = {"train": num_classes * train_per_class, "val": num_classes * val_per_class, "classes": num_classes}
+        if format == "tiff":
+            (tmp / "lost.json").write_text(json.dumps(lost, indent=1, sort_keys=True))
+            counts["lost"] = len(lost)
         if out.exists():
             out.rmdir()  # empty, checked above; rename cannot replace a folder on every OS
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"train": len(splits["train"]), "val": len(splits["val"]), "classes": num_classes}
+    return counts
+
+
+def _write_split(folder: Path, ds: SynthDataset, spec: SynthFiles) -> dict[str, int]:
+    """One split's files; returns ``{relative path: lost band index}`` for tiff images with a lost band."""
+    width = len(str(len(ds)))
+    for name in ds.classes:
+        (folder / name).mkdir(parents=True)
+    # The lost bands are drawn from their own seed: the images are those of the PNG form.
+    gen = torch.Generator().manual_seed(_split_seed(spec.seed, folder.name) + 1)
+    lose = torch.rand(len(ds), generator=gen) < 1 / LOST_EVERY
+    which = torch.randint(0, spec.bands, (len(ds),), generator=gen)
+    lost = {}
+    for i, (image, label) in enumerate(zip(ds.images, ds.labels.tolist())):
+        stem = folder / ds.classes[label] / f"{i:0{width}d}"
+        if spec.format == "png":
+            # compress_level=1: these tiny PNGs gain little from harder compression.
+            Image.fromarray(image.permute(1, 2, 0).numpy(), "RGB").save(stem.with_suffix(".png"), compress_level=1)
+            continue
+        values = image.numpy().astype("uint16") * TIFF_SCALE + TIFF_OFFSET
+        if lose[i]:
+            values[int(which[i])] = TIFF_NODATA
+            lost[f"{folder.name}/{ds.classes[label]}/{stem.name}.tif"] = int(which[i])
+        write_geotiff(stem.with_suffix(".tif"), values, TIFF_NODATA)
+    return lost
+
+
+def write_geotiff(path: Path, values, nodata: float | None, compress: str = "deflate") -> None:
+    """A GeoTIFF of ``values`` ``[bands, H, W]`` (a 10 m UTM grid: the files look like a sensor's tiles)."""
+    from edgecnn.data.raster import rasterio
+
+    rio = rasterio()
+    from rasterio.transform import Affine
+
+    c, h, w = values.shape
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": str(values.dtype),
+               "compress": compress, "nodata": nodata, "crs": "EPSG:32633",
+               "transform": Affine(10, 0, 500000, 0, -10, 5000000)}
+    with rio.open(path, "w", **profile) as dst:
+        dst.write(values)

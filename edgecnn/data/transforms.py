@@ -25,19 +25,46 @@ _DISTORTION_CELLS = 4
 _DISTORTION_MAX_SHIFT = 0.1
 
 
-def collate(batch: list[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor]:
+def collate(batch) -> tuple[Tensor, Tensor]:
     """Stack ``(image, label)`` pairs into a batch, dropping ``None`` (unreadable) items.
 
+    A batch a cache read as one slice (``data.cache.Stacked``) passes through as it is.
+
     Returns:
-        uint8 ``[B, C, H, W]`` and int64 ``[B]``. When every item is ``None``
-        both are empty (``[0, 0, 0, 0]`` and ``[0]``); callers skip such a batch.
+        uint8 (photos) or float32 (multi-band, NaN = nodata) ``[B, C, H, W]`` and int64 ``[B]``.
+        When every item is ``None`` both are empty (``[0, 0, 0, 0]`` and ``[0]``); callers skip such a batch.
     """
+    images = getattr(batch, "images", None)
+    if images is not None:
+        return images, batch.labels
     items = [item for item in batch if item is not None]
     if not items:
         return torch.empty(0, 0, 0, 0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
     images = torch.stack([image for image, _ in items])
     labels = torch.tensor([int(label) for _, label in items], dtype=torch.int64)
     return images, labels
+
+
+def file_mask(x: Tensor) -> Tensor | None:
+    """The bands each image of a raw batch carries: float ``[B, C]``, 0 where a band is nodata everywhere.
+
+    ``None`` when every image has every band (and always for uint8 photos), so callers keep the
+    full-band path.
+    """
+    if x.dtype == torch.uint8 or x.numel() == 0:
+        return None
+    present = ~torch.isnan(x).flatten(2).all(dim=2)
+    return None if bool(present.all()) else present.float()
+
+
+def combine_masks(mask: Tensor | None, own: Tensor | None) -> Tensor | None:
+    """A sampled or requested subset mask (``[C]`` or ``[B, C]``) and the images' own ``[B, C]``:
+    a band is present only where both say so (a subset never brings a lost band back)."""
+    if own is None:
+        return mask
+    if mask is None:
+        return own
+    return own * (mask.to(own)[None] if mask.dim() == 1 else mask.to(own))
 
 
 def normalize(x: Tensor, mean: list[float], std: list[float]) -> Tensor:

@@ -214,8 +214,7 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
         "input_bands": graph.input_bands,
         "band_handling": graph.how,
         "image_size": cfg.image_size,
-        "normalization": {"mean": list(cfg.mean), "std": list(cfg.std),
-                          "formula": "(pixel / 255 - mean) / std per band; a missing band is 0 after this"},
+        "normalization": _normalization(cfg, src.train_ds),
         "classes": src.classes,
         "macs": _graph_macs(graph),  # per image, of what was exported (a folded subset's own stem)
         **sections,  # export settings, quantization (None for fp32), delegation (executorch)
@@ -226,6 +225,16 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
                    "edgecnn": backends.version("edgecnn")},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _normalization(cfg, train_ds) -> dict:
+    """How predict turns a file into the artifact's input, exactly as training did."""
+    photo = getattr(train_ds, "dtype", "uint8") == "uint8"
+    return {"mean": list(cfg.mean), "std": list(cfg.std), "reader": "photo" if photo else "raster",
+            "nodata": cfg.nodata,
+            "formula": "(pixel / 255 - mean) / std per band; a missing band is 0 after this" if photo else
+                       "(value - mean) / std per band, the file's values as they are; a nodata pixel is 0 after "
+                       "this (the band mean), a band that is nodata in the whole image is 0 and masked"}
 
 
 def _graph_macs(graph) -> int:

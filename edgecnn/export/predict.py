@@ -6,9 +6,15 @@ decoded by ``edgecnn.data.load_image``, the function training decodes image
 folders with, and normalised by the function training normalises with, so an
 image gets the same input here as in ``edgecnn eval``.
 
-Image files carry the bands R, G and B. A band-aware artifact (with a presence
+Photos carry the bands R, G and B. A band-aware artifact (with a presence
 mask input) gets its other bands (e.g. NIR) zero-filled and marked missing in
 the mask; any other artifact must take only bands among R, G, B.
+
+An artifact trained on multi-band files (sidecar ``normalization.reader:
+raster``) reads GeoTIFF/JPEG2000/``.npy`` files with every band of the run,
+through the reader training used; a band that is nodata in the whole file is
+zero-filled and, for a mask-input artifact, 0 in the mask: the mask comes from
+the file.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ def _inputs(path: Path, sidecar: dict, artifact: Path) -> list[np.ndarray]:
 
     bands = list(sidecar["bands"])
     names = [i["name"] for i in sidecar["inputs"]]
+    if sidecar["normalization"].get("reader") == "raster":
+        return _raster_inputs(Path(path), sidecar, names)
     present = [b for b in bands if b.upper() in PHOTO_BANDS]
     if "mask" in names and not present:
         raise UserError(f"{artifact} takes bands {','.join(bands)}, none of which an image file carries (R, G, B)")
@@ -61,6 +69,36 @@ def _inputs(path: Path, sidecar: dict, artifact: Path) -> list[np.ndarray]:
     x = normalize(x, norm["mean"], norm["std"])
     mask = torch.tensor([1.0 if b in present else 0.0 for b in bands])
     x = x * mask[None, :, None, None]
+    if "mask" in names:
+        return [x.numpy(), mask.numpy()]
+    return [x[:, [bands.index(b) for b in sidecar["input_bands"]]].contiguous().numpy()]
+
+
+def _raster_inputs(path: Path, sidecar: dict, names: list[str]) -> list[np.ndarray]:
+    """A multi-band file's inputs: decoded, normalised and masked by the functions eval uses.
+
+    Raises:
+        UserError: missing or unreadable file, or a band count other than the run's.
+    """
+    import torch
+
+    from edgecnn.data import file_mask
+    from edgecnn.data import raster as RA
+    from edgecnn.train.loop import prepare
+
+    bands, norm = list(sidecar["bands"]), sidecar["normalization"]
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    spec = RA.RasterSpec(len(bands), int(sidecar["image_size"]), norm.get("nodata"))
+    try:
+        raw = torch.from_numpy(RA.read(path, spec))[None]
+    except RA.ReadError as e:
+        fix = f"the artifact takes {len(bands)} bands ({','.join(bands)})" if "bands" in str(e) else \
+            "pass a GeoTIFF, JPEG2000 or .npy file"
+        raise UserError(f"{path}: {e}; {fix}") from None
+    own = file_mask(raw)
+    mask = torch.ones(len(bands)) if own is None else own[0]
+    x = prepare(raw, torch.device("cpu"), norm["mean"], norm["std"]) * mask[None, :, None, None]
     if "mask" in names:
         return [x.numpy(), mask.numpy()]
     return [x[:, [bands.index(b) for b in sidecar["input_bands"]]].contiguous().numpy()]

@@ -11,7 +11,7 @@ from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
-from edgecnn.train.loop import evaluate, evaluate_subsets, is_band_robust
+from edgecnn.train.loop import evaluate, evaluate_subsets, is_band_robust, own_subsets
 
 
 def evaluate_run(run: Path, which: str = "best", channels: str | None = None, loaded: tuple | None = None) -> dict:
@@ -52,6 +52,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     model = model.to(device)
     metrics = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, **kw)
     per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, cfg.bands, subsets, **kw)
+    own = _own_subsets(model, val_ds, len(classes), cfg, kw)  # on the device, before the cost moves the model
     cost = _cost(recipe, model.cpu(), len(classes), qat)
     keys = ("accuracy", "precision", "recall", "f1", "loss", "images")
     result = {
@@ -68,11 +69,22 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         "bands": cfg.bands,
         "num_classes": len(classes),
         "subsets": {name: {k: m[k] for k in keys} for name, m in per_subset.items()},
+        # The images grouped by the bands their own files carry (lost bands in the files), when any lack one.
+        "file_subsets": {name: {k: m[k] for k in keys} for name, m in own.items()},
         "device": str(device),
         "torch": torch.__version__,
     }
     atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
     return result
+
+
+def _own_subsets(model, val_ds, num_classes: int, cfg, kw: dict) -> dict[str, dict]:
+    """``evaluate`` on each group of validation images that share the same bands in their files."""
+    from torch.utils.data import Subset
+
+    groups = own_subsets(val_ds, cfg.bands, cfg.workers)
+    return {name: evaluate(model, Subset(val_ds, idx), num_classes, cfg.mean, cfg.std, **kw)
+            for name, idx in sorted(groups.items(), key=lambda g: -len(g[1]))}
 
 
 def _subsets(channels: str | None, recipe, model) -> list[list[str]]:
