@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.quantize.calibration import calibration_samples, held_out_images  # noqa: F401
 from edgecnn.export.runtimes import target_module
@@ -36,7 +37,7 @@ def artifact_path(out: Path | None, run: Path, name: str, suffix: str) -> Path:
     from edgecnn.export.runtimes import SUFFIXES
 
     if out is None:
-        return run / "export" / name
+        return run / C.EXPORT_DIR / name
     out = Path(out)
     if out.suffix.lower() == suffix and not out.is_dir():
         return out
@@ -222,7 +223,7 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
         **({"accuracy_budget": budget} if budget is not None else {}),
         "parity": parity,
         "source": {"run": str(run), "checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
-                   "epoch": src.state.get("epoch"), "torch": torch.__version__,
+                   "epoch": src.state.get(C.CKPT_EPOCH), "torch": torch.__version__,
                    "edgecnn": backends.version("edgecnn")},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

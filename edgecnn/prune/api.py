@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from edgecnn.config import dump_recipe
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text, save_checkpoint
@@ -123,9 +124,9 @@ def _write_pruned(run: Path, out: Path, recipe, model, classes: list[str], state
         "name": out.name, "model": recipe.model.model_copy(update={"num_kernels": kernels})})
     out.mkdir(parents=True, exist_ok=True)
     # Only best.pt: with no optimizer state a pruned run is for eval and export, not for --resume.
-    save_checkpoint(out / R.BEST, {"model": model.state_dict(), "classes": classes, "epoch": state["epoch"],
-                                   "history": state.get("history", []), "bands": recipe.data.bands,
-                                   "pruned_from": str(run)})
+    save_checkpoint(out / R.BEST, {C.CKPT_MODEL: model.state_dict(), C.CKPT_CLASSES: classes,
+                                   C.CKPT_EPOCH: state[C.CKPT_EPOCH], C.CKPT_HISTORY: state.get(C.CKPT_HISTORY, []),
+                                   C.CKPT_BANDS: recipe.data.bands, C.CKPT_PRUNED_FROM: str(run)})
     for name in (R.ENV, R.METRICS):
         if (run / name).exists():
             shutil.copyfile(run / name, out / name)

@@ -131,8 +131,7 @@ def _nncf_options(nncf) -> dict:
       (38-45 dB after ReLUs); the global MINMAX: 0.78, 99.2%; MEAN_QUANTILE: 5.1, 91.4%. (Histogram without
       the overflow fix: -0.39, 99.6% on that VNNI CPU; kept on for the CPUs without VNNI.)
     """
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
+    RangeEstimatorParametersSet = backends.nncf_range_estimators()
     return {"fast_bias_correction": False,
             "advanced_parameters": nncf.AdvancedQuantizationParameters(
                 overflow_fix=nncf.OverflowFix.ENABLE,

@@ -47,6 +47,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn import backends
 from edgecnn.train.loop import Steps
@@ -331,7 +332,7 @@ def load_qat(run: Path, which: str = "best") -> tuple:
     recipe = R.read_run_recipe(run)
     path = run / (R.BEST if which == "best" and (run / R.BEST).exists() else R.LAST)
     state = load_checkpoint(path)
-    classes = list(state["classes"])
+    classes = list(state[C.CKPT_CLASSES])
     model = _restore(BACKENDS[info["target"]], recipe, len(classes), state, path, info.get("channels"))
     return recipe, model.eval(), classes, state, info
 
@@ -379,9 +380,9 @@ def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path, chan
     model = R.build_for_recipe(recipe, num_classes)
     if channels is not None:
         model = fold_for_subset(model, channels, list(recipe.data.bands))
-    model = b.restore(model, _in_shape(recipe), state.get("qat", {}))
+    model = b.restore(model, _in_shape(recipe), state.get(C.CKPT_QAT, {}))
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state[C.CKPT_MODEL])
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise UserError(f"{path}: the QAT state does not fit the model rebuilt from its recipe ({first}); "
@@ -477,7 +478,7 @@ def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.
     record = {
         "target": b.NAME, "export_target": b.EXPORT_TARGET,
         "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
-        "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
+        "float_epoch": float_state.get(C.CKPT_EPOCH), "float_best_accuracy": float_state.get(C.CKPT_BEST_ACCURACY),
         "lr_scale": LR_SCALE, **b.settings(),
         **({"channels": channels} if channels is not None else {}),
         "packages": {p: backends.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
@@ -536,7 +537,7 @@ class QatSteps(Steps):
         return {QAT_FILE: json.dumps(self.record, indent=2) + "\n"}
 
     def checkpoint_extra(self, model: nn.Module) -> dict:
-        return {"qat": {"target": self.b.NAME, **self.b.extra(model)}}
+        return {C.CKPT_QAT: {"target": self.b.NAME, **self.b.extra(model)}}
 
 
 def export_source(run: Path, target: str, int8: bool, channels: str | None) -> tuple:
@@ -565,6 +566,6 @@ def export_source(run: Path, target: str, int8: bool, channels: str | None) -> t
                         f"({info.get('channels') or 'all bands'}); drop --channels")
     recipe, model, classes, state, _ = load_qat(run)
     example = (torch.zeros(1, *_in_shape(recipe)),)
-    section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get("epoch"),
+    section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get(C.CKPT_EPOCH),
                "float_run": info.get("float_run"), **({"channels": info["channels"]} if info.get("channels") else {})}
     return recipe, model, classes, state, (b.for_export(model, example), section)

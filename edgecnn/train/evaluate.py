@@ -58,7 +58,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         "model": recipe.model.name,
         "run": str(run),
         "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
-        "epoch": state["epoch"],
+        "epoch": state[C.CKPT_EPOCH],
         "split": "val",
         "fake_quantized": qat,
         **{k: metrics[k] for k in keys},

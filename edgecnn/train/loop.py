@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgecnn.config import Recipe, dump_recipe
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.models.deployable import forward  # noqa: F401 (the masked call; used below and by bench.training)
 from edgecnn.train import run as R
@@ -210,7 +211,7 @@ class Steps:
         """The registry model the recipe names, initialised from ``recipe.seed`` (``_setup_data`` seeds it)."""
         model = R.build_for_recipe(self.recipe, len(classes))
         if state is not None:
-            model.load_state_dict(state["model"])
+            model.load_state_dict(state[C.CKPT_MODEL])
         return model
 
     def param_groups(self, model: nn.Module) -> Any:
@@ -249,9 +250,9 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         _setup_ranks(out, recipe, resume, dist)
         train_ds, val_ds, classes = _setup_data(recipe, device)
         state = _resume_state(out, classes, tc.epochs) if resume else None
-        if state is not None and state["epoch"] >= tc.epochs:
-            console.print(f"[green]{out} is already finished ({state['epoch']} epochs); nothing to do.[/]")
-            return list(state["history"])
+        if state is not None and state[C.CKPT_EPOCH] >= tc.epochs:
+            console.print(f"[green]{out} is already finished ({state[C.CKPT_EPOCH]} epochs); nothing to do.[/]")
+            return list(state[C.CKPT_HISTORY])
         model = steps.setup_model(classes, train_ds, state).to(device)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -360,9 +361,9 @@ def _setup_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, Dataset,
 def _resume_state(out: Path, classes: list[str], epochs: int) -> dict:
     """The last checkpoint, checked to be resumable with this dataset (a finished one is not checked further)."""
     state = load_checkpoint(out / R.LAST, map_location="cpu")
-    if "optimizer" not in state:
+    if C.CKPT_OPTIMIZER not in state:
         raise UserError(f"{out / R.LAST} holds no optimizer state (written by edgecnn prune?); it cannot be resumed")
-    if state["epoch"] < epochs and list(state.get("classes", classes)) != list(classes):
+    if state[C.CKPT_EPOCH] < epochs and list(state.get(C.CKPT_CLASSES, classes)) != list(classes):
         raise UserError(f"--resume: the dataset's classes no longer match {out / R.LAST}; "
                         "point data.root at the same dataset")
     return state
@@ -380,11 +381,11 @@ def _setup_optimizer(model: nn.Module, recipe: Recipe, steps: Steps, state: dict
     gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
     if state is None:
         return opt, sched, gen, 0, [], -1.0
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    return opt, sched, gen, state["epoch"], list(state["history"]), state["best_accuracy"]
+    opt.load_state_dict(state[C.CKPT_OPTIMIZER])
+    sched.load_state_dict(state[C.CKPT_SCHEDULER])
+    gen.set_state(state[C.CKPT_GENERATOR])
+    torch.set_rng_state(state[C.CKPT_TORCH_RNG])
+    return opt, sched, gen, state[C.CKPT_EPOCH], list(state[C.CKPT_HISTORY]), state[C.CKPT_BEST_ACCURACY]
 
 
 def _setup_net(model: nn.Module, device: torch.device, dist: D.Dist, compile: bool) -> nn.Module:
@@ -424,10 +425,10 @@ def _save_epoch(out: Path, model: nn.Module, opt, sched, gen: torch.Generator, e
                 log: logging.Logger) -> None:
     """Rank 0: the checkpoint (best first, then last), metrics.csv and the log line of an epoch."""
     state = {
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        "epoch": epoch, "history": history, "classes": classes,
-        "best_accuracy": best, "bands": recipe.data.bands, **steps.checkpoint_extra(model),
+        C.CKPT_MODEL: model.state_dict(), C.CKPT_OPTIMIZER: opt.state_dict(), C.CKPT_SCHEDULER: sched.state_dict(),
+        C.CKPT_GENERATOR: gen.get_state(), C.CKPT_TORCH_RNG: torch.get_rng_state(),
+        C.CKPT_EPOCH: epoch, C.CKPT_HISTORY: history, C.CKPT_CLASSES: classes,
+        C.CKPT_BEST_ACCURACY: best, C.CKPT_BANDS: recipe.data.bands, **steps.checkpoint_extra(model),
     }
     # best first: a kill between the two writes then never leaves a
     # "last" that is newer than a best it should have replaced.
