@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +54,23 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[l
     return batches
 
 
+_CLAMPED: set[tuple[int, int]] = set()  # (asked, cores) already reported by loader_workers
+
+
+def loader_workers(workers: int) -> int:
+    """``workers``, at most the cores this process may run on (torch warns on every loader otherwise).
+
+    Said once per process on stderr when clamped, e.g. a recipe's 4 workers on a 2-core machine.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers <= cores:
+        return workers
+    if (workers, cores) not in _CLAMPED:
+        _CLAMPED.add((workers, cores))
+        print(f"data.workers={workers} clamped to {cores}: this process may use {cores} cores", file=sys.stderr)
+    return cores
+
+
 def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -> Any:
     """Batches of (uint8 images, labels). A dataset already on ``device`` (the
     built-in one with ``data.on_device``) is sliced in place: no workers, no copies."""
@@ -64,7 +82,7 @@ def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -
         at = images.device
         return ((images[torch.tensor(b, device=at)], ds.labels[torch.tensor(b, device=at)]) for b in batches)
     return DataLoader(
-        ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+        ds, batch_sampler=batches, num_workers=loader_workers(workers), collate_fn=collate,
         pin_memory=device.type == "cuda", persistent_workers=False,
     )
 
