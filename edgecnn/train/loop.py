@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -266,41 +267,31 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
     log = net = None
     try:
         _setup_ranks(out, recipe, resume, dist)
-        train_ds, val_ds, classes = _setup_data(recipe, device)
-        state = _resume_state(out, classes, tc.epochs) if resume else None
+        data = _setup_data(recipe, device)
+        state = _resume_state(out, data.classes, tc.epochs) if resume else None
         if state is not None and state[C.CKPT_EPOCH] >= tc.epochs:
             console.print(f"[green]{out} is already finished ({state[C.CKPT_EPOCH]} epochs); nothing to do.[/]")
             return list(state[C.CKPT_HISTORY])
-        model = steps.setup_model(classes, train_ds, state).to(device)
+        model = steps.setup_model(data.classes, data.train, state).to(device)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt, sched, gen, start, history, best = _setup_optimizer(model, recipe, steps, state)
+        opts = _setup_optimizer(model, recipe, steps, state)
         net = _setup_net(model, device, dist, tc.compile)
         if dist.main:
-            log = _setup_run_folder(out, recipe, steps, device, dist, resume, start, train_ds, val_ds, classes, console)
+            log = _setup_run_folder(out, recipe, steps, device, dist, data, console, opts.start if resume else None)
         ranks = f" x {dist.world} processes" if dist.active else ""
-        console.print(f"{steps.banner} on {device}{ranks}: {len(train_ds)} train / "
-                      f"{len(val_ds)} val images, {len(classes)} classes -> {out}")
+        console.print(f"{steps.banner} on {device}{ranks}: {len(data.train)} train / "
+                      f"{len(data.val)} val images, {len(data.classes)} classes -> {out}")
 
         robust = is_band_robust(recipe, model)
         aug = Augment(**recipe.augment.model_dump())
         with _progress(console, dist) as progress:
-            for epoch in range(start, tc.epochs):
-                row = _epoch_row(net, model, train_ds, val_ds, len(classes), recipe, opt, sched, gen,
-                                 aug if aug.enabled else None, device, dist, progress, epoch + 1,
-                                 f"{steps.epoch} {epoch + 1}/{tc.epochs}", robust, log)
-                # Band-robust runs keep the checkpoint that is best over all subsets.
-                score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
-                history.append(row)
-                if dist.main:
-                    _save_epoch(out, model, opt, sched, gen, epoch + 1, history, classes, max(best, score),
-                                score > best, recipe, steps, log)
-                best = max(best, score)
-                _print_epoch(console, steps, row, epoch, tc.epochs, score if robust else None)
-                D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
+            # No local keeps the EpochLoop (and its net) alive past the epochs: see ``net = None`` below.
+            best = _run_epochs(EpochLoop(net, model, data, recipe, opts, aug if aug.enabled else None, device, dist,
+                                         progress, robust, log), out, steps, console)
         if log:
             log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
-        return history
+        return opts.history
     finally:
         _close_log(log)  # however training ends: a notebook trains many runs in one process
         # DDP's reducer holds the process group and gloo work with tensors in it. Freed only at
@@ -308,6 +299,22 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         # aborts ("terminate called without an active exception", seen once in CI): free it first.
         net = None
         D.shutdown(dist)
+
+
+def _run_epochs(ctx: EpochLoop, out: Path, steps: Steps, console: Console) -> float:
+    """The epochs from ``ctx.opts.start``, each appended to ``ctx.opts.history`` and checkpointed; the best score."""
+    history, best, epochs, dist = ctx.opts.history, ctx.opts.best, ctx.recipe.train.epochs, ctx.dist
+    for epoch in range(ctx.opts.start, epochs):
+        row = _epoch_row(ctx, epoch + 1, f"{steps.epoch} {epoch + 1}/{epochs}")
+        # Band-robust runs keep the checkpoint that is best over all subsets.
+        score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
+        history.append(row)
+        if dist.main:
+            _save_epoch(out, ctx, steps, EpochRecord(epoch + 1, history, max(best, score), score > best))
+        best = max(best, score)
+        _print_epoch(console, steps, row, epoch, epochs, score if ctx.robust else None)
+        D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
+    return best
 
 
 def _progress(console: Console, dist: D.Dist) -> Progress:
@@ -322,22 +329,68 @@ def _close_log(log: logging.Logger | None) -> None:
         handler.close()
 
 
-def _epoch_row(net: nn.Module, model: nn.Module, train_ds: Dataset, val_ds: Dataset, num_classes: int,
-               recipe: Recipe, opt, sched, gen: torch.Generator, aug: Callable | None, device: torch.device,
-               dist: D.Dist, progress: Progress, epoch: int, title: str, robust: bool,
-               log: logging.Logger | None) -> dict:
-    """Epoch ``epoch`` (from 1): a training pass, the scheduler's step, validation; its metrics row."""
-    from edgecnn.models.registry import takes_mask
+@dataclass(frozen=True)
+class Data:
+    """What ``_setup_data`` builds: the two splits and the class names."""
 
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class OptimizerSet:
+    """What ``_setup_optimizer`` builds, restored from the checkpoint when resuming.
+
+    ``history`` is the list the loop appends each epoch's row to; ``best`` the score to beat at ``start``.
+    """
+
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator  # shuffling, augmentation, band subsets
+    start: int  # the first epoch to run, from 0
+    history: list[dict]
+    best: float
+
+
+@dataclass(frozen=True)
+class EpochLoop:
+    """What every epoch of one ``train`` call uses (built once, before the first epoch)."""
+
+    net: nn.Module  # what runs the steps: the model, or its DDP / compiled wrapper
+    model: nn.Module
+    data: Data
+    recipe: Recipe
+    opts: OptimizerSet
+    aug: Callable | None
+    device: torch.device
+    dist: D.Dist
+    progress: Progress
+    robust: bool  # band-robust: validated on every band subset
+    log: logging.Logger | None  # rank 0 only
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """A finished epoch as its checkpoint records it (``epoch`` from 1; ``best`` includes this epoch)."""
+
+    epoch: int
+    history: list[dict]
+    best: float
+    improved: bool  # this epoch is the new best: best.pt is written too
+
+
+def _epoch_row(ctx: EpochLoop, epoch: int, title: str) -> dict:
+    """Epoch ``epoch`` (from 1): a training pass, the scheduler's step, validation; its metrics row."""
     t0 = time.perf_counter()
-    stats = _train_epoch(net, train_ds, recipe, opt, gen, aug, takes_mask(model), device, dist, progress, title)
-    if stats["dropped"] and log:
-        log.info("epoch %d: %d images failed to decode and were skipped", epoch, stats["dropped"])
-    lr = opt.param_groups[0]["lr"]
-    sched.step()
+    stats = _train_epoch(ctx, title)
+    if stats["dropped"] and ctx.log:
+        ctx.log.info("epoch %d: %d images failed to decode and were skipped", epoch, stats["dropped"])
+    lr = ctx.opts.opt.param_groups[0]["lr"]
+    ctx.opts.sched.step()
     row = {"epoch": epoch, "lr": lr, "train_loss": round(stats["loss"], 6),
            "train_accuracy": round(stats["accuracy"], 6)}
-    row |= _validate(model, val_ds, num_classes, recipe, device, dist, robust)
+    row |= _validate(ctx.model, ctx.data.val, len(ctx.data.classes), ctx.recipe, ctx.device, ctx.dist, ctx.robust)
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
 
@@ -363,7 +416,7 @@ def _setup_ranks(out: Path, recipe: Recipe, resume: bool, dist: D.Dist) -> None:
     torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // dist.local_world))
 
 
-def _setup_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, Dataset, list[str]]:
+def _setup_data(recipe: Recipe, device: torch.device) -> Data:
     """The two splits and the class names (seeding the model init first: identical on every rank)."""
     from edgecnn.data import build_datasets
 
@@ -373,7 +426,7 @@ def _setup_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, Dataset,
     if cfg.on_device and device.type == "cuda":
         for ds in (train_ds, val_ds):  # the built-in dataset lives on the GPU: no loader can starve it
             ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
-    return train_ds, val_ds, classes
+    return Data(train_ds, val_ds, classes)
 
 
 def _resume_state(out: Path, classes: list[str], epochs: int) -> dict:
@@ -387,23 +440,20 @@ def _resume_state(out: Path, classes: list[str], epochs: int) -> dict:
     return state
 
 
-def _setup_optimizer(model: nn.Module, recipe: Recipe, steps: Steps, state: dict | None) -> tuple:
-    """SGD, the step schedule and the shuffling generator, restored from ``state`` when resuming.
-
-    Returns:
-        (optimizer, scheduler, generator, first epoch, history, best score so far)
-    """
+def _setup_optimizer(model: nn.Module, recipe: Recipe, steps: Steps, state: dict | None) -> OptimizerSet:
+    """SGD, the step schedule and the shuffling generator, restored from ``state`` when resuming."""
     tc = recipe.train
     opt = torch.optim.SGD(steps.param_groups(model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
     gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
     if state is None:
-        return opt, sched, gen, 0, [], -1.0
+        return OptimizerSet(opt, sched, gen, 0, [], -1.0)
     opt.load_state_dict(state[C.CKPT_OPTIMIZER])
     sched.load_state_dict(state[C.CKPT_SCHEDULER])
     gen.set_state(state[C.CKPT_GENERATOR])
     torch.set_rng_state(state[C.CKPT_TORCH_RNG])
-    return opt, sched, gen, state[C.CKPT_EPOCH], list(state[C.CKPT_HISTORY]), state[C.CKPT_BEST_ACCURACY]
+    return OptimizerSet(opt, sched, gen, state[C.CKPT_EPOCH], list(state[C.CKPT_HISTORY]),
+                        state[C.CKPT_BEST_ACCURACY])
 
 
 def _setup_net(model: nn.Module, device: torch.device, dist: D.Dist, compile: bool) -> nn.Module:
@@ -417,10 +467,10 @@ def _setup_net(model: nn.Module, device: torch.device, dist: D.Dist, compile: bo
     return torch.compile(net) if compile else net
 
 
-def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.device, dist: D.Dist, resume: bool,
-                      start: int, train_ds: Dataset, val_ds: Dataset, classes: list[str],
-                      console: Console) -> logging.Logger:
-    """Rank 0: the recipe, the steps' files, env.json, and the opened train.log."""
+def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.device, dist: D.Dist, data: Data,
+                      console: Console, resumed_at: int | None) -> logging.Logger:
+    """Rank 0: the recipe, the steps' files, env.json, and the opened train.log (``resumed_at``: None when fresh)."""
+    train_ds, val_ds = data.train, data.val
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / R.RECIPE, steps.header + dump_recipe(recipe))
     for name, text in steps.run_files().items():
@@ -429,8 +479,8 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     atomic_write_text(out / R.ENV, json.dumps(env, indent=2))
     log = _logger(out)
     log.info("%s epoch %d of %d on %s x %d: %d train / %d val images, %d classes",
-             "resumed at" if resume else "started at", start, recipe.train.epochs, device, dist.world,
-             len(train_ds), len(val_ds), len(classes))
+             "started at" if resumed_at is None else "resumed at", resumed_at or 0, recipe.train.epochs, device,
+             dist.world, len(train_ds), len(val_ds), len(data.classes))
     skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
     if skipped:
         log.info("skipped %d unreadable files: %s", len(skipped), ", ".join(map(str, skipped[:20])))
@@ -438,10 +488,10 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     return log
 
 
-def _save_epoch(out: Path, model: nn.Module, opt, sched, gen: torch.Generator, epoch: int, history: list[dict],
-                classes: list[str], best: float, improved: bool, recipe: Recipe, steps: Steps,
-                log: logging.Logger) -> None:
+def _save_epoch(out: Path, ctx: EpochLoop, steps: Steps, record: EpochRecord) -> None:
     """Rank 0: the checkpoint (best first, then last), metrics.csv and the log line of an epoch."""
+    model, opt, sched, gen, recipe = ctx.model, ctx.opts.opt, ctx.opts.sched, ctx.opts.gen, ctx.recipe
+    epoch, history, classes, best = record.epoch, record.history, ctx.data.classes, record.best
     state = {
         C.CKPT_MODEL: model.state_dict(), C.CKPT_OPTIMIZER: opt.state_dict(), C.CKPT_SCHEDULER: sched.state_dict(),
         C.CKPT_GENERATOR: gen.get_state(), C.CKPT_TORCH_RNG: torch.get_rng_state(),
@@ -450,11 +500,11 @@ def _save_epoch(out: Path, model: nn.Module, opt, sched, gen: torch.Generator, e
     }
     # best first: a kill between the two writes then never leaves a
     # "last" that is newer than a best it should have replaced.
-    if improved:
+    if record.improved:
         save_checkpoint(out / R.BEST, state)
     save_checkpoint(out / R.LAST, state)
     _write_metrics(out / R.METRICS, history)
-    log.info("epoch %d: %s", epoch, json.dumps(history[-1]))
+    ctx.log.info("epoch %d: %s", epoch, json.dumps(history[-1]))
 
 
 def _print_epoch(console: Console, steps: Steps, row: dict, epoch: int, epochs: int, subsets: float | None) -> None:
@@ -466,12 +516,13 @@ def _print_epoch(console: Console, steps: Steps, row: dict, epoch: int, epochs: 
     )
 
 
-def _train_epoch(net: nn.Module, ds: Dataset, recipe: Recipe, opt: torch.optim.Optimizer,
-                 gen: torch.Generator, aug: Callable | None, band_aware: bool, device: torch.device,
-                 dist: D.Dist, progress: Progress, title: str) -> dict[str, float]:
+def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
     """One pass over the training split; returns loss and accuracy summed over all ranks."""
     from edgecnn.data.bands import sample_subset_mask, sample_subset_masks
+    from edgecnn.models.registry import takes_mask
 
+    net, ds, recipe, opt, gen, aug = ctx.net, ctx.data.train, ctx.recipe, ctx.opts.opt, ctx.opts.gen, ctx.aug
+    band_aware, device, dist, progress = takes_mask(ctx.model), ctx.device, ctx.dist, ctx.progress
     cfg, tc = recipe.data, recipe.train
     net.train()
     batches = epoch_batches(len(ds), tc.batch_size, gen)
