@@ -26,6 +26,9 @@ from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.quantize.calibration import calibration_samples, held_out_images  # noqa: F401
 from edgecnn.export.runtimes import target_module
+from edgecnn import backends
+from edgecnn.export.artifact import Artifact, artifact_name, write_sidecar
+from edgecnn.export.runtimes import SUFFIXES
 
 
 def artifact_path(out: Path | None, run: Path, name: str, suffix: str) -> Path:
@@ -34,8 +37,6 @@ def artifact_path(out: Path | None, run: Path, name: str, suffix: str) -> Path:
     Raises:
         UserError: ``out`` ends in another artifact suffix, or is an existing file.
     """
-    from edgecnn.export.runtimes import SUFFIXES
-
     if out is None:
         return run / C.EXPORT_DIR / name
     out = Path(out)
@@ -78,8 +79,6 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
             or without ``int8``, ``max_drop`` without ``int8`` or with a QAT run, or an export the
             target cannot do.
     """
-    from edgecnn.export.artifact import Artifact, artifact_name, write_sidecar
-
     module = target_module(target)  # an unknown target fails before anything loads
     _check_request(module, target, int8, calib, max_drop)
     run = Path(run)
@@ -117,8 +116,6 @@ def _check_request(module, target: str, int8: bool, calib: int, max_drop: float 
                         if int8 or max_drop >= 0 else f"--max-drop {max_drop}: give 0 or more points")
     if int8 and calib < 1:
         raise UserError(f"--calib {calib}: INT8 needs at least 1 calibration image; use e.g. --calib 256")
-
-    from edgecnn import backends
 
     backends.require(*module.REQUIRES, *(module.REQUIRES_INT8 if int8 else ()),
                     purpose=f"--target {target}{' --int8' if int8 else ''}")
@@ -193,7 +190,6 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
     """The sidecar record: everything predict and bench need to feed the artifact, and how it was made."""
     import torch
 
-    from edgecnn import backends
     from edgecnn.train import run as R
 
     graph, cfg, run = src.graph, src.cfg, src.run

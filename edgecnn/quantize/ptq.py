@@ -12,6 +12,7 @@ one image at a time.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -221,8 +222,6 @@ def onnx_nodes(path: Path, modules: Sequence[str]) -> list[str]:
     The dynamo exporter records each node's module path in its
     ``pkg.torch.onnx.name_scopes`` metadata: ``['', 'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d_3']``.
     """
-    import ast
-
     import onnx
 
     wanted = set(modules)

@@ -48,11 +48,22 @@ import torch
 from torch import nn
 
 from edgecnn.core import contracts as C
-from edgecnn.errors import UserError
 from edgecnn import backends
-from edgecnn.train.loop import Steps
+from edgecnn.config.load import parse_overrides, validate_recipe
+from edgecnn.data.bands import parse_subset, presence_mask
+from edgecnn.errors import UserError, export_failed
+from edgecnn.models.deployable import deployable
+from edgecnn.models.dynamic_conv import BandResNet, folded_model
+from edgecnn.models.registry import takes_mask
+from edgecnn.models.surgery import swap
+from edgecnn.quantize.calibration import calibration_samples
+from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
+from edgecnn.train import run as R
+from edgecnn.train.checkpoint import load_checkpoint
+from edgecnn.train.evaluate import evaluate_run
+from edgecnn.train.loop import Steps, check_run_folder, train
 
-QAT_FILE = "qat.json"
+QAT_FILE = C.QAT  # "qat.json"
 LR_SCALE = 0.1  # of the float recipe's train.lr
 EPOCHS = 3
 CALIBRATION_IMAGES = 256  # NNCF's initial ranges
@@ -112,9 +123,6 @@ class XnnpackPT2E:
     REQUIRES = ("torchao", "executorch")
 
     def _prepared(self, model: nn.Module, in_shape: tuple[int, int, int]) -> PT2EModel:
-        from edgecnn.errors import export_failed
-        from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
-
         api = backends.pt2e_xnnpack("qat for xnnpack")
         quantizer = api.XNNPACKQuantizer()
         quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
@@ -152,8 +160,6 @@ class XnnpackPT2E:
         return api.convert_pt2e(copy.deepcopy(qat_model.graph))
 
     def settings(self) -> dict:
-        from edgecnn.quantize.delegable import KEEP_FLOAT
-
         return {
             "method": "PT2E quantization-aware training (torchao prepare_qat_pt2e, convert_pt2e at export)",
             "quantizer": "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))",
@@ -221,7 +227,6 @@ class OpenvinoNNCF:
         api = backends.nncf_torch()
         qat_model.eval()
         stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
-        from edgecnn.models.surgery import swap
 
         storage = api.get_hook_storage(stripped)
         hooks = {name for name, _ in storage.named_hooks()}
@@ -287,8 +292,6 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
     Raises:
         UserError: ``--epochs`` and a ``train.epochs`` override disagree, or the overrides fail the schema.
     """
-    from edgecnn.config.load import parse_overrides, validate_recipe
-
     parsed = parse_overrides(list(overrides))
     if epochs is not None and parsed.get("train.epochs", epochs) != epochs:
         raise UserError(f"--epochs {epochs} and train.epochs={parsed['train.epochs']} disagree; give one of them")
@@ -308,10 +311,7 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
 def evaluate_any(run: Path, which: str = "best", channels: str | None = None) -> dict:
     """``train.evaluate.evaluate_run`` for any run folder: a QAT run is evaluated as its fake-quantized
     model (what its INT8 export computes), loaded here because training code does not import quantize."""
-    from edgecnn.core.contracts import is_qat_run
-    from edgecnn.train.evaluate import evaluate_run
-
-    loaded = load_qat(run, which)[:4] if is_qat_run(run) else None
+    loaded = load_qat(run, which)[:4] if C.is_qat_run(run) else None
     return evaluate_run(run, which, channels, loaded)
 
 
@@ -324,9 +324,6 @@ def load_qat(run: Path, which: str = "best") -> tuple:
     Raises:
         UserError: not a QAT run, no checkpoint, or a checkpoint that does not fit the recipe.
     """
-    from edgecnn.train import run as R
-    from edgecnn.train.checkpoint import load_checkpoint
-
     run = Path(run)
     info = read_qat(run)
     recipe = R.read_run_recipe(run)
@@ -362,9 +359,6 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
     Raises:
         UserError: not a mask-attention DynamicConv2D model, or an invalid subset.
     """
-    from edgecnn.data.bands import parse_subset, presence_mask
-    from edgecnn.models.dynamic_conv import BandResNet, folded_model
-
     if not (isinstance(model, BandResNet) and model.conv1.attention_mode == "mask"):
         raise UserError("qat --channels: only resnet34_dynconv_mask (mask attention) folds into a plain model "
                         "per band subset; drop --channels for other models")
@@ -374,8 +368,6 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
 
 
 def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path, channels: str | None = None) -> nn.Module:
-    from edgecnn.train import run as R
-
     backends.require(*b.REQUIRES, purpose=f"qat for {b.NAME}")
     model = R.build_for_recipe(recipe, num_classes)
     if channels is not None:
@@ -423,8 +415,6 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
             a presence-mask input, an existing run without ``resume`` (or nothing
             to resume), a recipe mismatch on resume, or data problems.
     """
-    from edgecnn.train.loop import train
-
     run = Path(run)
     b, recipe, out = _check_request(run, target, epochs, out, resume, overrides, channels)
     if resume:
@@ -441,9 +431,6 @@ def _check_request(run: Path, target: str, epochs: int | None, out: Path | None,
     Returns:
         (backend, QAT recipe, QAT run folder)
     """
-    from edgecnn.train import run as R
-    from edgecnn.train.loop import check_run_folder
-
     b = backend(target)
     if is_qat_run(run):
         raise UserError(f"{run} is a QAT run already; pass the float run it came from "
@@ -465,9 +452,6 @@ def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.
     Raises:
         UserError: the model takes a band presence mask (QAT needs one image input).
     """
-    from edgecnn.models.registry import takes_mask
-    from edgecnn.train import run as R
-
     float_recipe, float_model, float_classes, float_state = R.load_trained(run)
     if channels is not None:
         float_model = fold_for_subset(float_model, channels, list(float_recipe.data.bands)).eval()
@@ -506,8 +490,6 @@ class QatSteps(Steps):
     def setup_model(self, classes: list[str], train_ds, state: dict | None) -> nn.Module:
         """Resuming: the QAT model restored from ``state``. Starting: the float model, fake-quantized
         (NNCF's initial ranges from un-augmented training images, their count kept for ``qat.json``)."""
-        from edgecnn.train import run as R
-
         if state is not None:
             return _restore(self.b, self.recipe, len(classes), state, self.out / R.LAST, self.record.get("channels"))
         if self.float_classes != list(classes):
@@ -519,9 +501,6 @@ class QatSteps(Steps):
         return self.b.prepare(self.float_model, _in_shape(self.recipe), calibration)
 
     def _calibration(self, train_ds) -> list:
-        from edgecnn.models.deployable import deployable
-        from edgecnn.quantize.calibration import calibration_samples
-
         cfg = self.recipe.data
         graph = deployable(self.float_model, cfg.bands, cfg.image_size, None)
         return calibration_samples(graph, train_ds, cfg.mean, cfg.std, CALIBRATION_IMAGES, self.recipe.seed,

@@ -44,6 +44,9 @@ from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_ch
 from edgecnn.train.env import environment
 from edgecnn.train import dist as D
 from edgecnn.train.metrics import confusion, summarize
+from edgecnn.data import Augment, build_datasets, collate, normalize
+from edgecnn.data.bands import all_subsets, presence_mask, sample_subset_mask, sample_subset_masks, subset_name
+from edgecnn.models.registry import takes_mask
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
     """A shuffled epoch as index batches. A lone last sample joins the previous
@@ -75,8 +78,6 @@ def loader_workers(workers: int) -> int:
 def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -> Any:
     """Batches of (uint8 images, labels). A dataset already on ``device`` (the
     built-in one with ``data.on_device``) is sliced in place: no workers, no copies."""
-    from edgecnn.data import collate
-
     images = getattr(ds, "images", None)
     # By type, not equality: the tensors sit on "cuda:0" while the run's device may be plain "cuda".
     if images is not None and images.device.type != "cpu":
@@ -91,8 +92,6 @@ def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -
 def prepare(x: torch.Tensor, device: torch.device, mean: list[float], std: list[float],
             augment: Callable | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """uint8 [B,C,H,W] -> augmented, normalised float on ``device``."""
-    from edgecnn.data import normalize
-
     x = x.to(device, non_blocking=True).float().div_(255)
     if augment is not None:
         x = augment(x, generator)
@@ -111,8 +110,6 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
         dist: under DDP each rank evaluates every ``world``-th image and the
             confusion matrices are summed, so the figures cover the whole split once.
     """
-    from edgecnn.models.registry import takes_mask
-
     device = device or next(model.parameters()).device
     band_aware = takes_mask(model)
     model.eval()
@@ -139,16 +136,12 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
 def evaluate_subsets(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
                      bands: list[str], subsets: list[list[str]], **kw: Any) -> dict[str, dict[str, float]]:
     """``evaluate`` once per band subset, keyed by subset name ("RGB", "RG", ...)."""
-    from edgecnn.data.bands import presence_mask, subset_name
-
     return {subset_name(s, bands): evaluate(model, ds, num_classes, mean, std, mask=presence_mask(s, bands), **kw)
             for s in subsets}
 
 
 def is_band_robust(recipe: Recipe, model: nn.Module) -> bool:
     """Runs whose quality is judged on every band subset, not only on full bands."""
-    from edgecnn.models.registry import takes_mask
-
     return recipe.train.band_subsets != "none" or takes_mask(model)
 
 
@@ -258,8 +251,6 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         UserError: the folder already holds a run (without ``resume``), nothing to
             resume, a recipe mismatch on resume, or a data problem.
     """
-    from edgecnn.data import Augment
-
     tc, out = recipe.train, Path(out)
     steps = steps or Steps(recipe)
     device, dist = _setup_device(tc.device)
@@ -418,8 +409,6 @@ def _setup_ranks(out: Path, recipe: Recipe, resume: bool, dist: D.Dist) -> None:
 
 def _setup_data(recipe: Recipe, device: torch.device) -> Data:
     """The two splits and the class names (seeding the model init first: identical on every rank)."""
-    from edgecnn.data import build_datasets
-
     cfg = recipe.data
     torch.manual_seed(recipe.seed)  # model init: identical on every rank
     train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
@@ -518,9 +507,6 @@ def _print_epoch(console: Console, steps: Steps, row: dict, epoch: int, epochs: 
 
 def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
     """One pass over the training split; returns loss and accuracy summed over all ranks."""
-    from edgecnn.data.bands import sample_subset_mask, sample_subset_masks
-    from edgecnn.models.registry import takes_mask
-
     net, ds, recipe, opt, gen, aug = ctx.net, ctx.data.train, ctx.recipe, ctx.opts.opt, ctx.opts.gen, ctx.aug
     band_aware, device, dist, progress = takes_mask(ctx.model), ctx.device, ctx.dist, ctx.progress
     cfg, tc = recipe.data, recipe.train
@@ -572,8 +558,6 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
 def _validate(model: nn.Module, val_ds: Dataset, num_classes: int, recipe: Recipe, device: torch.device,
               dist: D.Dist, robust: bool) -> dict[str, float]:
     """The validation columns of a metrics row (per band subset for band-robust runs)."""
-    from edgecnn.data.bands import all_subsets
-
     cfg, tc = recipe.data, recipe.train
     kw = dict(batch_size=tc.batch_size, workers=cfg.workers, device=device, dist=dist, channels_last=tc.channels_last)
     val = evaluate(model, val_ds, num_classes, cfg.mean, cfg.std, **kw)

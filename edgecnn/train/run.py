@@ -21,6 +21,7 @@ from edgecnn.train.checkpoint import load_checkpoint
 
 from edgecnn.core.contracts import CKPT_CLASSES, CKPT_MODEL
 from edgecnn.core.contracts import BEST, ENV, EVAL, LAST, LOG, METRICS, RECIPE, is_run  # noqa: F401 (re-exported)
+from edgecnn.models import build_model
 
 
 def read_run_recipe(run: Path) -> Recipe:
@@ -41,8 +42,6 @@ def read_run_recipe(run: Path) -> Recipe:
 
 
 def build_for_recipe(recipe: Recipe, num_classes: int) -> nn.Module:
-    from edgecnn.models import build_model
-
     settings = recipe.model.model_dump(exclude={"name"})
     return build_model(recipe.model.name, num_classes, len(recipe.data.bands), **settings)
 
