@@ -8,7 +8,8 @@ That folder follows the run-folder contract (``recipe.yaml``, ``env.json``,
 training run, and adds ``qat.json``: the backend, the float run it started
 from, and the quantizer settings (the recipe schema has no place for them).
 
-Two backends, one class each with the same methods (``Backend``):
+Two backends, one class each with the same methods (``Backend``), one file each as PTQ's are
+(``qat_xnnpack.py``, ``qat_openvino.py``; both importable from here); this file is what they share:
 
 * ``xnnpack`` (exported with ``edgecnn export --target executorch --int8``): PT2E.
   The float model is captured with ``torch.export`` in train mode with a
@@ -39,7 +40,6 @@ torchrun (``--nproc``), exactly like training.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Protocol
@@ -51,13 +51,13 @@ from edgecnn.core import contracts as C
 from edgecnn import backends
 from edgecnn.config.load import parse_overrides, validate_recipe
 from edgecnn.data.bands import parse_subset, presence_mask
-from edgecnn.errors import UserError, export_failed
+from edgecnn.errors import UserError
 from edgecnn.models.deployable import deployable
 from edgecnn.models.dynamic_conv import BandResNet, folded_model
 from edgecnn.models.registry import takes_mask
-from edgecnn.models.surgery import swap
 from edgecnn.quantize.calibration import calibration_samples
-from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
+from edgecnn.quantize.qat_openvino import FixedFakeQuantize, OpenvinoNNCF  # noqa: F401 (importable from here)
+from edgecnn.quantize.qat_xnnpack import PT2EModel, XnnpackPT2E  # noqa: F401 (importable from here)
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import load_checkpoint
 from edgecnn.train.evaluate import evaluate_run
@@ -69,7 +69,7 @@ EPOCHS = 3
 CALIBRATION_IMAGES = 256  # NNCF's initial ranges
 
 
-# -- the two backends ------------------------------------------------------------------------
+# -- the two backends (one file each: qat_xnnpack.py, qat_openvino.py) ----------------------------
 
 
 class Backend(Protocol):
@@ -88,160 +88,6 @@ class Backend(Protocol):
     def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module: ...
 
     def settings(self) -> dict: ...
-
-
-class PT2EModel(nn.Module):
-    """A PT2E-prepared graph that switches between training and evaluation like a module.
-
-    An exported graph refuses ``.train()``/``.eval()``: torchao swaps its
-    BatchNorm and dropout ops instead (``move_exported_model_to_train/eval``).
-    Evaluation also stops the observers, so validation images never move the
-    quantization ranges; training restarts them.
-    """
-
-    def __init__(self, graph: torch.fx.GraphModule):
-        super().__init__()
-        self.graph = graph
-        self.training = True  # prepare_qat_pt2e returns it in training mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.graph(x)
-
-    def train(self, mode: bool = True) -> PT2EModel:
-        api = backends.pt2e_xnnpack("qat for xnnpack")
-        (api.move_exported_model_to_train if mode else api.move_exported_model_to_eval)(self.graph)
-        self.graph.apply(api.enable_observer if mode else api.disable_observer)
-        self.training = mode
-        return self
-
-
-class XnnpackPT2E:
-    """PT2E QAT with the XNNPACK quantizer: INT8 symmetric, per-channel weights."""
-
-    NAME = "xnnpack"
-    EXPORT_TARGET = "executorch"
-    REQUIRES = ("torchao", "executorch")
-
-    def _prepared(self, model: nn.Module, in_shape: tuple[int, int, int]) -> PT2EModel:
-        api = backends.pt2e_xnnpack("qat for xnnpack")
-        quantizer = api.XNNPACKQuantizer()
-        quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
-        for module_type in KEEP_FLOAT:
-            quantizer.set_module_type(module_type, None)
-        # The graph that ExecuTorch lowers must be the graph that trained: the
-        # XNNPACK rewrites (for_xnnpack) come first. Train mode, so BatchNorm is
-        # captured with batch statistics; a dynamic batch, so the converted graph
-        # takes batch 1 at export.
-        model = for_xnnpack(copy.deepcopy(model)).train()
-        example = (torch.zeros(2, *in_shape),)
-        try:
-            batch = torch.export.Dim("batch", min=1)
-            graph = torch.export.export(model, example, dynamic_shapes=({0: batch},)).module()
-            return PT2EModel(api.prepare_qat_pt2e(graph, quantizer))
-        except Exception as e:
-            raise export_failed("qat xnnpack", "capturing the training graph (torch.export, dynamic batch)", e,
-                                fix="QAT for xnnpack starts from torch.export; change the model code it names") from None
-
-    def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
-        """Fake-quantize ``model`` (inputs ``[B, *in_shape]``); the observers start on the first training batch."""
-        return self._prepared(model, in_shape)
-
-    def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
-        """The same prepared graph for ``model``'s architecture; the caller loads the state dict."""
-        return self._prepared(model, in_shape)
-
-    def extra(self, qat_model: nn.Module) -> dict:
-        return {}
-
-    def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
-        """The INT8 graph (``convert_pt2e``) with the learned scales, ready for ``torch.export`` at batch 1."""
-        api = backends.pt2e_xnnpack("qat for xnnpack")
-        qat_model.eval()
-        return api.convert_pt2e(copy.deepcopy(qat_model.graph))
-
-    def settings(self) -> dict:
-        return {
-            "method": "PT2E quantization-aware training (torchao prepare_qat_pt2e, convert_pt2e at export)",
-            "quantizer": "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))",
-            "weights": "int8 symmetric per-channel (fake-quantized while fine-tuning)",
-            "activations": "int8 (moving-average min/max observed while fine-tuning)",
-            "graph": "torch.export in train mode, dynamic batch",
-            "kept_float": [t.__name__ for t in KEEP_FLOAT],
-        }
-
-
-class FixedFakeQuantize(nn.Module):
-    """``torch.fake_quantize_per_{tensor,channel}_affine`` with constant parameters.
-
-    What ``nncf.strip`` leaves is a ``torch.ao`` ``FakeQuantize``, whose
-    forward reads its on/off flags from tensors: ``torch.export`` cannot
-    capture that branch ("data-dependent expression"). With the learned
-    scales frozen into this module the graph exports, and OpenVINO converts
-    each op into a FakeQuantize node.
-    """
-
-    def __init__(self, fq: nn.Module):
-        super().__init__()
-        self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
-        self.per_channel = fq.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
-        if self.per_channel:
-            self.axis = int(fq.ch_axis)
-            self.register_buffer("scale", fq.scale.detach().reshape(-1).clone())
-            self.register_buffer("zero_point", fq.zero_point.detach().reshape(-1).to(torch.int32).clone())
-        else:  # Python numbers: a per-tensor op takes them as constants
-            self.scale_value = float(fq.scale.reshape(-1)[0])
-            self.zero_point_value = int(fq.zero_point.reshape(-1)[0])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.per_channel:
-            return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
-                                                          self.quant_min, self.quant_max)
-        return torch.fake_quantize_per_tensor_affine(x, self.scale_value, self.zero_point_value,
-                                                     self.quant_min, self.quant_max)
-
-
-class OpenvinoNNCF:
-    """NNCF QAT on the PyTorch model, default preset (symmetric INT8, per-channel weights)."""
-
-    NAME = "openvino"
-    EXPORT_TARGET = "openvino"
-    REQUIRES = ("nncf", "openvino")
-
-    def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
-        """``nncf.quantize``: quantizers placed and their initial ranges set from ``calibration``."""
-        api = backends.nncf_torch()
-        dataset = api.nncf.Dataset(calibration, lambda sample: sample[0])
-        return api.nncf.quantize(copy.deepcopy(model).eval(), dataset, subset_size=len(calibration))
-
-    def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
-        """The quantizers of ``qat["nncf_config"]`` put back into ``model``; the caller loads the state dict."""
-        api = backends.nncf_torch()
-        return api.load_from_config(model, json.loads(qat["nncf_config"]))
-
-    def extra(self, qat_model: nn.Module) -> dict:
-        # As JSON text: the config holds NNCF enums that weights_only checkpoint loading refuses.
-        return {"nncf_config": json.dumps(backends.nncf_torch().get_config(qat_model))}
-
-    def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
-        """A copy with each quantizer replaced by a ``FixedFakeQuantize`` holding its learned range."""
-        api = backends.nncf_torch()
-        qat_model.eval()
-        stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
-
-        storage = api.get_hook_storage(stripped)
-        hooks = {name for name, _ in storage.named_hooks()}
-        swap(storage, lambda m, name: name in hooks, lambda fq, name: FixedFakeQuantize(fq))
-        return stripped.eval()
-
-    def settings(self) -> dict:
-        return {
-            "method": "NNCF quantization-aware training (nncf.quantize on the PyTorch model, then fine-tuned; "
-                      "nncf.strip at export)",
-            "quantizer": f"nncf {backends.version('nncf')}, default preset",
-            "weights": "int8 symmetric per-channel, scales learned while fine-tuning",
-            "activations": "int8 symmetric per-tensor (unsigned after ReLU), scales learned while fine-tuning",
-            "initial_ranges": "min/max over un-augmented training images (nncf.quantize), then learned",
-        }
 
 
 BACKENDS: dict[str, Backend] = {b.NAME: b for b in (XnnpackPT2E(), OpenvinoNNCF())}
