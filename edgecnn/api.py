@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from rich.console import Console
+
 from edgecnn.errors import UserError
+from edgecnn.config import Recipe, load_recipe
+from edgecnn.config.load import parse_overrides, validate_recipe
 
 __all__ = ["TrainResult", "ExportResult", "BenchResult", "ReportResult", "RunResult", "UserError",
            "train", "export", "bench", "report", "run"]
@@ -92,9 +96,6 @@ class RunResult:
 
 def _recipe(recipe: Any, overrides: Sequence[str] | dict | None):
     """A validated Recipe from a path, a shipped recipe's name, or a Recipe (overrides applied)."""
-    from edgecnn.config import Recipe, load_recipe
-    from edgecnn.config.load import parse_overrides, validate_recipe
-
     parsed = dict(overrides) if isinstance(overrides, dict) else parse_overrides(list(overrides or []))
     if isinstance(recipe, Recipe):
         return validate_recipe(recipe.model_dump(mode="json"), parsed) if parsed else recipe
@@ -102,8 +103,6 @@ def _recipe(recipe: Any, overrides: Sequence[str] | dict | None):
 
 
 def _console(quiet: bool):
-    from rich.console import Console
-
     return Console(quiet=quiet)
 
 

@@ -94,6 +94,14 @@ def nncf():
     return _nncf
 
 
+def nncf_range_estimators():
+    """nncf's ``RangeEstimatorParametersSet`` (the activation range presets; not re-exported by ``nncf``)."""
+    nncf()
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    return RangeEstimatorParametersSet
+
+
 def nncf_torch() -> SimpleNamespace:
     """NNCF on PyTorch models (3.4): quantize, save/restore the inserted quantizers, strip them.
 

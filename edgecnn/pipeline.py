@@ -29,10 +29,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from edgecnn.bench.api import bench, save
+from edgecnn.bench.console import print_rows
 from edgecnn.config import Recipe
-from edgecnn.core import contracts as C
 from edgecnn.config.schema import QAT_FOR_TARGET
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
+from edgecnn.export.api import export_run
+from edgecnn.export.artifact import check_sidecar, max_drop_of, read_sidecar
+from edgecnn.files import atomic_write_text
+from edgecnn.quantize.qat import evaluate_any, qat_run
+from edgecnn.report import build
+from edgecnn.report.console import print_result
+from edgecnn.train.loop import recipe_differences, train
+from edgecnn.train.run import read_run_recipe
 
 STATE = C.PIPELINE
 BENCH = C.BENCH
@@ -50,14 +60,12 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
         UserError: from any stage (bad data, a failed export, an unreachable bench device),
             or a stage that needs a trained run when ``train`` is not listed and ``out`` holds none.
     """
-    from edgecnn.train import run as R
-
     stages, out = recipe.pipeline.stages, Path(out)
     console = console or Console()
     chain = Chain(out, console, total=_count_steps(recipe))
     if "train" in stages:
         _train_stage(chain, recipe)
-    if not (out / R.LAST).exists():
+    if not (out / C.LAST).exists():
         raise UserError(f"{out}: no trained run to continue from; add train to pipeline.stages "
                         "or pass --out a folder written by edgecnn train")
     if "qat" in stages:
@@ -72,13 +80,9 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
     report = None
     if "report" in stages:
         with chain.step("report", f"report -> {out / REPORT}"):
-            from edgecnn.report import build
-
             report = build([out], out / REPORT)
     chain.summary()
     if report is not None:
-        from edgecnn.report.console import print_result
-
         print_result(console, report)
     return {"out": str(out), "stages": chain.done, "artifacts": [str(a) for a in artifacts],
             "bench": str(out / BENCH) if (out / BENCH).is_file() else None, "report": report}
@@ -86,24 +90,18 @@ def run(recipe: Recipe, out: Path, console: Console | None = None) -> dict:
 
 def _train_stage(chain: Chain, recipe: Recipe) -> None:
     """Train into the pipeline's folder, resuming an interrupted run; a finished one is kept."""
-    from edgecnn.train import run as R
-
     out = chain.out
     with chain.step("train", f"train {recipe.model.name} ({recipe.train.epochs} epochs)") as step:
         _same_recipe(out, recipe)
         if _finished(out, recipe.train.epochs):
             step.skip(f"{out} is finished")
         else:
-            from edgecnn.train.loop import train
-
-            train(recipe, out, resume=(out / R.LAST).exists(), console=chain.console)
+            train(recipe, out, resume=(out / C.LAST).exists(), console=chain.console)
         _evaluate(out, chain.console)
 
 
 def _qat_stage(chain: Chain, recipe: Recipe) -> None:
     """QAT for each listed backend into ``qat-<backend>``, resuming or keeping as training does."""
-    from edgecnn.train import run as R
-
     p, out = recipe.pipeline, chain.out
     for backend in p.qat:
         folder = out / f"qat-{backend}"
@@ -112,16 +110,12 @@ def _qat_stage(chain: Chain, recipe: Recipe) -> None:
             if _finished(folder, p.qat_epochs):
                 step.skip(f"{folder} is finished")
             else:
-                from edgecnn.quantize.qat import qat_run
-
-                qat_run(out, backend, epochs=p.qat_epochs, resume=(folder / R.LAST).exists(), console=chain.console)
+                qat_run(out, backend, epochs=p.qat_epochs, resume=(folder / C.LAST).exists(), console=chain.console)
             _evaluate(folder, chain.console)
 
 
 def _export_stage(chain: Chain, recipe: Recipe) -> None:
     """Each export item; one is skipped only when its checkpoint, calibration and budget are unchanged."""
-    from edgecnn.export.artifact import max_drop_of
-
     p, out = recipe.pipeline, chain.out
     for item in p.export:
         source = out / f"qat-{QAT_FOR_TARGET[item.target]}" if item.int8 == "qat" else out
@@ -135,7 +129,6 @@ def _export_stage(chain: Chain, recipe: Recipe) -> None:
                 continue
             if done and done.get("calib") != calib and _unchanged(done, source):
                 step.note(f"pipeline.calib changed ({done.get('calib')} -> {calib}): exporting again")
-            from edgecnn.export.api import export_run
 
             r = export_run(source, item.target, int8=item.int8 != "none", channels=item.channels,
                            calib=p.calib, max_drop=item.max_drop)
@@ -163,8 +156,6 @@ def _bench_stage(chain: Chain, recipe: Recipe, artifacts: list[Path]) -> None:
         changed = _changed_settings(before, stamp) if (out / BENCH).is_file() else []
         if changed:
             step.note(f"bench settings changed ({', '.join(changed)}): timing again")
-        from edgecnn.bench.api import bench, save
-        from edgecnn.bench.console import print_rows
 
         rows = bench(artifacts, eager=out if eager else None, device=b.device, threads=b.threads,
                      warmup=b.warmup, iters=b.iters, rounds=b.rounds, min_time=b.min_time, cooldown=b.cooldown)
@@ -201,8 +192,6 @@ class Chain:
             return {}
 
     def save(self) -> None:
-        from edgecnn.train.checkpoint import atomic_write_text
-
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(self.state, indent=2) + "\n")
 
@@ -254,7 +243,6 @@ def _evaluate(run: Path, console: Console) -> None:
     result = run / "eval.json"
     if result.is_file() and result.stat().st_mtime_ns >= _checkpoint(run).stat().st_mtime_ns:
         return
-    from edgecnn.quantize.qat import evaluate_any
 
     r = evaluate_any(run)
     console.print(f"{run}: val accuracy {r['accuracy']:.1%}, F1 {r['f1']:.1%}, {r['macs'] / 1e9:.3f} GMACs, "
@@ -273,15 +261,12 @@ def _same_recipe(out: Path, recipe: Recipe) -> None:
     Raises:
         UserError: ``out`` holds a run whose stored recipe differs; the message names the keys.
     """
-    from edgecnn.train import run as R
-    from edgecnn.train.loop import recipe_differences
-
-    if not R.is_run(out):
+    if not C.is_run(out):
         return
     diff = recipe_differences(out, recipe)
     if diff:
         raise UserError(f"{out} holds a run trained with a different recipe; it differs at: {', '.join(diff)}; "
-                        f"run the recipe and overrides it was trained with (see {out / R.RECIPE}), "
+                        f"run the recipe and overrides it was trained with (see {out / C.RECIPE}), "
                         "or pass --out NEW_DIR for a new run")
 
 
@@ -291,11 +276,9 @@ def _same_qat_epochs(folder: Path, epochs: int) -> None:
     Raises:
         UserError: the folder's recipe has ``train.epochs`` other than ``pipeline.qat_epochs``.
     """
-    from edgecnn.train import run as R
-
-    if not R.is_run(folder):
+    if not C.is_run(folder):
         return
-    stored = R.read_run_recipe(folder).train.epochs
+    stored = read_run_recipe(folder).train.epochs
     if stored != epochs:
         raise UserError(f"pipeline.qat_epochs={epochs} but {folder} was fine-tuned for {stored} epochs; "
                         f"set pipeline.qat_epochs={stored}, or remove {folder} to fine-tune again")
@@ -344,8 +327,6 @@ def _stamp(*paths: Path) -> list:
 def _unchanged(done: dict, source: Path) -> bool:
     """An artifact recorded earlier is still valid: it and its sidecar are intact and its source checkpoint
     is the one it was exported from."""
-    from edgecnn.export.artifact import check_sidecar, read_sidecar
-
     path = Path(done["path"])
     try:
         check_sidecar(path, read_sidecar(path))

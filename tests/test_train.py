@@ -187,3 +187,14 @@ def test_a_hostile_run_recipe_is_refused_as_damaged(tmp_path: Path):
     (tmp_path / "recipe.yaml").write_text(LAUGHS)
     with pytest.raises(UserError, match="damaged .*billion laughs"):
         read_run_recipe(tmp_path)
+
+
+def test_loader_workers_never_exceed_the_cores(monkeypatch, capsys):
+    from edgecnn.train import loop
+
+    monkeypatch.setattr(loop.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(loop, "_CLAMPED", set())
+    assert loop.loader_workers(0) == 0 and loop.loader_workers(2) == 2
+    assert [loop.loader_workers(4) for _ in range(3)] == [2, 2, 2]
+    said = capsys.readouterr().err.splitlines()
+    assert said == ["data.workers=4 clamped to 2: this process may use 2 cores"]  # once, not per loader

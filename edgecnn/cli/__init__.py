@@ -1,7 +1,8 @@
 """The ``edgecnn`` command line.
 
-Each command lives in its own thin module: it parses arguments, loads the
-recipe or run, and calls one stage function. Heavy libraries (torch, the
+Each command lives in its own thin module named after it (``train.py``, ``eval.py``,
+``qat.py``, ``export.py``, ``bench.py``, ...; ``data.py`` is ``edgecnn data synth``):
+it parses arguments, loads the recipe or run, and calls one stage function. Heavy libraries (torch, the
 export backends) are imported inside the command bodies so ``edgecnn --help``
 stays instant. A ``UserError`` anywhere becomes plain lines on stderr and exit 2.
 """

@@ -3,9 +3,11 @@
 One file per target (``executorch.py``, ``openvino.py``, ``onnx.py``), each
 with ``export`` (write the artifact) and ``load`` (run it with the real
 runtime); ``artifact.py`` holds what they share (names, atomic writes, the
-sidecar); ``deployable.py`` picks the graph for a band subset; ``parity.py``
-measures an artifact against PyTorch; ``api.py`` chains them in
-``export_run``. Backends are imported only inside functions.
+sidecar); ``runtimes.py`` maps targets to those files and loads an artifact by
+its suffix; ``parity.py`` measures an artifact against PyTorch; ``predict.py``
+classifies images with an artifact (``edgecnn predict``); ``api.py`` chains
+them in ``export_run`` (``models/deployable.py`` picks the graph for a band
+subset). Backends, and torch, are imported only inside functions.
 
     from edgecnn.export import export_run, load_artifact
     record = export_run(Path("runs/quickstart"), "executorch", int8=True)

@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.quantize.calibration import calibration_samples, held_out_images  # noqa: F401
 from edgecnn.export.runtimes import target_module
+from edgecnn import backends
+from edgecnn.export.artifact import Artifact, artifact_name, write_sidecar
+from edgecnn.export.runtimes import SUFFIXES
 
 
 def artifact_path(out: Path | None, run: Path, name: str, suffix: str) -> Path:
@@ -33,10 +37,8 @@ def artifact_path(out: Path | None, run: Path, name: str, suffix: str) -> Path:
     Raises:
         UserError: ``out`` ends in another artifact suffix, or is an existing file.
     """
-    from edgecnn.export.runtimes import SUFFIXES
-
     if out is None:
-        return run / "export" / name
+        return run / C.EXPORT_DIR / name
     out = Path(out)
     if out.suffix.lower() == suffix and not out.is_dir():
         return out
@@ -77,8 +79,6 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
             or without ``int8``, ``max_drop`` without ``int8`` or with a QAT run, or an export the
             target cannot do.
     """
-    from edgecnn.export.artifact import Artifact, artifact_name, write_sidecar
-
     module = target_module(target)  # an unknown target fails before anything loads
     _check_request(module, target, int8, calib, max_drop)
     run = Path(run)
@@ -116,8 +116,6 @@ def _check_request(module, target: str, int8: bool, calib: int, max_drop: float 
                         if int8 or max_drop >= 0 else f"--max-drop {max_drop}: give 0 or more points")
     if int8 and calib < 1:
         raise UserError(f"--calib {calib}: INT8 needs at least 1 calibration image; use e.g. --calib 256")
-
-    from edgecnn import backends
 
     backends.require(*module.REQUIRES, *(module.REQUIRES_INT8 if int8 else ()),
                     purpose=f"--target {target}{' --int8' if int8 else ''}")
@@ -192,7 +190,6 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
     """The sidecar record: everything predict and bench need to feed the artifact, and how it was made."""
     import torch
 
-    from edgecnn import backends
     from edgecnn.train import run as R
 
     graph, cfg, run = src.graph, src.cfg, src.run
@@ -221,7 +218,7 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
         **({"accuracy_budget": budget} if budget is not None else {}),
         "parity": parity,
         "source": {"run": str(run), "checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
-                   "epoch": src.state.get("epoch"), "torch": torch.__version__,
+                   "epoch": src.state.get(C.CKPT_EPOCH), "torch": torch.__version__,
                    "edgecnn": backends.version("edgecnn")},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -21,7 +21,9 @@ from typing import Protocol
 
 import numpy as np
 
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
+from edgecnn.files import atomic_write_text
 
 # A loaded artifact: float32 arrays in the sidecar's input order (batch 1) -> logits [1, classes].
 Runner = Callable[[Sequence[np.ndarray]], np.ndarray]
@@ -90,9 +92,7 @@ def artifact_name(model: str, target: str, precision: str, subset: str | None, s
 
 
 def sidecar_path(path: Path) -> Path:
-    from edgecnn.core.contracts import sidecar_path as rule  # the one rule, torch-free
-
-    return rule(path)
+    return C.sidecar_path(path)  # the one rule, torch-free
 
 
 def read_sidecar(path: Path) -> dict:
@@ -179,8 +179,6 @@ def temp_names(final: Sequence[Path]) -> Iterator[list[Path]]:
 
 
 def write_sidecar(artifact: Artifact) -> None:
-    from edgecnn.train.checkpoint import atomic_write_text
-
     atomic_write_text(artifact.sidecar_path, json.dumps(artifact.sidecar, indent=2) + "\n")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import UserError
+from edgecnn.export.runtimes import load_artifact
 
 PHOTO_BANDS = ("R", "G", "B")  # what load_image returns, in order
 
@@ -120,8 +121,6 @@ def predict(artifact: Path, images: list[Path], top_k: int = 5) -> list[dict]:
         UserError: missing artifact, missing/damaged sidecar or one that does not match
             the artifact, an unreadable image, or bands the images cannot provide.
     """
-    from edgecnn.export.runtimes import load_artifact
-
     if top_k < 1:
         raise UserError(f"--top-k {top_k}: give 1 or more")
     if not images:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgecnn.errors import UserError
+from edgecnn.export.artifact import check_sidecar, read_sidecar
 
 if TYPE_CHECKING:
     from edgecnn.export.artifact import Target
@@ -63,8 +64,6 @@ def load_artifact(path: Path, config: dict | None = None):
         UserError: missing file or sidecar, a sidecar that does not match the file,
             unknown suffix, or the runtime is not installed.
     """
-    from edgecnn.export.artifact import check_sidecar, read_sidecar
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file; export one with edgecnn export RUN --target ...")

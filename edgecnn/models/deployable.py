@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from edgecnn.data.bands import all_subsets, parse_subset, presence_mask, subset_name
 from edgecnn.models.dynamic_conv import BandResNet, DynamicConv2D, folded_model
 from edgecnn.models.registry import takes_mask
+from edgecnn.models.surgery import swap
 
 
 def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, band_aware: bool) -> torch.Tensor:
@@ -103,7 +104,6 @@ def _fold_stem_batchnorm(model: nn.Module) -> nn.Module:
     bn = folded.bn1
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     folded.conv1.weight.mul_(scale[None, :, None, None, None])
-    from edgecnn.models.surgery import swap
 
     return swap(folded, lambda m, name: name == "bn1", lambda m, name: _AddBias(bn.bias - bn.running_mean * scale))
 

@@ -18,10 +18,14 @@ from pathlib import Path
 import torch
 
 from edgecnn.config import dump_recipe
+from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text, save_checkpoint
 from edgecnn.train.loop import evaluate_subsets, prepare
+from edgecnn.data import build_datasets, collate
+from edgecnn.data.bands import all_subsets, presence_mask, subset_name
+from edgecnn.models.dynamic_conv import BandResNet, kernel_usage, kernels_to_keep
 
 
 def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, images: int = 512) -> dict:
@@ -39,10 +43,6 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
     Raises:
         UserError: the run has no DynamicConv2D stem, or ``out`` already holds a run.
     """
-    from edgecnn.data import build_datasets
-    from edgecnn.data.bands import all_subsets
-    from edgecnn.models.dynamic_conv import kernels_to_keep
-
     run = Path(run)
     out = Path(out) if out else run.parent / f"{run.name}_pruned"
     recipe, model, classes, state = _checked(run, out, min_share)
@@ -77,8 +77,6 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
 
 def _checked(run: Path, out: Path, min_share: float) -> tuple:
     """The run's (recipe, model, classes, checkpoint), refused before any work if it cannot be pruned."""
-    from edgecnn.models.dynamic_conv import BandResNet
-
     recipe, model, classes, state = R.load_trained(run)
     if not isinstance(model, BandResNet):
         raise UserError(f"{run} holds a {recipe.model.name}; prune works on DynamicConv2D models (resnet34_dynconv*)")
@@ -93,9 +91,6 @@ def _attention(model, train_ds, cfg, images: int) -> tuple[dict, int]:
     """Mean attention per kernel set and band subset, on ``images`` training images, and their count.
 
     Un-augmented, as the model sees images at deployment; spread over every class."""
-    from edgecnn.data import collate
-    from edgecnn.models.dynamic_conv import kernel_usage
-
     n = min(images, len(train_ds))
     idx = torch.linspace(0, len(train_ds) - 1, n).long().tolist()
     x, _ = collate([train_ds[i] for i in idx])
@@ -106,8 +101,6 @@ def _near_zero_filters(model, subsets: list[list[str]], bands: list[str]) -> dic
     """How many of the stem's filters are near zero once folded for each subset.
 
     They cannot be removed without narrowing layer1's residual path, so this is measured, not pruned."""
-    from edgecnn.data.bands import presence_mask, subset_name
-
     near_zero = {}
     if model.conv1.attention_mode == "mask":
         for s in subsets:
@@ -123,9 +116,9 @@ def _write_pruned(run: Path, out: Path, recipe, model, classes: list[str], state
         "name": out.name, "model": recipe.model.model_copy(update={"num_kernels": kernels})})
     out.mkdir(parents=True, exist_ok=True)
     # Only best.pt: with no optimizer state a pruned run is for eval and export, not for --resume.
-    save_checkpoint(out / R.BEST, {"model": model.state_dict(), "classes": classes, "epoch": state["epoch"],
-                                   "history": state.get("history", []), "bands": recipe.data.bands,
-                                   "pruned_from": str(run)})
+    save_checkpoint(out / R.BEST, {C.CKPT_MODEL: model.state_dict(), C.CKPT_CLASSES: classes,
+                                   C.CKPT_EPOCH: state[C.CKPT_EPOCH], C.CKPT_HISTORY: state.get(C.CKPT_HISTORY, []),
+                                   C.CKPT_BANDS: recipe.data.bands, C.CKPT_PRUNED_FROM: str(run)})
     for name in (R.ENV, R.METRICS):
         if (run / name).exists():
             shutil.copyfile(run / name, out / name)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from edgecnn.models.surgery import swap
 
 MAX_PROBES = 4  # quantize-and-measure rounds after the plain PTQ one: with it, about 5x a plain export at most
 RANK_IMAGES = 64  # ranking slice (PyTorch only)
@@ -95,8 +96,6 @@ def rank(module: nn.Module, names: list[str], calibration: Sequence[tuple[Tensor
     Returns:
         ``(name, mean squared logit change)`` pairs, descending.
     """
-    from edgecnn.models.surgery import swap
-
     module = copy.deepcopy(module).eval()
     ranges: dict[str, list[float]] = {}
     hooks = []

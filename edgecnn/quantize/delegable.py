@@ -18,6 +18,7 @@ import copy
 
 import torch
 from torch import nn
+from edgecnn.models.surgery import swap
 
 
 class DelegableLayerNorm(nn.LayerNorm):
@@ -59,7 +60,6 @@ def for_xnnpack(module: nn.Module) -> nn.Module:
     """
     if not any(_swappable(m) for m in module.modules()):
         return module
-    from edgecnn.models.surgery import swap
 
     def delegable(child: nn.Module, name: str) -> nn.Module:
         swapped = DelegableLayerNorm(child.normalized_shape, eps=child.eps,

@@ -12,6 +12,7 @@ one image at a time.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -131,8 +132,7 @@ def _nncf_options(nncf) -> dict:
       (38-45 dB after ReLUs); the global MINMAX: 0.78, 99.2%; MEAN_QUANTILE: 5.1, 91.4%. (Histogram without
       the overflow fix: -0.39, 99.6% on that VNNI CPU; kept on for the CPUs without VNNI.)
     """
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
+    RangeEstimatorParametersSet = backends.nncf_range_estimators()
     return {"fast_bias_correction": False,
             "advanced_parameters": nncf.AdvancedQuantizationParameters(
                 overflow_fix=nncf.OverflowFix.ENABLE,
@@ -222,8 +222,6 @@ def onnx_nodes(path: Path, modules: Sequence[str]) -> list[str]:
     The dynamo exporter records each node's module path in its
     ``pkg.torch.onnx.name_scopes`` metadata: ``['', 'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d_3']``.
     """
-    import ast
-
     import onnx
 
     wanted = set(modules)

@@ -8,7 +8,8 @@ That folder follows the run-folder contract (``recipe.yaml``, ``env.json``,
 training run, and adds ``qat.json``: the backend, the float run it started
 from, and the quantizer settings (the recipe schema has no place for them).
 
-Two backends, one class each with the same methods (``Backend``):
+Two backends, one class each with the same methods (``Backend``), one file each as PTQ's are
+(``qat_xnnpack.py``, ``qat_openvino.py``; both importable from here); this file is what they share:
 
 * ``xnnpack`` (exported with ``edgecnn export --target executorch --int8``): PT2E.
   The float model is captured with ``torch.export`` in train mode with a
@@ -39,7 +40,6 @@ torchrun (``--nproc``), exactly like training.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Protocol
@@ -47,17 +47,29 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from edgecnn.errors import UserError
+from edgecnn.core import contracts as C
 from edgecnn import backends
-from edgecnn.train.loop import Steps
+from edgecnn.config.load import parse_overrides, validate_recipe
+from edgecnn.data.bands import parse_subset, presence_mask
+from edgecnn.errors import UserError
+from edgecnn.models.deployable import deployable
+from edgecnn.models.dynamic_conv import BandResNet, folded_model
+from edgecnn.models.registry import takes_mask
+from edgecnn.quantize.calibration import calibration_samples
+from edgecnn.quantize.qat_openvino import FixedFakeQuantize, OpenvinoNNCF  # noqa: F401 (importable from here)
+from edgecnn.quantize.qat_xnnpack import PT2EModel, XnnpackPT2E  # noqa: F401 (importable from here)
+from edgecnn.train import run as R
+from edgecnn.train.checkpoint import load_checkpoint
+from edgecnn.train.evaluate import evaluate_run
+from edgecnn.train.loop import Steps, check_run_folder, train
 
-QAT_FILE = "qat.json"
+QAT_FILE = C.QAT  # "qat.json"
 LR_SCALE = 0.1  # of the float recipe's train.lr
 EPOCHS = 3
 CALIBRATION_IMAGES = 256  # NNCF's initial ranges
 
 
-# -- the two backends ------------------------------------------------------------------------
+# -- the two backends (one file each: qat_xnnpack.py, qat_openvino.py) ----------------------------
 
 
 class Backend(Protocol):
@@ -76,166 +88,6 @@ class Backend(Protocol):
     def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module: ...
 
     def settings(self) -> dict: ...
-
-
-class PT2EModel(nn.Module):
-    """A PT2E-prepared graph that switches between training and evaluation like a module.
-
-    An exported graph refuses ``.train()``/``.eval()``: torchao swaps its
-    BatchNorm and dropout ops instead (``move_exported_model_to_train/eval``).
-    Evaluation also stops the observers, so validation images never move the
-    quantization ranges; training restarts them.
-    """
-
-    def __init__(self, graph: torch.fx.GraphModule):
-        super().__init__()
-        self.graph = graph
-        self.training = True  # prepare_qat_pt2e returns it in training mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.graph(x)
-
-    def train(self, mode: bool = True) -> PT2EModel:
-        api = backends.pt2e_xnnpack("qat for xnnpack")
-        (api.move_exported_model_to_train if mode else api.move_exported_model_to_eval)(self.graph)
-        self.graph.apply(api.enable_observer if mode else api.disable_observer)
-        self.training = mode
-        return self
-
-
-class XnnpackPT2E:
-    """PT2E QAT with the XNNPACK quantizer: INT8 symmetric, per-channel weights."""
-
-    NAME = "xnnpack"
-    EXPORT_TARGET = "executorch"
-    REQUIRES = ("torchao", "executorch")
-
-    def _prepared(self, model: nn.Module, in_shape: tuple[int, int, int]) -> PT2EModel:
-        from edgecnn.errors import export_failed
-        from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
-
-        api = backends.pt2e_xnnpack("qat for xnnpack")
-        quantizer = api.XNNPACKQuantizer()
-        quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
-        for module_type in KEEP_FLOAT:
-            quantizer.set_module_type(module_type, None)
-        # The graph that ExecuTorch lowers must be the graph that trained: the
-        # XNNPACK rewrites (for_xnnpack) come first. Train mode, so BatchNorm is
-        # captured with batch statistics; a dynamic batch, so the converted graph
-        # takes batch 1 at export.
-        model = for_xnnpack(copy.deepcopy(model)).train()
-        example = (torch.zeros(2, *in_shape),)
-        try:
-            batch = torch.export.Dim("batch", min=1)
-            graph = torch.export.export(model, example, dynamic_shapes=({0: batch},)).module()
-            return PT2EModel(api.prepare_qat_pt2e(graph, quantizer))
-        except Exception as e:
-            raise export_failed("qat xnnpack", "capturing the training graph (torch.export, dynamic batch)", e,
-                                fix="QAT for xnnpack starts from torch.export; change the model code it names") from None
-
-    def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
-        """Fake-quantize ``model`` (inputs ``[B, *in_shape]``); the observers start on the first training batch."""
-        return self._prepared(model, in_shape)
-
-    def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
-        """The same prepared graph for ``model``'s architecture; the caller loads the state dict."""
-        return self._prepared(model, in_shape)
-
-    def extra(self, qat_model: nn.Module) -> dict:
-        return {}
-
-    def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
-        """The INT8 graph (``convert_pt2e``) with the learned scales, ready for ``torch.export`` at batch 1."""
-        api = backends.pt2e_xnnpack("qat for xnnpack")
-        qat_model.eval()
-        return api.convert_pt2e(copy.deepcopy(qat_model.graph))
-
-    def settings(self) -> dict:
-        from edgecnn.quantize.delegable import KEEP_FLOAT
-
-        return {
-            "method": "PT2E quantization-aware training (torchao prepare_qat_pt2e, convert_pt2e at export)",
-            "quantizer": "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))",
-            "weights": "int8 symmetric per-channel (fake-quantized while fine-tuning)",
-            "activations": "int8 (moving-average min/max observed while fine-tuning)",
-            "graph": "torch.export in train mode, dynamic batch",
-            "kept_float": [t.__name__ for t in KEEP_FLOAT],
-        }
-
-
-class FixedFakeQuantize(nn.Module):
-    """``torch.fake_quantize_per_{tensor,channel}_affine`` with constant parameters.
-
-    What ``nncf.strip`` leaves is a ``torch.ao`` ``FakeQuantize``, whose
-    forward reads its on/off flags from tensors: ``torch.export`` cannot
-    capture that branch ("data-dependent expression"). With the learned
-    scales frozen into this module the graph exports, and OpenVINO converts
-    each op into a FakeQuantize node.
-    """
-
-    def __init__(self, fq: nn.Module):
-        super().__init__()
-        self.quant_min, self.quant_max = int(fq.quant_min), int(fq.quant_max)
-        self.per_channel = fq.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
-        if self.per_channel:
-            self.axis = int(fq.ch_axis)
-            self.register_buffer("scale", fq.scale.detach().reshape(-1).clone())
-            self.register_buffer("zero_point", fq.zero_point.detach().reshape(-1).to(torch.int32).clone())
-        else:  # Python numbers: a per-tensor op takes them as constants
-            self.scale_value = float(fq.scale.reshape(-1)[0])
-            self.zero_point_value = int(fq.zero_point.reshape(-1)[0])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.per_channel:
-            return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
-                                                          self.quant_min, self.quant_max)
-        return torch.fake_quantize_per_tensor_affine(x, self.scale_value, self.zero_point_value,
-                                                     self.quant_min, self.quant_max)
-
-
-class OpenvinoNNCF:
-    """NNCF QAT on the PyTorch model, default preset (symmetric INT8, per-channel weights)."""
-
-    NAME = "openvino"
-    EXPORT_TARGET = "openvino"
-    REQUIRES = ("nncf", "openvino")
-
-    def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
-        """``nncf.quantize``: quantizers placed and their initial ranges set from ``calibration``."""
-        api = backends.nncf_torch()
-        dataset = api.nncf.Dataset(calibration, lambda sample: sample[0])
-        return api.nncf.quantize(copy.deepcopy(model).eval(), dataset, subset_size=len(calibration))
-
-    def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
-        """The quantizers of ``qat["nncf_config"]`` put back into ``model``; the caller loads the state dict."""
-        api = backends.nncf_torch()
-        return api.load_from_config(model, json.loads(qat["nncf_config"]))
-
-    def extra(self, qat_model: nn.Module) -> dict:
-        # As JSON text: the config holds NNCF enums that weights_only checkpoint loading refuses.
-        return {"nncf_config": json.dumps(backends.nncf_torch().get_config(qat_model))}
-
-    def for_export(self, qat_model: nn.Module, example: tuple) -> nn.Module:
-        """A copy with each quantizer replaced by a ``FixedFakeQuantize`` holding its learned range."""
-        api = backends.nncf_torch()
-        qat_model.eval()
-        stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
-        from edgecnn.models.surgery import swap
-
-        storage = api.get_hook_storage(stripped)
-        hooks = {name for name, _ in storage.named_hooks()}
-        swap(storage, lambda m, name: name in hooks, lambda fq, name: FixedFakeQuantize(fq))
-        return stripped.eval()
-
-    def settings(self) -> dict:
-        return {
-            "method": "NNCF quantization-aware training (nncf.quantize on the PyTorch model, then fine-tuned; "
-                      "nncf.strip at export)",
-            "quantizer": f"nncf {backends.version('nncf')}, default preset",
-            "weights": "int8 symmetric per-channel, scales learned while fine-tuning",
-            "activations": "int8 symmetric per-tensor (unsigned after ReLU), scales learned while fine-tuning",
-            "initial_ranges": "min/max over un-augmented training images (nncf.quantize), then learned",
-        }
 
 
 BACKENDS: dict[str, Backend] = {b.NAME: b for b in (XnnpackPT2E(), OpenvinoNNCF())}
@@ -286,8 +138,6 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
     Raises:
         UserError: ``--epochs`` and a ``train.epochs`` override disagree, or the overrides fail the schema.
     """
-    from edgecnn.config.load import parse_overrides, validate_recipe
-
     parsed = parse_overrides(list(overrides))
     if epochs is not None and parsed.get("train.epochs", epochs) != epochs:
         raise UserError(f"--epochs {epochs} and train.epochs={parsed['train.epochs']} disagree; give one of them")
@@ -307,10 +157,7 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
 def evaluate_any(run: Path, which: str = "best", channels: str | None = None) -> dict:
     """``train.evaluate.evaluate_run`` for any run folder: a QAT run is evaluated as its fake-quantized
     model (what its INT8 export computes), loaded here because training code does not import quantize."""
-    from edgecnn.core.contracts import is_qat_run
-    from edgecnn.train.evaluate import evaluate_run
-
-    loaded = load_qat(run, which)[:4] if is_qat_run(run) else None
+    loaded = load_qat(run, which)[:4] if C.is_qat_run(run) else None
     return evaluate_run(run, which, channels, loaded)
 
 
@@ -323,15 +170,12 @@ def load_qat(run: Path, which: str = "best") -> tuple:
     Raises:
         UserError: not a QAT run, no checkpoint, or a checkpoint that does not fit the recipe.
     """
-    from edgecnn.train import run as R
-    from edgecnn.train.checkpoint import load_checkpoint
-
     run = Path(run)
     info = read_qat(run)
     recipe = R.read_run_recipe(run)
     path = run / (R.BEST if which == "best" and (run / R.BEST).exists() else R.LAST)
     state = load_checkpoint(path)
-    classes = list(state["classes"])
+    classes = list(state[C.CKPT_CLASSES])
     model = _restore(BACKENDS[info["target"]], recipe, len(classes), state, path, info.get("channels"))
     return recipe, model.eval(), classes, state, info
 
@@ -361,9 +205,6 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
     Raises:
         UserError: not a mask-attention DynamicConv2D model, or an invalid subset.
     """
-    from edgecnn.data.bands import parse_subset, presence_mask
-    from edgecnn.models.dynamic_conv import BandResNet, folded_model
-
     if not (isinstance(model, BandResNet) and model.conv1.attention_mode == "mask"):
         raise UserError("qat --channels: only resnet34_dynconv_mask (mask attention) folds into a plain model "
                         "per band subset; drop --channels for other models")
@@ -373,15 +214,13 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
 
 
 def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path, channels: str | None = None) -> nn.Module:
-    from edgecnn.train import run as R
-
     backends.require(*b.REQUIRES, purpose=f"qat for {b.NAME}")
     model = R.build_for_recipe(recipe, num_classes)
     if channels is not None:
         model = fold_for_subset(model, channels, list(recipe.data.bands))
-    model = b.restore(model, _in_shape(recipe), state.get("qat", {}))
+    model = b.restore(model, _in_shape(recipe), state.get(C.CKPT_QAT, {}))
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state[C.CKPT_MODEL])
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise UserError(f"{path}: the QAT state does not fit the model rebuilt from its recipe ({first}); "
@@ -422,8 +261,6 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
             a presence-mask input, an existing run without ``resume`` (or nothing
             to resume), a recipe mismatch on resume, or data problems.
     """
-    from edgecnn.train.loop import train
-
     run = Path(run)
     b, recipe, out = _check_request(run, target, epochs, out, resume, overrides, channels)
     if resume:
@@ -440,9 +277,6 @@ def _check_request(run: Path, target: str, epochs: int | None, out: Path | None,
     Returns:
         (backend, QAT recipe, QAT run folder)
     """
-    from edgecnn.train import run as R
-    from edgecnn.train.loop import check_run_folder
-
     b = backend(target)
     if is_qat_run(run):
         raise UserError(f"{run} is a QAT run already; pass the float run it came from "
@@ -464,9 +298,6 @@ def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.
     Raises:
         UserError: the model takes a band presence mask (QAT needs one image input).
     """
-    from edgecnn.models.registry import takes_mask
-    from edgecnn.train import run as R
-
     float_recipe, float_model, float_classes, float_state = R.load_trained(run)
     if channels is not None:
         float_model = fold_for_subset(float_model, channels, list(float_recipe.data.bands)).eval()
@@ -477,7 +308,7 @@ def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.
     record = {
         "target": b.NAME, "export_target": b.EXPORT_TARGET,
         "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
-        "float_epoch": float_state.get("epoch"), "float_best_accuracy": float_state.get("best_accuracy"),
+        "float_epoch": float_state.get(C.CKPT_EPOCH), "float_best_accuracy": float_state.get(C.CKPT_BEST_ACCURACY),
         "lr_scale": LR_SCALE, **b.settings(),
         **({"channels": channels} if channels is not None else {}),
         "packages": {p: backends.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
@@ -505,8 +336,6 @@ class QatSteps(Steps):
     def setup_model(self, classes: list[str], train_ds, state: dict | None) -> nn.Module:
         """Resuming: the QAT model restored from ``state``. Starting: the float model, fake-quantized
         (NNCF's initial ranges from un-augmented training images, their count kept for ``qat.json``)."""
-        from edgecnn.train import run as R
-
         if state is not None:
             return _restore(self.b, self.recipe, len(classes), state, self.out / R.LAST, self.record.get("channels"))
         if self.float_classes != list(classes):
@@ -518,9 +347,6 @@ class QatSteps(Steps):
         return self.b.prepare(self.float_model, _in_shape(self.recipe), calibration)
 
     def _calibration(self, train_ds) -> list:
-        from edgecnn.models.deployable import deployable
-        from edgecnn.quantize.calibration import calibration_samples
-
         cfg = self.recipe.data
         graph = deployable(self.float_model, cfg.bands, cfg.image_size, None)
         return calibration_samples(graph, train_ds, cfg.mean, cfg.std, CALIBRATION_IMAGES, self.recipe.seed,
@@ -536,7 +362,7 @@ class QatSteps(Steps):
         return {QAT_FILE: json.dumps(self.record, indent=2) + "\n"}
 
     def checkpoint_extra(self, model: nn.Module) -> dict:
-        return {"qat": {"target": self.b.NAME, **self.b.extra(model)}}
+        return {C.CKPT_QAT: {"target": self.b.NAME, **self.b.extra(model)}}
 
 
 def export_source(run: Path, target: str, int8: bool, channels: str | None) -> tuple:
@@ -565,6 +391,6 @@ def export_source(run: Path, target: str, int8: bool, channels: str | None) -> t
                         f"({info.get('channels') or 'all bands'}); drop --channels")
     recipe, model, classes, state, _ = load_qat(run)
     example = (torch.zeros(1, *_in_shape(recipe)),)
-    section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get("epoch"),
+    section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get(C.CKPT_EPOCH),
                "float_run": info.get("float_run"), **({"channels": info["channels"]} if info.get("channels") else {})}
     return recipe, model, classes, state, (b.for_export(model, example), section)

@@ -12,6 +12,7 @@ from edgecnn.report import html, plots, tables
 from edgecnn.report.collect import collect
 from edgecnn.files import atomic_write_bytes
 from edgecnn.report.rows import COLUMNS, build_rows, run_label
+from edgecnn.report import sweep
 
 REPORT_VERSION = 1
 
@@ -32,8 +33,6 @@ def build(paths: list[Path], out: Path) -> dict:
         UserError: a path does not exist or is not one of ours, a damaged JSON file,
             or matplotlib is missing.
     """
-    from edgecnn.report import sweep
-
     paths, sweeps = sweep.expand(list(paths))  # a sweep folder: its trained variants, plus the sweep plot
     sources = collect(paths)
     rows = build_rows(sources)

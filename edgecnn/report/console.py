@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from rich import box
+from rich.table import Table
 
 
 def print_result(console, result: dict) -> None:
     """The report's headline table, its notes about missing pieces, and where its files are (also `edgecnn run`)."""
-    from rich import box
-    from rich.table import Table
-
     head = result["headline"]
     table = Table(title=f"accuracy vs cost: {len(head['rows'])} results", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)

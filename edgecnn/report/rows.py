@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.report.collect import Run, Sources, key
+from edgecnn.core.stats import wilson
 
 # Column order of results.csv; results.json rows carry the same keys.
 COLUMNS = [
@@ -81,8 +82,6 @@ def build_rows(sources: Sources) -> list[dict]:
 def _accuracy_interval(row: dict) -> None:
     """The Wilson 95% interval of an accuracy measured on ``eval_images`` images (None where unknown):
     500 validation images at 96% leave about ±1.7 points, so two rows 0.4 points apart are not different."""
-    from edgecnn.core.stats import wilson
-
     if row["accuracy"] is not None and row["eval_images"]:
         n = int(row["eval_images"])
         row["accuracy_ci_low"], row["accuracy_ci_high"] = wilson(round(row["accuracy"] * n), n)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgecnn.errors import UserError
 from edgecnn.report import plots
+from edgecnn.report.collect import read_json
 
 SWEEP = "sweep.json"  # edgecnn.sweep.SWEEP (that module imports rich and yaml; a report needs neither)
 BUDGET_COLOR = "#444444"
@@ -31,8 +32,6 @@ def expand(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, dict]]]:
     Raises:
         UserError: a damaged ``sweep.json``, or a sweep that has trained nothing yet.
     """
-    from edgecnn.report.collect import read_json
-
     keep, found = [], []
     for p in map(lambda x: Path(x).expanduser(), paths):
         if not is_sweep(p):

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from edgecnn.core.contracts import CKPT_MODEL
 from edgecnn.errors import UserError
 from edgecnn.files import atomic_write_bytes, atomic_write_text  # noqa: F401  (run files are written through here)
 
@@ -37,6 +38,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise UserError(
             f"checkpoint {path}: cannot be read ({type(e).__name__}); it is damaged, retrain or restore it"
         ) from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise UserError(f"checkpoint {path}: not an edgecnn checkpoint (no 'model' entry)")
+    if not isinstance(state, dict) or CKPT_MODEL not in state:
+        raise UserError(f"checkpoint {path}: not an edgecnn checkpoint (no '{CKPT_MODEL}' entry)")
     return state

@@ -7,7 +7,10 @@ no-op and training runs as a single process. NCCL on GPUs, gloo on CPUs.
 
 from __future__ import annotations
 
+import gc
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -37,9 +40,6 @@ def relaunch(nproc: int, argv: list[str]) -> int:
     ``argv`` is the command line after ``edgecnn`` (e.g. ``["train", recipe, ...]``),
     passed as a list: nothing goes through a shell. Returns torchrun's exit code.
     """
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "edgecnn", *argv]
     return subprocess.run(cmd).returncode
@@ -85,7 +85,5 @@ def shutdown(d: Dist) -> None:
     """Collect what still holds the group (no barrier: a rank that failed alone must not
     wait here for ranks that are still inside a collective), then destroy it."""
     if d.active and dist.is_initialized():
-        import gc
-
         gc.collect()
         dist.destroy_process_group()

@@ -12,6 +12,11 @@ from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
 from edgecnn.train.loop import evaluate, evaluate_subsets, is_band_robust, own_subsets
+from edgecnn.data import build_datasets
+from edgecnn.data.bands import all_subsets, parse_subset, presence_mask
+from edgecnn.models.registry import takes_mask
+from edgecnn.models.stats import measure_cost
+from rich.table import Table
 
 
 def evaluate_run(run: Path, which: str = "best", channels: str | None = None, loaded: tuple | None = None) -> dict:
@@ -33,8 +38,6 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         UserError: not a run, missing/damaged checkpoint, an unknown or empty
             band subset, or data problems.
     """
-    from edgecnn.data import build_datasets
-
     run = Path(run)
     qat = C.is_qat_run(run)
     if qat and loaded is None:
@@ -59,7 +62,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         "model": recipe.model.name,
         "run": str(run),
         "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
-        "epoch": state["epoch"],
+        "epoch": state[C.CKPT_EPOCH],
         "split": "val",
         "fake_quantized": qat,
         **{k: metrics[k] for k in keys},
@@ -89,8 +92,6 @@ def _own_subsets(model, val_ds, num_classes: int, cfg, kw: dict) -> dict[str, di
 
 def _subsets(channels: str | None, recipe, model) -> list[list[str]]:
     """The band subsets ``channels`` asks for (``None``: every subset for band-robust runs, else none)."""
-    from edgecnn.data.bands import all_subsets, parse_subset
-
     bands = recipe.data.bands
     if channels is None:
         return all_subsets(bands) if is_band_robust(recipe, model) else []
@@ -101,10 +102,6 @@ def _subsets(channels: str | None, recipe, model) -> list[list[str]]:
 
 def _cost(recipe, model, num_classes: int, qat: bool):
     """Params and MACs of the architecture: a QAT graph adds quantizer scales, not weights a device stores."""
-    from edgecnn.data.bands import presence_mask
-    from edgecnn.models.registry import takes_mask
-    from edgecnn.models.stats import measure_cost
-
     cfg = recipe.data
     arch = R.build_for_recipe(recipe, num_classes) if qat else model
     extra = (presence_mask(cfg.bands, cfg.bands),) if takes_mask(arch) else ()
@@ -114,8 +111,6 @@ def _cost(recipe, model, num_classes: int, qat: bool):
 def paper_table(rows: list[dict], title: str = "", first: str = "model") -> "rich.table.Table":  # noqa: F821
     """Rows in the paper's column order: Accuracy, Precision, Recall, F1-score, then MACs and Params
     where the rows carry them (the per-subset table, like the paper's Table 2, has neither)."""
-    from rich.table import Table
-
     cost = all("macs" in r for r in rows)
     table = Table(title=title or None)
     cols = [first, "Accuracy", "Precision", "Recall", "F1-score"] + (["MACs", "Params"] if cost else [])

@@ -22,7 +22,9 @@ import io
 import json
 import logging
 import os
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +44,10 @@ from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_ch
 from edgecnn.train.env import environment
 from edgecnn.train import dist as D
 from edgecnn.train.metrics import confusion, summarize
+from edgecnn.data import Augment, build_datasets, collate, combine_masks, file_mask, normalize
+from edgecnn.data.stats import PHOTO_MEAN, PHOTO_STD, band_stats, is_photo
+from edgecnn.data.bands import all_subsets, presence_mask, sample_subset_mask, sample_subset_masks, subset_name
+from edgecnn.models.registry import takes_mask
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
     """A shuffled epoch as index batches. A lone last sample joins the previous
@@ -53,11 +59,26 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[l
     return batches
 
 
+_CLAMPED: set[tuple[int, int]] = set()  # (asked, cores) already reported by loader_workers
+
+
+def loader_workers(workers: int) -> int:
+    """``workers``, at most the cores this process may run on (torch warns on every loader otherwise).
+
+    Said once per process on stderr when clamped, e.g. a recipe's 4 workers on a 2-core machine.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers <= cores:
+        return workers
+    if (workers, cores) not in _CLAMPED:
+        _CLAMPED.add((workers, cores))
+        print(f"data.workers={workers} clamped to {cores}: this process may use {cores} cores", file=sys.stderr)
+    return cores
+
+
 def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -> Any:
     """Batches of (uint8 images, labels). A dataset already on ``device`` (the
     built-in one with ``data.on_device``) is sliced in place: no workers, no copies."""
-    from edgecnn.data import collate
-
     images = getattr(ds, "images", None)
     # By type, not equality: the tensors sit on "cuda:0" while the run's device may be plain "cuda".
     if images is not None and images.device.type != "cpu":
@@ -68,7 +89,7 @@ def make_loader(ds: Dataset, batches: Any, workers: int, device: torch.device) -
     if getattr(getattr(ds, "dataset", ds), "images_file", None) is not None:
         workers = 0
     return DataLoader(
-        ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+        ds, batch_sampler=batches, num_workers=loader_workers(workers), collate_fn=collate,
         pin_memory=device.type == "cuda", persistent_workers=False,
     )
 
@@ -82,8 +103,6 @@ def prepare(x: torch.Tensor, device: torch.device, mean: list[float], std: list[
     after it, the band mean: a band that is nodata everywhere is then zero-filled,
     as a missing band is (``data.file_mask`` tells the model which).
     """
-    from edgecnn.data import normalize
-
     if x.dtype == torch.uint8:
         x = x.to(device, non_blocking=True).float().div_(255)
         if augment is not None:
@@ -107,9 +126,6 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
         dist: under DDP each rank evaluates every ``world``-th image and the
             confusion matrices are summed, so the figures cover the whole split once.
     """
-    from edgecnn.data import combine_masks, file_mask
-    from edgecnn.models.registry import takes_mask
-
     device = device or next(model.parameters()).device
     band_aware = takes_mask(model)
     model.eval()
@@ -137,8 +153,6 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
 def evaluate_subsets(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
                      bands: list[str], subsets: list[list[str]], **kw: Any) -> dict[str, dict[str, float]]:
     """``evaluate`` once per band subset, keyed by subset name ("RGB", "RG", ...)."""
-    from edgecnn.data.bands import presence_mask, subset_name
-
     return {subset_name(s, bands): evaluate(model, ds, num_classes, mean, std, mask=presence_mask(s, bands), **kw)
             for s in subsets}
 
@@ -155,8 +169,6 @@ def own_subsets(ds: Dataset, bands: list[str], workers: int = 0) -> dict[str, li
 
     Empty when every image carries every band (photos always do).
     """
-    from edgecnn.data import file_mask
-    from edgecnn.data.bands import subset_name
 
     groups: dict[str, list[int]] = {}
     for i, (x, _) in enumerate(make_loader(ds, [[i] for i in range(len(ds))], workers, torch.device("cpu"))):
@@ -172,8 +184,6 @@ def own_subsets(ds: Dataset, bands: list[str], workers: int = 0) -> dict[str, li
 
 def is_band_robust(recipe: Recipe, model: nn.Module) -> bool:
     """Runs whose quality is judged on every band subset, not only on full bands."""
-    from edgecnn.models.registry import takes_mask
-
     return recipe.train.band_subsets != "none" or takes_mask(model)
 
 
@@ -257,7 +267,7 @@ class Steps:
         """The registry model the recipe names, initialised from ``recipe.seed`` (``_setup_data`` seeds it)."""
         model = R.build_for_recipe(self.recipe, len(classes))
         if state is not None:
-            model.load_state_dict(state["model"])
+            model.load_state_dict(state[C.CKPT_MODEL])
         return model
 
     def param_groups(self, model: nn.Module) -> Any:
@@ -285,8 +295,6 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         UserError: the folder already holds a run (without ``resume``), nothing to
             resume, a recipe mismatch on resume, or a data problem.
     """
-    from edgecnn.data import Augment
-
     tc, out = recipe.train, Path(out)
     steps = steps or Steps(recipe)
     device, dist = _setup_device(tc.device)
@@ -294,44 +302,34 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
     log = net = None
     try:
         _setup_ranks(out, recipe, resume, dist)
-        train_ds, val_ds, classes, recipe, band_record = _setup_data(recipe, device)
-        steps.recipe = recipe
-        state = _resume_state(out, classes, tc.epochs) if resume else None
-        if state is not None and state["epoch"] >= tc.epochs:
-            console.print(f"[green]{out} is already finished ({state['epoch']} epochs); nothing to do.[/]")
-            return list(state["history"])
-        model = steps.setup_model(classes, train_ds, state).to(device)
+        data = _setup_data(recipe, device)
+        recipe = steps.recipe = data.recipe
+        state = _resume_state(out, data.classes, tc.epochs) if resume else None
+        if state is not None and state[C.CKPT_EPOCH] >= tc.epochs:
+            console.print(f"[green]{out} is already finished ({state[C.CKPT_EPOCH]} epochs); nothing to do.[/]")
+            return list(state[C.CKPT_HISTORY])
+        model = steps.setup_model(data.classes, data.train, state).to(device)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt, sched, gen, start, history, best = _setup_optimizer(model, recipe, steps, state)
+        opts = _setup_optimizer(model, recipe, steps, state)
         net = _setup_net(model, device, dist, tc.compile)
         if dist.main:
-            log = _setup_run_folder(out, recipe, steps, device, dist, resume, start, train_ds, val_ds, classes, console)
-            if band_record is not None:
-                atomic_write_text(out / C.DATA_STATS, json.dumps(band_record, indent=2))
+            log = _setup_run_folder(out, recipe, steps, device, dist, data, console, opts.start if resume else None)
+            if data.stats is not None:
+                atomic_write_text(out / C.DATA_STATS, json.dumps(data.stats, indent=2))
         ranks = f" x {dist.world} processes" if dist.active else ""
-        console.print(f"{steps.banner} on {device}{ranks}: {len(train_ds)} train / "
-                      f"{len(val_ds)} val images, {len(classes)} classes -> {out}")
+        console.print(f"{steps.banner} on {device}{ranks}: {len(data.train)} train / "
+                      f"{len(data.val)} val images, {len(data.classes)} classes -> {out}")
 
         robust = is_band_robust(recipe, model)
         aug = Augment(**recipe.augment.model_dump())
         with _progress(console, dist) as progress:
-            for epoch in range(start, tc.epochs):
-                row = _epoch_row(net, model, train_ds, val_ds, len(classes), recipe, opt, sched, gen,
-                                 aug if aug.enabled else None, device, dist, progress, epoch + 1,
-                                 f"{steps.epoch} {epoch + 1}/{tc.epochs}", robust, log)
-                # Band-robust runs keep the checkpoint that is best over all subsets.
-                score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
-                history.append(row)
-                if dist.main:
-                    _save_epoch(out, model, opt, sched, gen, epoch + 1, history, classes, max(best, score),
-                                score > best, recipe, steps, log)
-                best = max(best, score)
-                _print_epoch(console, steps, row, epoch, tc.epochs, score if robust else None)
-                D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
+            # No local keeps the EpochLoop (and its net) alive past the epochs: see ``net = None`` below.
+            best = _run_epochs(EpochLoop(net, model, data, recipe, opts, aug if aug.enabled else None, device, dist,
+                                         progress, robust, log), out, steps, console)
         if log:
             log.info("finished: best val %s %.4f", "mean accuracy over band subsets" if robust else "accuracy", best)
-        return history
+        return opts.history
     finally:
         _close_log(log)  # however training ends: a notebook trains many runs in one process
         # DDP's reducer holds the process group and gloo work with tensors in it. Freed only at
@@ -339,6 +337,22 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
         # aborts ("terminate called without an active exception", seen once in CI): free it first.
         net = None
         D.shutdown(dist)
+
+
+def _run_epochs(ctx: EpochLoop, out: Path, steps: Steps, console: Console) -> float:
+    """The epochs from ``ctx.opts.start``, each appended to ``ctx.opts.history`` and checkpointed; the best score."""
+    history, best, epochs, dist = ctx.opts.history, ctx.opts.best, ctx.recipe.train.epochs, ctx.dist
+    for epoch in range(ctx.opts.start, epochs):
+        row = _epoch_row(ctx, epoch + 1, f"{steps.epoch} {epoch + 1}/{epochs}")
+        # Band-robust runs keep the checkpoint that is best over all subsets.
+        score = row.get("val_accuracy_subset_mean", row["val_accuracy"])
+        history.append(row)
+        if dist.main:
+            _save_epoch(out, ctx, steps, EpochRecord(epoch + 1, history, max(best, score), score > best))
+        best = max(best, score)
+        _print_epoch(console, steps, row, epoch, epochs, score if ctx.robust else None)
+        D.barrier(dist)  # no rank runs ahead of the checkpoint it may resume from
+    return best
 
 
 def _progress(console: Console, dist: D.Dist) -> Progress:
@@ -353,22 +367,70 @@ def _close_log(log: logging.Logger | None) -> None:
         handler.close()
 
 
-def _epoch_row(net: nn.Module, model: nn.Module, train_ds: Dataset, val_ds: Dataset, num_classes: int,
-               recipe: Recipe, opt, sched, gen: torch.Generator, aug: Callable | None, device: torch.device,
-               dist: D.Dist, progress: Progress, epoch: int, title: str, robust: bool,
-               log: logging.Logger | None) -> dict:
-    """Epoch ``epoch`` (from 1): a training pass, the scheduler's step, validation; its metrics row."""
-    from edgecnn.models.registry import takes_mask
+@dataclass(frozen=True)
+class Data:
+    """What ``_setup_data`` builds: the two splits and the class names."""
 
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+    recipe: Recipe  # with data.mean/std resolved (computed from the training split when the recipe gives none)
+    stats: dict | None  # that computation's record (data_stats.json), None when nothing was computed
+
+
+@dataclass(frozen=True)
+class OptimizerSet:
+    """What ``_setup_optimizer`` builds, restored from the checkpoint when resuming.
+
+    ``history`` is the list the loop appends each epoch's row to; ``best`` the score to beat at ``start``.
+    """
+
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator  # shuffling, augmentation, band subsets
+    start: int  # the first epoch to run, from 0
+    history: list[dict]
+    best: float
+
+
+@dataclass(frozen=True)
+class EpochLoop:
+    """What every epoch of one ``train`` call uses (built once, before the first epoch)."""
+
+    net: nn.Module  # what runs the steps: the model, or its DDP / compiled wrapper
+    model: nn.Module
+    data: Data
+    recipe: Recipe
+    opts: OptimizerSet
+    aug: Callable | None
+    device: torch.device
+    dist: D.Dist
+    progress: Progress
+    robust: bool  # band-robust: validated on every band subset
+    log: logging.Logger | None  # rank 0 only
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """A finished epoch as its checkpoint records it (``epoch`` from 1; ``best`` includes this epoch)."""
+
+    epoch: int
+    history: list[dict]
+    best: float
+    improved: bool  # this epoch is the new best: best.pt is written too
+
+
+def _epoch_row(ctx: EpochLoop, epoch: int, title: str) -> dict:
+    """Epoch ``epoch`` (from 1): a training pass, the scheduler's step, validation; its metrics row."""
     t0 = time.perf_counter()
-    stats = _train_epoch(net, train_ds, recipe, opt, gen, aug, takes_mask(model), device, dist, progress, title)
-    if stats["dropped"] and log:
-        log.info("epoch %d: %d images failed to decode and were skipped", epoch, stats["dropped"])
-    lr = opt.param_groups[0]["lr"]
-    sched.step()
+    stats = _train_epoch(ctx, title)
+    if stats["dropped"] and ctx.log:
+        ctx.log.info("epoch %d: %d images failed to decode and were skipped", epoch, stats["dropped"])
+    lr = ctx.opts.opt.param_groups[0]["lr"]
+    ctx.opts.sched.step()
     row = {"epoch": epoch, "lr": lr, "train_loss": round(stats["loss"], 6),
            "train_accuracy": round(stats["accuracy"], 6)}
-    row |= _validate(model, val_ds, num_classes, recipe, device, dist, robust)
+    row |= _validate(ctx.model, ctx.data.val, len(ctx.data.classes), ctx.recipe, ctx.device, ctx.dist, ctx.robust)
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
 
@@ -394,11 +456,9 @@ def _setup_ranks(out: Path, recipe: Recipe, resume: bool, dist: D.Dist) -> None:
     torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // dist.local_world))
 
 
-def _setup_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, Dataset, list[str], Recipe, dict | None]:
-    """The two splits, the class names, the recipe with its normalisation resolved, and the
-    training split's band statistics when they were computed (seeding the model init first)."""
-    from edgecnn.data import build_datasets
-
+def _setup_data(recipe: Recipe, device: torch.device) -> Data:
+    """The two splits, the class names, the recipe with its normalisation resolved, and the training
+    split's band statistics when they were computed (seeding the model init first: identical on every rank)."""
     cfg = recipe.data
     torch.manual_seed(recipe.seed)  # model init: identical on every rank
     train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
@@ -407,7 +467,7 @@ def _setup_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, Dataset,
             ds.images, ds.labels = ds.images.to(device), ds.labels.to(device)
     recipe, stats = resolve_norm(recipe, train_ds)
     torch.manual_seed(recipe.seed)  # the stats pass may have drawn from the global generator
-    return train_ds, val_ds, classes, recipe, stats
+    return Data(train_ds, val_ds, classes, recipe, stats)
 
 
 def resolve_norm(recipe: Recipe, train_ds: Dataset) -> tuple[Recipe, dict | None]:
@@ -416,8 +476,6 @@ def resolve_norm(recipe: Recipe, train_ds: Dataset) -> tuple[Recipe, dict | None
     Photos (uint8) take the fixed 0.5/0.25; multi-band files the training split's own per-band
     mean and std without nodata pixels (``data.stats.band_stats``).
     """
-    from edgecnn.data.stats import PHOTO_MEAN, PHOTO_STD, band_stats, is_photo
-
     cfg = recipe.data
     if cfg.mean is not None:
         return recipe, None
@@ -434,31 +492,28 @@ def resolve_norm(recipe: Recipe, train_ds: Dataset) -> tuple[Recipe, dict | None
 def _resume_state(out: Path, classes: list[str], epochs: int) -> dict:
     """The last checkpoint, checked to be resumable with this dataset (a finished one is not checked further)."""
     state = load_checkpoint(out / R.LAST, map_location="cpu")
-    if "optimizer" not in state:
+    if C.CKPT_OPTIMIZER not in state:
         raise UserError(f"{out / R.LAST} holds no optimizer state (written by edgecnn prune?); it cannot be resumed")
-    if state["epoch"] < epochs and list(state.get("classes", classes)) != list(classes):
+    if state[C.CKPT_EPOCH] < epochs and list(state.get(C.CKPT_CLASSES, classes)) != list(classes):
         raise UserError(f"--resume: the dataset's classes no longer match {out / R.LAST}; "
                         "point data.root at the same dataset")
     return state
 
 
-def _setup_optimizer(model: nn.Module, recipe: Recipe, steps: Steps, state: dict | None) -> tuple:
-    """SGD, the step schedule and the shuffling generator, restored from ``state`` when resuming.
-
-    Returns:
-        (optimizer, scheduler, generator, first epoch, history, best score so far)
-    """
+def _setup_optimizer(model: nn.Module, recipe: Recipe, steps: Steps, state: dict | None) -> OptimizerSet:
+    """SGD, the step schedule and the shuffling generator, restored from ``state`` when resuming."""
     tc = recipe.train
     opt = torch.optim.SGD(steps.param_groups(model), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
     gen = torch.Generator().manual_seed(recipe.seed)  # shuffling, augmentation, band subsets
     if state is None:
-        return opt, sched, gen, 0, [], -1.0
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    return opt, sched, gen, state["epoch"], list(state["history"]), state["best_accuracy"]
+        return OptimizerSet(opt, sched, gen, 0, [], -1.0)
+    opt.load_state_dict(state[C.CKPT_OPTIMIZER])
+    sched.load_state_dict(state[C.CKPT_SCHEDULER])
+    gen.set_state(state[C.CKPT_GENERATOR])
+    torch.set_rng_state(state[C.CKPT_TORCH_RNG])
+    return OptimizerSet(opt, sched, gen, state[C.CKPT_EPOCH], list(state[C.CKPT_HISTORY]),
+                        state[C.CKPT_BEST_ACCURACY])
 
 
 def _setup_net(model: nn.Module, device: torch.device, dist: D.Dist, compile: bool) -> nn.Module:
@@ -472,10 +527,10 @@ def _setup_net(model: nn.Module, device: torch.device, dist: D.Dist, compile: bo
     return torch.compile(net) if compile else net
 
 
-def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.device, dist: D.Dist, resume: bool,
-                      start: int, train_ds: Dataset, val_ds: Dataset, classes: list[str],
-                      console: Console) -> logging.Logger:
-    """Rank 0: the recipe, the steps' files, env.json, and the opened train.log."""
+def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.device, dist: D.Dist, data: Data,
+                      console: Console, resumed_at: int | None) -> logging.Logger:
+    """Rank 0: the recipe, the steps' files, env.json, and the opened train.log (``resumed_at``: None when fresh)."""
+    train_ds, val_ds = data.train, data.val
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / R.RECIPE, steps.header + dump_recipe(recipe))
     for name, text in steps.run_files().items():
@@ -484,8 +539,8 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     atomic_write_text(out / R.ENV, json.dumps(env, indent=2))
     log = _logger(out)
     log.info("%s epoch %d of %d on %s x %d: %d train / %d val images, %d classes",
-             "resumed at" if resume else "started at", start, recipe.train.epochs, device, dist.world,
-             len(train_ds), len(val_ds), len(classes))
+             "started at" if resumed_at is None else "resumed at", resumed_at or 0, recipe.train.epochs, device,
+             dist.world, len(train_ds), len(val_ds), len(data.classes))
     skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
     if skipped:
         reasons = getattr(train_ds, "skip_reasons", {}) | getattr(val_ds, "skip_reasons", {})
@@ -495,23 +550,23 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     return log
 
 
-def _save_epoch(out: Path, model: nn.Module, opt, sched, gen: torch.Generator, epoch: int, history: list[dict],
-                classes: list[str], best: float, improved: bool, recipe: Recipe, steps: Steps,
-                log: logging.Logger) -> None:
+def _save_epoch(out: Path, ctx: EpochLoop, steps: Steps, record: EpochRecord) -> None:
     """Rank 0: the checkpoint (best first, then last), metrics.csv and the log line of an epoch."""
+    model, opt, sched, gen, recipe = ctx.model, ctx.opts.opt, ctx.opts.sched, ctx.opts.gen, ctx.recipe
+    epoch, history, classes, best = record.epoch, record.history, ctx.data.classes, record.best
     state = {
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        "epoch": epoch, "history": history, "classes": classes,
-        "best_accuracy": best, "bands": recipe.data.bands, **steps.checkpoint_extra(model),
+        C.CKPT_MODEL: model.state_dict(), C.CKPT_OPTIMIZER: opt.state_dict(), C.CKPT_SCHEDULER: sched.state_dict(),
+        C.CKPT_GENERATOR: gen.get_state(), C.CKPT_TORCH_RNG: torch.get_rng_state(),
+        C.CKPT_EPOCH: epoch, C.CKPT_HISTORY: history, C.CKPT_CLASSES: classes,
+        C.CKPT_BEST_ACCURACY: best, C.CKPT_BANDS: recipe.data.bands, **steps.checkpoint_extra(model),
     }
     # best first: a kill between the two writes then never leaves a
     # "last" that is newer than a best it should have replaced.
-    if improved:
+    if record.improved:
         save_checkpoint(out / R.BEST, state)
     save_checkpoint(out / R.LAST, state)
     _write_metrics(out / R.METRICS, history)
-    log.info("epoch %d: %s", epoch, json.dumps(history[-1]))
+    ctx.log.info("epoch %d: %s", epoch, json.dumps(history[-1]))
 
 
 def _print_epoch(console: Console, steps: Steps, row: dict, epoch: int, epochs: int, subsets: float | None) -> None:
@@ -523,13 +578,10 @@ def _print_epoch(console: Console, steps: Steps, row: dict, epoch: int, epochs: 
     )
 
 
-def _train_epoch(net: nn.Module, ds: Dataset, recipe: Recipe, opt: torch.optim.Optimizer,
-                 gen: torch.Generator, aug: Callable | None, band_aware: bool, device: torch.device,
-                 dist: D.Dist, progress: Progress, title: str) -> dict[str, float]:
+def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
     """One pass over the training split; returns loss and accuracy summed over all ranks."""
-    from edgecnn.data import combine_masks, file_mask
-    from edgecnn.data.bands import sample_subset_mask, sample_subset_masks
-
+    net, ds, recipe, opt, gen, aug = ctx.net, ctx.data.train, ctx.recipe, ctx.opts.opt, ctx.opts.gen, ctx.aug
+    band_aware, device, dist, progress = takes_mask(ctx.model), ctx.device, ctx.dist, ctx.progress
     cfg, tc = recipe.data, recipe.train
     net.train()
     batches = epoch_batches(len(ds), tc.batch_size, gen)
@@ -583,8 +635,6 @@ def _train_epoch(net: nn.Module, ds: Dataset, recipe: Recipe, opt: torch.optim.O
 def _validate(model: nn.Module, val_ds: Dataset, num_classes: int, recipe: Recipe, device: torch.device,
               dist: D.Dist, robust: bool) -> dict[str, float]:
     """The validation columns of a metrics row (per band subset for band-robust runs)."""
-    from edgecnn.data.bands import all_subsets
-
     cfg, tc = recipe.data, recipe.train
     kw = dict(batch_size=tc.batch_size, workers=cfg.workers, device=device, dist=dist, channels_last=tc.channels_last)
     val = evaluate(model, val_ds, num_classes, cfg.mean, cfg.std, **kw)

@@ -19,7 +19,9 @@ from edgecnn.config.load import safe_load, validate_recipe
 from edgecnn.errors import UserError
 from edgecnn.train.checkpoint import load_checkpoint
 
+from edgecnn.core.contracts import CKPT_CLASSES, CKPT_MODEL
 from edgecnn.core.contracts import BEST, ENV, EVAL, LAST, LOG, METRICS, RECIPE, is_run  # noqa: F401 (re-exported)
+from edgecnn.models import build_model
 
 
 def read_run_recipe(run: Path) -> Recipe:
@@ -40,8 +42,6 @@ def read_run_recipe(run: Path) -> Recipe:
 
 
 def build_for_recipe(recipe: Recipe, num_classes: int) -> nn.Module:
-    from edgecnn.models import build_model
-
     settings = recipe.model.model_dump(exclude={"name"})
     return build_model(recipe.model.name, num_classes, len(recipe.data.bands), **settings)
 
@@ -65,10 +65,10 @@ def load_trained(run: Path, which: str = "best") -> tuple[Recipe, nn.Module, lis
     if which == "best" and not path.exists():
         path = run / LAST
     state = load_checkpoint(path)
-    classes = list(state["classes"])
+    classes = list(state[CKPT_CLASSES])
     model = build_for_recipe(recipe, len(classes))
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state[CKPT_MODEL])
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise UserError(f"{path}: weights do not fit the model in {run / RECIPE} ({first})") from None
