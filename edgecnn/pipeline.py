@@ -163,11 +163,13 @@ def _bench_stage(chain: Chain, recipe: Recipe, artifacts: list[Path]) -> None:
         changed = _changed_settings(before, stamp) if (out / BENCH).is_file() else []
         if changed:
             step.note(f"bench settings changed ({', '.join(changed)}): timing again")
-        from edgecnn.bench.api import bench, save
+        from edgecnn.bench.api import BenchRequest, bench, save
         from edgecnn.bench.console import print_rows
 
-        rows = bench(artifacts, eager=out if eager else None, device=b.device, threads=b.threads,
-                     warmup=b.warmup, iters=b.iters, rounds=b.rounds, min_time=b.min_time, cooldown=b.cooldown)
+        rows = bench(BenchRequest(tuple(artifacts), eager=out if eager else None, device=b.device, threads=b.threads,
+                                  warmup=b.warmup, iters=b.iters, rounds=b.rounds, precision=b.precision,
+                                  max_time=b.max_time, max_rounds=b.max_rounds, budget_ms=b.budget_ms,
+                                  min_time=b.min_time, cooldown=b.cooldown))
         print_rows(chain.console, rows)
         save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
         chain.state["bench"] = stamp

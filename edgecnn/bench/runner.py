@@ -24,6 +24,8 @@ and drive it with one JSON object per line on stdin; it answers one per line on 
     {"cmd": "check", "inputs": [{"shape": [N, ...], "b64": float32 bytes}, ...]}
                                     -> {"ok": true, "n": N, "shape": [N, classes], "b64": the logits}
                                        (edgecnn bench --check: the host's images through the model, one at a time)
+    {"cmd": "overhead", "iters": n, "per": k}
+                                    -> {"ok": true, "overhead_pct": ...} (one ABBA pass of the check below)
     {"cmd": "finish"}               -> {"ok": true, "peak_rss_mb": ..., "device": {...}, "overhead_pct": ...,
                                         "profile": null or {"top_ops": [...], "delegated_share": ..., "source": ...}}
 
@@ -841,10 +843,13 @@ def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None, des
                 send(out, check_answer(model, msg))
             elif cmd == "warmup":  # until the latency settles, at most max_s seconds
                 send(out, {"ok": True, **settle(model.call, float(msg.get("max_s", 10)))})
+            elif cmd == "overhead":  # one ABBA pass of the harness-overhead check (the host repeats it)
+                send(out, {"ok": True, "overhead_pct": harness_overhead_pct(
+                    model.call, int(msg.get("iters", 20)), max(1, int(msg.get("per", 1))))})
             elif cmd == "finish":
                 peak = rss_mb(peak=True)  # before profiling loads a second copy
-                overhead = harness_overhead_pct(model.call, int(msg.get("overhead_iters", 20)),
-                                                max(1, int(msg.get("per", 1))))
+                n = int(msg.get("overhead_iters", 20))  # 0: the host ran "overhead" passes itself
+                overhead = harness_overhead_pct(model.call, n, max(1, int(msg.get("per", 1)))) if n else None
                 prof = model.profile(int(msg.get("profile_iters", 10))) if profile else None
                 send(out, {"ok": True, "peak_rss_mb": peak, "device": describe(), "overhead_pct": overhead,
                            "profile": prof})

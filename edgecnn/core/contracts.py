@@ -107,6 +107,10 @@ STAT_FIELDS = (
     "warmup_calls", "warmup_s", "warmup_settled", "min_time_s", "cooldown_s", "round_temp_c", "round_freq_mhz",
     "rounds_throttled", "macs", "gmacs_per_s", "peak_gmacs_per_s", "peak_fraction", "peak_isa", "isa",
     "cpu_vendor", "cpu_family", "max_freq_mhz",
+    # Adaptive rounds (--precision): the target, the half-width reached, the look it stopped at and why.
+    "precision_target_pct", "precision_pct", "look", "stopped_by", "budget_ms",
+    # The harness-overhead check with its own interval; judged only when that interval is narrow enough.
+    "harness_overhead_ci_low", "harness_overhead_ci_high", "harness_overhead_judged",
 )
 DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled",
                  "machine", "emulated", "emulation",

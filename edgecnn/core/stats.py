@@ -215,8 +215,8 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
     notes: list[str] = []
     if look is not None and len(rounds) >= 2:
         _, lo50, hi50 = sequential_ci(rounds, look)
-        method = (f"sequential: look {look}, {len(rounds)} rounds, two-stage bootstrap SE of the log median, "
-                  f"t at {(1 - look_alpha(look)) * 100:.2f}% (alpha/(j(j+1)) over looks)")
+        method = ("sequential over adaptive rounds (look j at rounds 5, 6, 8, 10, 12, ... spends alpha/(j(j+1))): "
+                  "two-stage bootstrap SE of the log median, Student's t on rounds-1")
     elif len(rounds) >= 3:
         lo50, hi50 = bootstrap_median_ci(rounds)
         method = f"two-stage bootstrap over {len(rounds)} rounds"
