@@ -295,6 +295,14 @@ def test_folders_expand_to_their_artifacts(run):
 
 # -- the device runner on its own -------------------------------------------------------------------
 
+def test_runner_copy_of_the_target_table():
+    """bench/runner.py ships alone to a device, so it keeps a copy of core/contracts' target table."""
+    from edgecnn.bench.runner import RUNTIMES
+    from edgecnn.core.contracts import TARGET_MODULE, TARGET_SUFFIX
+
+    assert RUNTIMES == {TARGET_SUFFIX[t]: TARGET_MODULE[t] for t in TARGET_SUFFIX}
+
+
 def test_runner_imports_nothing_but_stdlib_numpy_and_runtimes():
     allowed = set(sys.stdlib_module_names) | {"numpy", "torch", "executorch", "openvino", "onnxruntime"}
     tree = ast.parse(RUNNER.read_text())

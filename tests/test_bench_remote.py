@@ -291,7 +291,7 @@ def test_adb_rows_from_old_and_failing_runners(artifacts, monkeypatch):
 def test_adb_default_timing_is_the_local_drivers(artifacts, monkeypatch):
     """Without --warmup and --iters, adb is timed as local is: warm-up until the latency settles, rounds by
     duration, in the driver's rounds with the heat after each; but never batched (the runner times each call)."""
-    from edgecnn.bench.adb import settle_point
+    from edgecnn.bench.runner import settle_point
 
     cold = [10.0, 10.0, 10.0]  # a fresh process: its first executions are slow
 

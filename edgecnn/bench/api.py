@@ -417,6 +417,9 @@ def _check_request(req: BenchRequest) -> None:
         value = getattr(req, key)
         if value is not None and value < least:
             raise UserError(f"--{key.replace('_', '-')} {value}: must be at least {least}")
+    if req.threads is None:  # every runtime is given a thread count: None would reach the row as "None threads"
+        raise UserError("--threads: give the number of threads every runtime uses (1 or more; edgecnn bench "
+                        "uses 2 by default)")
     eager, device, runner, check = req.eager, req.device, req.runner, req.check
     if eager is not None and device.startswith(("ssh://", "adb://")):
         raise UserError(f"--eager runs the PyTorch model on this machine, not on {device}: leave it out "
@@ -531,13 +534,12 @@ def _artifact_job(path: Path, sidecar: dict, device: str, req: BenchRequest, com
 
 
 def _pip_hint(transport, error: str) -> str:
-    """The runner's "pip install X" for a missing runtime, as the exact command for the device where it knows it.
-
-    (SSH: ``ssh -p 2222 pi@board python3 -m pip install X``.)
-    """
-    match = re.search(r"pip install (\S+)$", error)
+    """The runner's "pip install X && pip install Y" for a missing runtime, as the exact command for the device
+    where it knows it (SSH: ``ssh -p 2222 pi@board 'python3 -m pip install X && python3 -m pip install Y'``)."""
+    match = re.search(r"(pip install .+)$", error)
     if match and hasattr(transport, "pip_command"):
-        return error[: match.start()] + transport.pip_command(match.group(1))
+        steps = [s.strip().removeprefix("pip install ") for s in match.group(1).split("&&")]
+        return error[: match.start()] + transport.pip_command(steps)
     return error
 
 
@@ -765,8 +767,9 @@ def _take_finish(row: dict, done: dict) -> None:
     # The device state at the end of the measurement (temperature, clock) replaces the one at load.
     device = done.get("device") or {}
     row.update({k: device.get(k) for k in DEVICE_FIELDS if device.get(k) is not None})
-    row.update(peak_rss_mb=done.get("peak_rss_mb"), harness_overhead_pct=done.get("overhead_pct"),
-               profile=done.get("profile"))
+    row.update(peak_rss_mb=done.get("peak_rss_mb"), profile=done.get("profile"))
+    if done.get("overhead_pct") is not None:  # a runner that ran the check at finish (not the host's passes)
+        row["harness_overhead_pct"] = done["overhead_pct"]
     if done.get("threads") is not None:  # the threads the runtime reports it used (executor_runner's log)
         row["threads"] = done["threads"]
     for text in done.get("warnings") or []:

@@ -25,9 +25,7 @@ from pathlib import Path
 
 from edgecnn.errors import UserError
 
-# The row fields this adds (core.contracts.BOARD_FIELDS lists them with the emulation fields).
-CHECK_FIELDS = ("check_n", "check_top1_agreement", "check_max_abs_logit_diff", "check_mean_abs_logit_diff",
-                "check_accuracy", "check_reference_accuracy", "check_reference", "check_error")
+# The row fields this fills (check_n, check_top1_agreement, ...) are listed in core.contracts.BOARD_FIELDS.
 CHUNK = 32  # images per check command: a line stays a few MB even at 224x224
 PER_IMAGE_S = 10.0  # time allowed per image (an emulated board runs a 224 model in about 2 s)
 NO_NATIVE = ("--check needs runner.py (Python + the runtime) on the device; executor_runner fills its inputs "

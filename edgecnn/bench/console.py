@@ -84,7 +84,7 @@ def _latency_table(rows: list[dict]):
         how = f"{span} rounds of ≥{first['min_time_s'] or '?'} s to ±{first['precision_target_pct']:g}%"
     else:
         how = f"{first['rounds'] or '?'} rounds of ≥{first['min_time_s'] or '?'} s"
-    table = Table(title=f"latency on {', '.join(devices)}: {first['threads']} threads, batch {first['batch']}, "
+    table = Table(title=f"latency on {', '.join(devices)}: {_threads(first['threads'])}, batch {first['batch']}, "
                         f"{how} (median ±95% interval)", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for col, just in (("name", "left"), ("p50 ms", "right"), ("p99 ms", "right"), ("x ref", "right"),
                       ("GMAC/s", "right"), ("peak", "right"), ("RSS MB", "right"), ("size MB", "right"),
@@ -104,6 +104,11 @@ def _latency_table(rows: list[dict]):
             "[red]error[/red]" if r["error"] else ("[yellow]![/yellow]" if r["warning"] else ""),
         )
     return table
+
+
+def _threads(n: int | None) -> str:
+    """``2 threads``; a row that never said how many (an executor_runner log without it) says so, not "None"."""
+    return f"{n} threads" if n is not None else "threads as the runtime chose"
 
 
 def _stop_note(r: dict) -> str | None:

@@ -35,7 +35,13 @@ CKPT_BANDS = "bands"
 CKPT_QAT = "qat"
 
 # -- artifacts (edgecnn export) ---------------------------------------------------------------------
-ARTIFACT_SUFFIXES = (".pte", ".xml", ".onnx")
+# The one target table: each export target's file suffix and the Python module of its runtime. export/runtimes,
+# the sweep and the bench read it; bench/runner.py (one file shipped to a device, no edgecnn imports) keeps
+# its own copy, RUNTIMES, and tests/test_bench.py asserts the two agree.
+TARGET_SUFFIX = {"executorch": ".pte", "openvino": ".xml", "onnx": ".onnx"}
+TARGET_MODULE = {"executorch": "executorch", "openvino": "openvino", "onnx": "onnxruntime"}
+TARGETS = tuple(TARGET_SUFFIX)
+ARTIFACT_SUFFIXES = tuple(TARGET_SUFFIX.values())
 SIDECAR_SUFFIX = ".json"  # model.pte -> model.pte.json
 
 

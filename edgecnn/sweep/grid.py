@@ -11,14 +11,14 @@ from typing import Any
 
 import yaml
 
+from edgecnn.config.schema import QAT_FOR_TARGET
+from edgecnn.core.contracts import TARGETS
 from edgecnn.errors import UserError
 
 SWEEP = "sweep.json"
 PROBES = "latency"  # random-weight run folders, one per variant
 REPORT = "report"
-TARGETS = ("executorch", "openvino", "onnx")
 PRECISIONS = ("fp32", "ptq", "qat")
-QAT_FOR_TARGET = {"executorch": "xnnpack", "openvino": "openvino"}  # config.schema.QAT_FOR_TARGET
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgecnn.core.contracts import TARGET_MODULE
 from edgecnn.errors import UserError
 from edgecnn.sweep.choice import _bench_rows, _candidates, _exports, _pareto, latency_interval, recommend
 from edgecnn.sweep.grid import PROBES, QAT_FOR_TARGET, REPORT, SWEEP, Grid, Variant, _probe_label, _words
@@ -185,9 +186,6 @@ def _report(out: Path, console: Console) -> None:
         console.print(f"[yellow]no report: {' '.join(e.lines)}[/]")
 
 
-RUNTIME_MODULES = {"executorch": "executorch", "openvino": "openvino", "onnx": "onnxruntime"}
-
-
 def _check_device(device: str, targets: list[str]) -> None:
     """Reach a remote device, and find each target's runtime on it, before minutes of exports.
 
@@ -202,7 +200,7 @@ def _check_device(device: str, targets: list[str]) -> None:
     transport = open_transport(device, timeout=30)
     try:
         if hasattr(transport, "missing"):
-            modules = ("numpy", *dict.fromkeys(RUNTIME_MODULES[t] for t in targets))
+            modules = ("numpy", *dict.fromkeys(TARGET_MODULE[t] for t in targets))
             missing = transport.missing(modules)
             if missing:
                 raise UserError(*(f"{device}: {m} is missing on the device: {fix}" for m, fix in missing.items()))
