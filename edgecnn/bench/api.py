@@ -39,10 +39,16 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn import __version__
+from edgecnn.bench import check, native
+from edgecnn.bench.adb import checked_runner, refusal, start_runner
+from edgecnn.bench.check import attach, no_check_rows
 from edgecnn.bench.peak import utilisation
 from edgecnn.bench.runner import COOL_WAIT_MAX_S  # a runner may sleep this long before its first line
+from edgecnn.bench.transport import Local, open_transport
 from edgecnn.bench.worker import RUNNER, RunnerFailed
-from edgecnn.core.contracts import ARTIFACT_SUFFIXES, sidecar_path
+from edgecnn.core.contracts import ARTIFACT_SUFFIXES, run_model_name, sidecar_path
+from edgecnn.export.artifact import check_sidecar, read_sidecar
+from edgecnn.files import atomic_write_text
 from edgecnn.core.stats import MIN_ROUNDS, half_width_pct, looks, overlap, ratio_ci, sequential_ci, summarize, \
     t_quantile
 from edgecnn.errors import UserError
@@ -78,7 +84,7 @@ BATCH_BELOW_MS = 1.0  # calls shorter than this are timed in batches of about th
 # OVERHEAD_MAX_PASSES. One pass of 0.5 s blocks read up to 6% on a quiet 2-core VM: that was noise.
 OVERHEAD_BLOCK_S = 0.125
 OVERHEAD_MIN_PASSES = 3
-OVERHEAD_MAX_PASSES = 12
+OVERHEAD_MAX_PASSES = 8
 OVERHEAD_HALF_PP = 0.5
 THROTTLE_FREQ = 0.9  # a round whose clock is below this share of the maximum counts as throttled
 
@@ -359,8 +365,6 @@ def _read_artifacts(artifacts: list[Path], eager: Path | None) -> tuple[list[Pat
     Raises:
         UserError: nothing to bench, or a missing or damaged artifact or sidecar.
     """
-    from edgecnn.export.artifact import check_sidecar, read_sidecar
-
     paths = find_artifacts(list(artifacts))
     if not paths and eager is None:
         raise UserError("nothing to bench: give artifact files or folders, and/or --eager RUN")
@@ -439,8 +443,6 @@ def _native_jobs(paths: list[Path], sidecars: list[dict], req: BenchRequest, com
     Raises:
         UserError: no ``--runner``, or no such file (before the device is touched).
     """
-    from edgecnn.bench.adb import checked_runner
-
     runner = checked_runner(req.runner, req.device)
     jobs = [_native_job(p, side, req, runner, common) for p, side in zip(paths, sidecars)]
     _unique_names([j.row for j in jobs])
@@ -449,9 +451,6 @@ def _native_jobs(paths: list[Path], sidecars: list[dict], req: BenchRequest, com
 
 def _native_job(path: Path, sidecar: dict, req: BenchRequest, runner: Path, common: dict) -> Job:
     """A job whose start opens its own transport and pushes the runner and the ``.pte`` (adb.start_runner)."""
-    from edgecnn.bench.adb import refusal, start_runner
-    from edgecnn.bench.check import no_check_rows
-
     device = req.device
     row = artifact_row(path, sidecar, device, common)
     if req.check:
@@ -459,11 +458,9 @@ def _native_job(path: Path, sidecar: dict, req: BenchRequest, runner: Path, comm
     refused = refusal(path, sidecar, common["batch"], device)
 
     def start():
-        from edgecnn.bench.native import native_transport
-
         if refused:
             raise RunnerFailed(refused)
-        transport = native_transport(device, req.timeout)
+        transport = native.native_transport(device, req.timeout)
         row["device"] = transport.device
         try:
             return start_runner(transport, runner, path, common["threads"], common["warmup"], req.wait_cool,
@@ -476,8 +473,6 @@ def _native_job(path: Path, sidecar: dict, req: BenchRequest, runner: Path, comm
 
 
 def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
-    from edgecnn.core.contracts import run_model_name
-
     model = run_model_name(run)
     row = _blank_row(name=f"{model or run.name}-eager-fp32" + ("-cuda" if where == "cuda" else ""), kind="eager",
                      run=str(run.resolve()), model=model, target="eager", precision="fp32", runtime="torch",
@@ -486,8 +481,6 @@ def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
             "--batch", str(common["batch"]), "--device", where, *(["--profile"] if profile else [])]
 
     def start():
-        from edgecnn.bench.transport import Local
-
         return Worker(Local().popen(argv)), None
 
     return Job(row, start)
@@ -497,14 +490,11 @@ def _check_sets(path: Path, sidecar: dict, n: int | None, base_timeout: float):
     """``--check N``: the images and expected logits for ``path`` (bench/check.py), or None without it."""
     if not n:
         return None
-    from edgecnn.bench import check
-
     return check.prepare(path, sidecar, n), base_timeout
 
 
 def _artifact_job(path: Path, sidecar: dict, device: str, req: BenchRequest, common: dict, checks=None) -> Job:
     """A job whose start opens its own transport (its own working folder: two runs' artifacts may share names)."""
-    from edgecnn.bench.transport import open_transport
     row = artifact_row(path, sidecar, device, common)
     files = [RUNNER, *(path.parent / name for name in sidecar["files"]), sidecar_path(path)]
 
@@ -522,8 +512,6 @@ def _artifact_job(path: Path, sidecar: dict, device: str, req: BenchRequest, com
                 argv += ["--wait-cool", str(req.wait_cool)]
             worker = Worker(transport.popen(argv), getattr(transport, "explain", None))
             if checks is not None:
-                from edgecnn.bench.check import attach
-
                 attach(worker, row, *checks)
             return worker, transport
         except BaseException:
@@ -610,7 +598,7 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest) -> None:
         _warm_up(job, plan, req.step_timeout)
     _rounds(jobs, plan, req.step_timeout)
     for job in _alive(jobs):
-        _finish(job, req.profile, req.profile_iters, req.step_timeout)
+        _finish(job, req)
 
 
 def _alive(jobs: list[Job]) -> list[Job]:
@@ -678,9 +666,14 @@ def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
     job.means_only = job.means_only or bool(answer.get("mean_only"))
 
 
-def _finish(job: Job, profile: bool, profile_iters: int, step_timeout: float) -> None:
-    """Ask a job's worker for what it knows at the end (overhead, memory, device state, profile); stop it."""
-    if job.batches:  # a runner process (executor_runner has no plain loop to compare with)
+def _finish(job: Job, req: BenchRequest) -> None:
+    """Ask a job's worker for what it knows at the end (overhead, memory, device state, profile); stop it.
+
+    The overhead check runs in a runner process (executor_runner has no plain loop to compare with), and not
+    with a budget: a sweep asks only whether a row fits, and the check would cost seconds per candidate.
+    """
+    profile, profile_iters, step_timeout = req.profile, req.profile_iters, req.step_timeout
+    if job.batches and req.budget_ms is None:
         _overhead(job, step_timeout)
     calls = profile_iters + 2 if profile else 0
     try:
@@ -884,8 +877,6 @@ def save(path: Path, rows: list[dict], command: list[str]) -> None:
 
     A reader sees the old file or the new one, never half of one.
     """
-    from edgecnn.files import atomic_write_text
-
     doc = {"edgecnn_bench": 1,
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": list(command), "rows": rows}

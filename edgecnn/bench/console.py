@@ -5,6 +5,13 @@ Printers live with their stage, not in ``cli/``, so the pipeline can use them wi
 
 from __future__ import annotations
 
+from rich import box
+from rich.table import Table
+
+from edgecnn.bench.api import reference
+from edgecnn.bench.check import note as check_note
+from edgecnn.core.stats import half_width_pct
+
 
 def _ms(value: float | None) -> str:
     if value is None:
@@ -31,9 +38,6 @@ def print_rows(console, rows: list[dict]) -> None:
     ratio to the reference row with its interval, marked ``≈`` where the two
     medians' intervals overlap (the rows cannot be told apart).
     """
-    from edgecnn.bench.api import reference
-    from edgecnn.bench.check import note as check_note
-
     ref = reference(rows)
     ran = [r for r in rows if r["latency_ms_p50"] is not None]
     console.print(_latency_table(rows))
@@ -71,9 +75,6 @@ def _latency_table(rows: list[dict]):
 
     The title says how the first row was timed (every row of one bench is timed alike).
     """
-    from rich import box
-    from rich.table import Table
-
     devices = sorted({r["device"] for r in rows if r["device"]})
     first = rows[0]
     if first.get("iters") is not None:
@@ -135,8 +136,6 @@ def _overhead_part(ran: list[dict]) -> str | None:
 
 def _instrument_line(ran: list[dict]) -> str:
     """How far to trust the figures: harness overhead, interval widths, round spread, heat."""
-    from edgecnn.core.stats import half_width_pct
-
     parts = []
     overhead = _overhead_part(ran)
     if overhead:

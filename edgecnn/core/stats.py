@@ -213,18 +213,7 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
     std = float(a.std(ddof=1)) if n > 1 else 0.0
     p50, p90, p99 = (float(v) for v in np.percentile(s, [50, 90, 99]))
     notes: list[str] = []
-    if look is not None and len(rounds) >= 2:
-        _, lo50, hi50 = sequential_ci(rounds, look)
-        method = ("sequential over adaptive rounds (look j at rounds 5, 6, 8, 10, 12, ... spends alpha/(j(j+1))): "
-                  "two-stage bootstrap SE of the log median, Student's t on rounds-1")
-    elif len(rounds) >= 3:
-        lo50, hi50 = bootstrap_median_ci(rounds)
-        method = f"two-stage bootstrap over {len(rounds)} rounds"
-    else:
-        lo50, hi50, closed = quantile_ci(s, 0.5)
-        method = "order statistics over calls (assumes independent calls)"
-        if not closed:
-            notes.append(f"median from {n} samples: interval cannot close")
+    lo50, hi50, method = _median_ci(rounds, s, look, notes)
     # The pooled median is inside its interval by construction of a sane interval; guard rounding.
     lo50, hi50 = min(lo50, p50), max(hi50, p50)
     out = {"latency_ms_p50": p50, "latency_ms_p50_ci_low": lo50, "latency_ms_p50_ci_high": hi50}
@@ -251,6 +240,22 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
         round_p50_spread_pct=spread, ci_method=method, percentile_basis=basis, stat_notes=notes,
     )
     return out
+
+
+def _median_ci(rounds: list[np.ndarray], s: np.ndarray, look: int | None, notes: list[str]) -> tuple:
+    """``(low, high, method)`` of the pooled median: sequential at a look of adaptive rounds, the two-stage
+    bootstrap over three or more fixed rounds, else order statistics (a note where it cannot close)."""
+    if look is not None and len(rounds) >= 2:
+        _, low, high = sequential_ci(rounds, look)
+        return low, high, ("sequential over adaptive rounds (look j at rounds 5, 6, 8, 10, 12, ... spends "
+                           "alpha/(j(j+1))): two-stage bootstrap SE of the log median, Student's t on rounds-1")
+    if len(rounds) >= 3:
+        low, high = bootstrap_median_ci(rounds)
+        return low, high, f"two-stage bootstrap over {len(rounds)} rounds"
+    low, high, closed = quantile_ci(s, 0.5)
+    if not closed:
+        notes.append(f"median from {len(s)} samples: interval cannot close")
+    return low, high, "order statistics over calls (assumes independent calls)"
 
 
 def half_width_pct(row: dict) -> float | None:

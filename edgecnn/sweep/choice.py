@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from edgecnn.core.stats import wilson
+from edgecnn.report.plots import pareto_front
 from edgecnn.sweep.grid import Grid, _final_label
 
 
@@ -62,7 +63,7 @@ def _blank_candidate(v, p: str, t: str, folder: Path, eval_json: dict) -> dict:
             "precision": p, "run": str(folder), "artifact": None, "trained": False, "status": None,
             "accuracy": None, "accuracy_ci": None, "images": None, "latency_ms_p50": None,
             "latency_ms_ci": None, "latency_has_ci": None, "latency_source": None, "probe_latency_ms_p50": None,
-            "probe_latency_ms_ci": None, "size_mb": None, "macs": eval_json.get("macs"),
+            "probe_latency_ms_ci": None, "probe_rounds": None, "probe_stopped_by": None, "size_mb": None, "macs": eval_json.get("macs"),
             "params": eval_json.get("params"), "fits": False, "emulated": None, "device": None, "error": None}
 
 
@@ -74,7 +75,8 @@ def _settled_by_probe(c: dict, probe: dict, alive: bool, latency_only: bool) -> 
     if lat:
         c.update(probe_latency_ms_p50=lat[0], probe_latency_ms_ci=[lat[1], lat[2]])
     if prow:
-        c.update(emulated=prow.get("emulated"), device=prow.get("device"))
+        c.update(emulated=prow.get("emulated"), device=prow.get("device"), probe_rounds=prow.get("rounds"),
+                 probe_stopped_by=prow.get("stopped_by"))
     if probe["error"] or not lat:
         c["status"] = "latency probe failed"
         c["error"] = probe["error"] or (prow or {}).get("error") or "no latency measured"
@@ -126,8 +128,6 @@ def _read_json(path: Path) -> dict | None:
 
 def _pareto(cands: list[dict]) -> list[str]:
     """Ids of the measured candidates no other one beats on both median latency and accuracy."""
-    from edgecnn.report.plots import pareto_front
-
     return pareto_front([(c["id"], c["latency_ms_p50"], c["accuracy"]) for c in cands
                          if c["trained"] and c["accuracy"] is not None and c["latency_ms_p50"] is not None])
 

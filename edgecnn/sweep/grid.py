@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from edgecnn.config.schema import QAT_FOR_TARGET
+from edgecnn.config.load import _read_yaml, parse_overrides, validate_recipe
 from edgecnn.core.contracts import TARGETS
 from edgecnn.errors import UserError
 
@@ -75,8 +76,6 @@ def make_grid(recipe_path: Path, overrides: list[str], vary: list[str], targets:
         UserError: one line per problem (a malformed or empty ``--vary``, a key given twice, an unknown key,
             a value the schema refuses, an unknown target or precision, no candidate left).
     """
-    from edgecnn.config.load import _read_yaml, parse_overrides
-
     errors: list[str] = []
     candidates, skipped = _grid_candidates(targets, precisions, errors)
     base_over: dict[str, Any] = {}
@@ -145,8 +144,6 @@ def _grid_axes(vary: list[str], errors: list[str]) -> dict[str, list]:
 
 def _check_values(base: dict, base_over: dict, grid: dict[str, list], errors: list[str]) -> None:
     """The recipe with the plain overrides, then each value alone, so an error names what causes it."""
-    from edgecnn.config.load import validate_recipe
-
     common: list[str] = []
     try:
         validate_recipe(base, base_over)
@@ -163,8 +160,6 @@ def _check_values(base: dict, base_over: dict, grid: dict[str, list], errors: li
 
 def _variants(base: dict, base_over: dict, grid: dict[str, list], errors: list[str]) -> list[Variant]:
     """One validated recipe per combination, named by its values (unique, never a reserved folder name)."""
-    from edgecnn.config.load import validate_recipe
-
     variants, names = [], set()
     for combo in itertools.product(*grid.values()):
         over = dict(zip(grid, combo))

@@ -10,8 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgecnn.bench.transport import open_transport
+from edgecnn.config.load import validate_recipe
 from edgecnn.core.contracts import TARGET_MODULE
 from edgecnn.errors import UserError
+from edgecnn.files import atomic_write_text
+from edgecnn.pipeline import run as run_pipeline
 from edgecnn.sweep.choice import _bench_rows, _candidates, _exports, _pareto, latency_interval, recommend
 from edgecnn.sweep.grid import PROBES, QAT_FOR_TARGET, REPORT, SWEEP, Grid, Variant, _probe_label, _words
 from edgecnn.sweep.printing import (
@@ -33,16 +37,14 @@ def _export_items(cands: list[tuple[str, str]], probe: bool) -> list[dict]:
     return items
 
 
-def _with_pipeline(recipe, stages: list[str], qat: list[str], export: list[dict], device: str, calib: int,
+def _with_pipeline(recipe, stages: list[str], qat: list[str], export: list[dict], bench: dict, calib: int,
                    data_changes: dict | None = None):
     """The variant's recipe with the pipeline the sweep needs (the recipe's bench settings kept, no eager row)."""
-    from edgecnn.config.load import validate_recipe
-
     data = recipe.model_dump(mode="json")
     data["data"].update(data_changes or {})
     pipe = data["pipeline"]
     pipe.update(stages=stages, qat=qat, export=export, calib=calib)
-    pipe["bench"].update(device=device, eager=False)
+    pipe["bench"].update(eager=False, **bench)
     return validate_recipe(data)
 
 
@@ -52,7 +54,6 @@ def _write_random_run(recipe, folder: Path) -> None:
 
     from edgecnn.config import dump_recipe
     from edgecnn.data import build_datasets
-    from edgecnn.files import atomic_write_text
     from edgecnn.train import run as R
     from edgecnn.train.checkpoint import save_checkpoint
 
@@ -99,9 +100,11 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     _check_device(device, [t for _, t in grid.candidates])
     doc = _new_doc(grid, budget_ms, device, metric, command)
     doc["skipped_combinations"] = grid.skipped
-    probes, alive = _latency_phase(grid, budget_ms, out, device, console, doc, t0)
+    # With adaptive rounds (the recipe sets no bench.rounds), a row stops once its interval decides it.
+    bench = {"device": device, "budget_ms": budget_ms}
+    probes, alive = _latency_phase(grid, budget_ms, out, bench, console, doc, t0)
     if not latency_only:
-        _training_phase(grid, alive, out, device, console, doc, t0)
+        _training_phase(grid, alive, out, bench, console, doc, t0)
     _choose(doc, grid, probes, alive, out, budget_ms, metric, latency_only)
     _write(out, doc, t0)
     _print_candidates(console, doc)
@@ -123,14 +126,16 @@ def _check_settings(grid: Grid, budget_ms: float, device: str, metric: str) -> N
         raise UserError("--device cuda times the PyTorch model, not an artifact; sweep on local, ssh:// or adb://")
 
 
-def _latency_phase(grid: Grid, budget_ms: float, out: Path, device: str, console: Console, doc: dict,
+def _latency_phase(grid: Grid, budget_ms: float, out: Path, bench: dict, console: Console, doc: dict,
                    t0: float) -> tuple[dict, dict]:
     """1. Latency of every variant from random weights; 2. which candidates stay in the race
     (a variant with none is never trained). Returns (probes, alive) by variant name."""
     probes: dict[str, dict] = {}
+    t1 = time.perf_counter()
     for i, v in enumerate(grid.variants, 1):
         console.rule(f"[bold]latency {i}/{len(grid.variants)}: {v.name} ({_words(v.overrides)}), random weights")
-        probes[v.name] = _probe(v, grid, out, device, console)
+        probes[v.name] = _probe(v, grid, out, bench, console)
+    doc["latency_phase"] = _phase_record(probes, time.perf_counter() - t1)
     alive: dict[str, list[tuple[str, str]]] = {}
     for v in grid.variants:
         alive[v.name] = [c for c in grid.candidates
@@ -145,7 +150,7 @@ def _latency_phase(grid: Grid, budget_ms: float, out: Path, device: str, console
     return probes, alive
 
 
-def _training_phase(grid: Grid, alive: dict, out: Path, device: str, console: Console, doc: dict,
+def _training_phase(grid: Grid, alive: dict, out: Path, bench: dict, console: Console, doc: dict,
                     t0: float) -> None:
     """3. Train, fine-tune, export and time what is left, one variant at a time (a failure is recorded)."""
     for i, v in enumerate([v for v in grid.variants if alive[v.name]], 1):
@@ -154,7 +159,7 @@ def _training_phase(grid: Grid, alive: dict, out: Path, device: str, console: Co
         entry = next(e for e in doc["variants"] if e["name"] == v.name)
         t1 = time.perf_counter()
         try:
-            _train_variant(v, grid, alive[v.name], out, device, console)
+            _train_variant(v, grid, alive[v.name], out, bench, console)
         except UserError as e:
             entry["error"] = " ".join(e.lines)
             console.print(f"[red]{v.name}: failed: {entry['error']}[/]")
@@ -195,8 +200,6 @@ def _check_device(device: str, targets: list[str]) -> None:
     """
     if device in ("local", "localhost", ""):
         return
-    from edgecnn.bench.transport import open_transport
-
     transport = open_transport(device, timeout=30)
     try:
         if hasattr(transport, "missing"):
@@ -225,6 +228,9 @@ def _new_doc(grid: Grid, budget_ms: float, device: str, metric: str, command) ->
                      f"{PROBE_CALIB} images; the built-in dataset shrunk to what calibration needs) and timed "
                      "before training; a candidate whose interval lies entirely above the budget is not exported, "
                      "and a variant with none left is not trained",
+            "rounds": "adaptive rounds (edgecnn bench --precision, unless the recipe sets pipeline.bench.rounds): "
+                      "a candidate stops being timed once its sequential 95% interval lies entirely above the "
+                      "budget, or entirely below it within the precision; latency_phase records the rounds",
             "qat_latency": "a QAT candidate is pruned on its backend's PTQ probe (the same INT8 graph with "
                            "other ranges); once trained, its own artifact is timed",
             "accuracy": "the metric measured by the artifact's own runtime on the validation split, with a "
@@ -253,20 +259,16 @@ def _check_same_grid(out: Path, grid: Grid) -> None:
 
 
 def _write(out: Path, doc: dict, t0: float) -> None:
-    from edgecnn.files import atomic_write_text
-
     doc["wall_s"] = round(time.perf_counter() - t0, 1)  # this invocation (a resumed sweep counts anew)
     atomic_write_text(out / SWEEP, json.dumps({k: v for k, v in doc.items() if not k.startswith("_")},
                                               indent=2) + "\n")
 
 
-def _probe(v: Variant, grid: Grid, out: Path, device: str, console: Console) -> dict:
+def _probe(v: Variant, grid: Grid, out: Path, bench: dict, console: Console) -> dict:
     """Export the variant with random weights, fp32 and PTQ per target, and time the artifacts on the device.
 
     Returns ``{"folder", "latency": {(precision, target): (p50, lo, hi, has_ci)}, "rows", "error"}``.
     """
-    from edgecnn.pipeline import run as run_pipeline
-
     folder = out / PROBES / v.name
     needed = [(p, t) for p, t in grid.candidates]
     calib = min(v.recipe.pipeline.calib, PROBE_CALIB)
@@ -275,7 +277,7 @@ def _probe(v: Variant, grid: Grid, out: Path, device: str, console: Console) -> 
         # An export measures parity on the validation split: with random weights that is time spent on
         # nothing, so the built-in dataset of a probe is just big enough to calibrate PTQ.
         small = {"val_per_class": 1, "train_per_class": math.ceil(calib / v.recipe.data.num_classes)}
-    recipe = _with_pipeline(v.recipe, ["export", "bench"], [], _export_items(needed, probe=True), device, calib,
+    recipe = _with_pipeline(v.recipe, ["export", "bench"], [], _export_items(needed, probe=True), bench, calib,
                             small)
     result = {"folder": str(folder), "latency": {}, "rows": {}, "error": None}
     t0 = time.perf_counter()
@@ -299,18 +301,25 @@ def _probe(v: Variant, grid: Grid, out: Path, device: str, console: Console) -> 
     return result
 
 
-def _train_variant(v: Variant, grid: Grid, cands: list[tuple[str, str]], out: Path, device: str,
+def _train_variant(v: Variant, grid: Grid, cands: list[tuple[str, str]], out: Path, bench: dict,
                    console: Console) -> None:
-    from edgecnn.pipeline import run as run_pipeline
-
-    recipe = _final_recipe(v.recipe, cands, device)
+    recipe = _final_recipe(v.recipe, cands, bench)
     run_pipeline(recipe, out / v.name, console=console)
 
 
-def _final_recipe(recipe, cands: list[tuple[str, str]], device: str):
+def _final_recipe(recipe, cands: list[tuple[str, str]], bench: dict):
     qat = list(dict.fromkeys(QAT_FOR_TARGET[t] for p, t in cands if p == "qat"))
     stages = ["train", *(["qat"] if qat else []), "export", "bench"]
-    return _with_pipeline(recipe, stages, qat, _export_items(cands, probe=False), device, recipe.pipeline.calib)
+    return _with_pipeline(recipe, stages, qat, _export_items(cands, probe=False), bench, recipe.pipeline.calib)
+
+
+def _phase_record(probes: dict, seconds: float) -> dict:
+    """The latency phase's cost: its wall time, and the rounds each probe row took (and why it stopped)."""
+    rows = [r for pr in probes.values() for r in pr["rows"].values() if r and r.get("rounds")]
+    return {"seconds": round(seconds, 1), "artifacts": len(rows),
+            "rounds": sorted(r["rounds"] for r in rows),
+            "stopped_by": {k: sum(r.get("stopped_by") == k for r in rows)
+                           for k in sorted({r.get("stopped_by") or "fixed rounds" for r in rows})}}
 
 
 def _variant_entry(v: Variant, out: Path, probe: dict, alive: list, grid: Grid) -> dict:

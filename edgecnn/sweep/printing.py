@@ -14,6 +14,9 @@ from edgecnn.sweep.grid import QAT_FOR_TARGET, Grid, _final_label, _words, _yaml
 
 def _print_outcome(console: Console, doc: dict, budget_ms: float, latency_only: bool) -> None:
     t = doc["trainings"]
+    phase = _phase_line(doc.get("latency_phase"))
+    if phase:
+        console.print(phase, highlight=False, soft_wrap=True)
     would, never = ("would be ", "would never be") if latency_only else ("", "never")
     console.print(f"trainings: {t['variants_trained']} of {t['variants']} variants {would}trained, "
                   f"{t['variants_saved']} {never} trained (latency above {budget_ms:g} ms for every precision "
@@ -67,7 +70,7 @@ def _recreate(grid: Grid, rec: dict, out: Path) -> str:
 
 
 def _print_probes(console: Console, grid: Grid, probes: dict, alive: dict, budget: float) -> None:
-    table = Table(title=f"latency from random weights (median [95% interval], ms) against {budget:g} ms",
+    table = Table(title=f"latency from random weights (median [95% interval], ms; rounds timed) against {budget:g} ms",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("variant")
     for p, t in grid.candidates:
@@ -76,11 +79,23 @@ def _print_probes(console: Console, grid: Grid, probes: dict, alive: dict, budge
     for v in grid.variants:
         cells = []
         for c in grid.candidates:
-            lat = probes[v.name]["latency"].get(c)
+            lat, row = probes[v.name]["latency"].get(c), probes[v.name]["rows"].get(c) or {}
             mark = "" if c in alive[v.name] else " ✗"
-            cells.append("failed" if lat is None else f"{_fmt_ms(lat[0])} [{_fmt_ms(lat[1])}, {_fmt_ms(lat[2])}]{mark}")
+            rounds = f" {row['rounds']}r" if row.get("rounds") else ""
+            cells.append("failed" if lat is None else
+                         f"{_fmt_ms(lat[0])} [{_fmt_ms(lat[1])}, {_fmt_ms(lat[2])}]{rounds}{mark}")
         table.add_row(v.name, *cells, "yes" if alive[v.name] else "never")
     console.print(table)
+
+
+def _phase_line(phase: dict | None) -> str | None:
+    """``latency phase: 24 artifacts in 312 s, 5-19 rounds each (14 above budget, ...)``."""
+    if not phase or not phase.get("rounds"):
+        return None
+    r = phase["rounds"]
+    span = f"{r[0]}-{r[-1]}" if r[0] != r[-1] else f"{r[0]}"
+    why = ", ".join(f"{n} {k}" for k, n in phase["stopped_by"].items() if n)
+    return f"latency phase: {phase['artifacts']} artifacts in {phase['seconds']:.0f} s, {span} rounds each ({why})"
 
 
 def _print_candidates(console: Console, doc: dict) -> None:
