@@ -75,3 +75,6 @@ def native_stderr_to(log: Path):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(fd)
+        with contextlib.suppress(OSError):  # cpuinfo speaks once per process: no empty logs left behind
+            if log.stat().st_size == 0:
+                log.unlink()

@@ -120,3 +120,56 @@ def test_plain_interval_checked_every_round_undercovers():
     print(f"{name}: stopping when first narrow, the plain 95% interval covered {plain / 60:.0%}, "
           f"the sequential one {seq / 60:.0%}")
     assert seq >= plain
+
+
+class _Stub:
+    """A worker that answers rounds with draws around ``ms`` (spread ``sd``), as a runner process would."""
+
+    def __init__(self, ms: float, sd: float, seed: int):
+        self.ms, self.sd, self.rng = ms, sd, np.random.default_rng(seed)
+
+    def ask(self, message: dict, timeout: float, doing: str) -> dict:
+        level = self.ms * np.exp(self.rng.normal(0, self.sd))
+        return {"ok": True, "latencies_ms": list(level * self.rng.lognormal(0, 0.05, 30))}
+
+
+def _jobs(*specs):
+    from edgecnn.bench.api import Job
+
+    jobs = []
+    for i, (ms, sd) in enumerate(specs):
+        job = Job(row={"error": None, "name": f"r{i}"}, start=None)
+        job.worker = _Stub(ms, sd, i)
+        jobs.append(job)
+    return jobs
+
+
+def test_adaptive_rounds_stop_on_precision_and_limits(monkeypatch):
+    from edgecnn.bench import api
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=3.0, max_time=600)
+    quiet, noisy = _jobs((1.0, 0.002), (1.0, 0.3))
+    api._rounds([quiet, noisy], plan, 30)
+    assert quiet.stopped_by == "precision" and len(quiet.rounds) == 5 and quiet.look == 1
+    assert noisy.stopped_by == "max rounds" and len(noisy.rounds) == 40
+    # The limit's interval is one more look only when the last round was not one (40 is not: 37 was).
+    assert noisy.look == len(stats.looks(40)) + 1
+    # --rounds N: exactly N, no looks.
+    fixed = api.Plan(None, None, 7, 0.01, 0.0)
+    (job,) = _jobs((1.0, 0.3))
+    api._rounds([job], fixed, 30)
+    assert len(job.rounds) == 7 and job.stopped_by is None and job.look is None
+
+
+def test_budget_decides_rows(monkeypatch):
+    from edgecnn.bench import api
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    plan = api.Plan(None, None, 60, 0.01, 0.0, adaptive=True, precision=0.1, max_time=600, budget_ms=1.0)
+    above, below, near = _jobs((3.0, 0.05), (0.3, 0.05), (1.0, 0.05))
+    api._rounds([above, below, near], plan, 30)
+    assert above.stopped_by == "above budget" and len(above.rounds) == 5
+    # Below the budget and apart from the other in-budget rows: ranked, so it stops though not within 0.1%.
+    assert below.stopped_by == "within budget" and len(below.rounds) == 5
+    assert near.stopped_by == "max rounds"  # its interval straddles the budget: timed to the limit

@@ -258,6 +258,7 @@ class Job:
     batches: bool = True  # False: the worker times every call alone (executor_runner), so per stays 1
     means_only: bool = False  # samples are whole runs' means (executor_runner older than ExecuTorch 1.3)
     look: int | None = None  # adaptive rounds: the look of its interval (core/stats.sequential_ci)
+    ci: tuple[float, float, float] | None = None  # adaptive rounds: (median, low, high) at that look
     stopped_by: str | None = None  # adaptive rounds: precision, above/within budget, max time, max rounds
 
     def fail(self, message: str) -> None:
@@ -622,7 +623,9 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float) -> None:
         going = [j for j in order if j.worker is not None]
         if r + 1 in schedule:
             for job in going:
-                _judge(job, schedule.index(r + 1) + 1, plan)
+                _look(job, schedule.index(r + 1) + 1)
+            for job in going:
+                _judge(job, plan, jobs)
         limit = "max rounds" if r + 1 >= plan.rounds else "max time" if time.monotonic() - t0 >= plan.max_time \
             else None
         if limit:
@@ -633,22 +636,37 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float) -> None:
             return
 
 
-def _judge(job: Job, look: int, plan: Plan) -> None:
-    """At a look: stop the row when its interval meets the precision (or, with a budget, decides it)."""
+def _look(job: Job, look: int) -> None:
+    """The row's interval at this look (``core/stats.sequential_ci``), kept for the decision of every row."""
     job.look = look
+    if not job.means_only and len(job.rounds) >= MIN_ROUNDS:
+        job.ci = sequential_ci(job.rounds, look)
+
+
+def _judge(job: Job, plan: Plan, jobs: list[Job]) -> None:
+    """At a look: stop the row when its interval meets the precision, or, with a budget, decides it: entirely
+    above (out), or entirely below and either within the precision or apart from every other in-budget row's
+    interval (so it ranks against them)."""
     if job.means_only:  # one mean per run: no interval to wait for
         job.stopped_by = "means only"
         return
-    if len(job.rounds) < MIN_ROUNDS:
+    if job.ci is None:
         return
-    p50, low, high = sequential_ci(job.rounds, look)
-    half = (high - low) / 2 / p50 * 100
+    p50, low, high = job.ci
+    precise = (high - low) / 2 / p50 * 100 <= plan.precision
     if plan.budget_ms is None:
-        job.stopped_by = "precision" if half <= plan.precision else None
+        job.stopped_by = "precision" if precise else None
     elif low > plan.budget_ms:
         job.stopped_by = "above budget"
-    elif high < plan.budget_ms and half <= plan.precision:
+    elif high < plan.budget_ms and (precise or _apart(job, jobs, plan.budget_ms)):
         job.stopped_by = "within budget"
+
+
+def _apart(job: Job, jobs: list[Job], budget_ms: float) -> bool:
+    """Whether ``job``'s interval overlaps no other row's that may be within the budget."""
+    _, low, high = job.ci
+    others = [o.ci for o in jobs if o is not job and o.ci is not None and o.ci[1] <= budget_ms]
+    return all(high < o_low or o_high < low for _, o_low, o_high in others)
 
 
 def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
