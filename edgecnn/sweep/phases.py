@@ -24,6 +24,9 @@ from edgecnn.sweep.printing import (
 
 SWEEP_VERSION = 1
 METRICS = ("accuracy", "f1")
+# A candidate straddling the budget on a noisy machine would otherwise take every round up to --max-rounds (60)
+# and still straddle it: twice the old fixed ten rounds is where more rounds stop paying in a sweep.
+SWEEP_MAX_ROUNDS = 20
 PROBE_CALIB = 32  # calibration images for a probe's PTQ export: ranges of random weights, only timed
 
 
@@ -100,8 +103,11 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     _check_device(device, [t for _, t in grid.candidates])
     doc = _new_doc(grid, budget_ms, device, metric, command)
     doc["skipped_combinations"] = grid.skipped
-    # With adaptive rounds (the recipe sets no bench.rounds), a row stops once its interval decides it.
-    bench = {"device": device, "budget_ms": budget_ms}
+    # With adaptive rounds (the recipe sets no bench.rounds), a row stops once its interval decides it; one the
+    # budget cannot decide in SWEEP_MAX_ROUNDS stays in the race, as it would have with fixed rounds.
+    first = grid.variants[0].recipe.pipeline.bench if grid.variants else None
+    bench = {"device": device, "budget_ms": budget_ms,
+             "max_rounds": min(first.max_rounds, SWEEP_MAX_ROUNDS) if first else SWEEP_MAX_ROUNDS}
     probes, alive = _latency_phase(grid, budget_ms, out, bench, console, doc, t0)
     if not latency_only:
         _training_phase(grid, alive, out, bench, console, doc, t0)
@@ -318,7 +324,7 @@ def _phase_record(probes: dict, seconds: float) -> dict:
     rows = [r for pr in probes.values() for r in pr["rows"].values() if r and r.get("rounds")]
     return {"seconds": round(seconds, 1), "artifacts": len(rows),
             "rounds": sorted(r["rounds"] for r in rows),
-            "stopped_by": {k: sum(r.get("stopped_by") == k for r in rows)
+            "stopped_by": {k: sum((r.get("stopped_by") or "fixed rounds") == k for r in rows)
                            for k in sorted({r.get("stopped_by") or "fixed rounds" for r in rows})}}
 
 
