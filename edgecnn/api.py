@@ -165,16 +165,17 @@ def bench(artifacts: Sequence[str | Path], eager: str | Path | None = None, devi
         eager: a run folder whose fp32 PyTorch model becomes the reference row.
         device: ``"local"``, ``"ssh://user@host"`` or ``"adb://SERIAL"``.
         json_path: also save the rows there, as ``edgecnn bench --json`` does.
-        **settings: ``threads``, ``iters``, ``warmup``, ``rounds``, ... as ``edgecnn.bench.api.bench`` takes them.
+        **settings: ``threads``, ``iters``, ``warmup``, ``rounds``, ``precision``, ... the fields of
+            ``edgecnn.bench.api.BenchRequest``.
 
     Raises:
         UserError: no artifacts, a bad sidecar, an unreachable device, bad settings.
     """
+    from edgecnn.bench.api import BenchRequest, save
     from edgecnn.bench.api import bench as run_bench
-    from edgecnn.bench.api import save
 
-    rows = run_bench([Path(a) for a in artifacts], eager=Path(eager) if eager is not None else None,
-                     device=device, **settings)
+    rows = run_bench(BenchRequest(tuple(Path(a) for a in artifacts), eager=Path(eager) if eager is not None else None,
+                                  device=device, **settings))
     path = None
     if json_path is not None:
         path = Path(json_path)

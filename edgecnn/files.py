@@ -11,7 +11,9 @@ read stays readable to them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -49,3 +51,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+@contextlib.contextmanager
+def native_stderr_to(log: Path):
+    """Send what native code writes to file descriptor 2 into ``log`` (appended) while the block runs.
+
+    ExecuTorch's cpuinfo writes lines such as "Failed to open midr file" from C++ straight to fd 2 when a
+    method loads; they mean nothing to the user, so they go to a log file beside the artifact, not the
+    terminal. Python's own ``sys.stderr`` is flushed first, so our lines keep their order. Where the log
+    cannot be opened (a read-only folder), the lines go to the null device.
+    """
+    sys.stderr.flush()
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+        with contextlib.suppress(OSError):  # cpuinfo speaks once per process: no empty logs left behind
+            if log.stat().st_size == 0:
+                log.unlink()

@@ -29,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgecnn.bench.api import bench, save
+from edgecnn.bench.api import BenchRequest, bench, save
 from edgecnn.bench.console import print_rows
 from edgecnn.config import Recipe
 from edgecnn.config.schema import QAT_FOR_TARGET
@@ -146,19 +146,22 @@ def _bench_stage(chain: Chain, recipe: Recipe, artifacts: list[Path]) -> None:
     # The eager reference runs on this machine: beside a board's rows its time means nothing.
     eager = b.eager and not b.device.startswith(("ssh://", "adb://"))
     with chain.step("bench", f"bench {len(artifacts)} artifacts on {b.device}") as step:
-        # What the timings depend on: the files timed and every bench setting.
+        # What the timings depend on: the files timed and every bench setting but the budget (a sweep's
+        # budget only decides when adaptive rounds may stop: rows it still decides are reused).
         stamp = {"files": _stamp(*artifacts, *([_checkpoint(out)] if eager else [])),
-                 "settings": b.model_dump(mode="json")}
+                 "settings": b.model_dump(mode="json", exclude={"budget_ms"})}
         before = chain.state.get("bench")
-        if (out / BENCH).is_file() and before == stamp:
+        if (out / BENCH).is_file() and before == stamp and _decided(out / BENCH, b):
             step.skip(f"{out / BENCH} times these artifacts with these settings already")
             return
         changed = _changed_settings(before, stamp) if (out / BENCH).is_file() else []
         if changed:
             step.note(f"bench settings changed ({', '.join(changed)}): timing again")
 
-        rows = bench(artifacts, eager=out if eager else None, device=b.device, threads=b.threads,
-                     warmup=b.warmup, iters=b.iters, rounds=b.rounds, min_time=b.min_time, cooldown=b.cooldown)
+        rows = bench(BenchRequest(tuple(artifacts), eager=out if eager else None, device=b.device, threads=b.threads,
+                                  warmup=b.warmup, iters=b.iters, rounds=b.rounds, precision=b.precision,
+                                  max_time=b.max_time, max_rounds=b.max_rounds, budget_ms=b.budget_ms,
+                                  min_time=b.min_time, cooldown=b.cooldown))
         print_rows(chain.console, rows)
         save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
         chain.state["bench"] = stamp
@@ -282,6 +285,25 @@ def _same_qat_epochs(folder: Path, epochs: int) -> None:
     if stored != epochs:
         raise UserError(f"pipeline.qat_epochs={epochs} but {folder} was fine-tuned for {stored} epochs; "
                         f"set pipeline.qat_epochs={stored}, or remove {folder} to fine-tune again")
+
+
+def _decided(path: Path, b) -> bool:
+    """Whether saved rows still answer under this budget: always without one (or with fixed rounds); with
+    adaptive rounds and a budget, every row that stopped on it must lie on the same side of this one."""
+    if b.budget_ms is None or b.rounds is not None or b.iters is not None:
+        return True
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return False
+    for r in rows:
+        lo, hi, half = r.get("latency_ms_p50_ci_low"), r.get("latency_ms_p50_ci_high"), r.get("precision_pct")
+        if r.get("error") or lo is None or hi is None:
+            continue
+        if not (lo > b.budget_ms or (hi < b.budget_ms and half is not None and half <= b.precision)):
+            if r.get("stopped_by") in ("above budget", "within budget", "precision"):
+                return False  # stopped early for another budget: not decided for this one
+    return True
 
 
 def _changed_settings(before, now: dict) -> list[str]:

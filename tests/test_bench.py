@@ -295,6 +295,14 @@ def test_folders_expand_to_their_artifacts(run):
 
 # -- the device runner on its own -------------------------------------------------------------------
 
+def test_runner_copy_of_the_target_table():
+    """bench/runner.py ships alone to a device, so it keeps a copy of core/contracts' target table."""
+    from edgecnn.bench.runner import RUNTIMES
+    from edgecnn.core.contracts import TARGET_MODULE, TARGET_SUFFIX
+
+    assert RUNTIMES == {TARGET_SUFFIX[t]: TARGET_MODULE[t] for t in TARGET_SUFFIX}
+
+
 def test_runner_imports_nothing_but_stdlib_numpy_and_runtimes():
     allowed = set(sys.stdlib_module_names) | {"numpy", "torch", "executorch", "openvino", "onnxruntime"}
     tree = ast.parse(RUNNER.read_text())
@@ -398,3 +406,31 @@ def test_local_transport_and_device_urls(tmp_path):
     assert isinstance(open_transport("ssh://pi@board:2222"), SSH)  # no connection until used
     with pytest.raises(UserError, match="unknown device"):
         open_transport("telnet://board")
+
+
+def test_native_stderr_goes_to_the_log_not_the_terminal(tmp_path, capfd):
+    """ExecuTorch's cpuinfo lines ("Failed to open midr file ...") are written by C++ to fd 2 on loading a
+    method: inside native_stderr_to they land in the artifact's log, and an empty log is not left behind."""
+    import os
+
+    from edgecnn.files import native_stderr_to
+
+    log = tmp_path / "a.pte.log"
+    with native_stderr_to(log):
+        os.write(2, b"[cpuinfo_utils.cpp:109] Failed to open midr file\n")
+    os.write(2, b"ours\n")
+    assert "midr" not in capfd.readouterr().err and "midr" in log.read_text()
+    with native_stderr_to(tmp_path / "quiet.log"):
+        pass
+    assert not (tmp_path / "quiet.log").exists()
+
+
+def test_install_hint_per_architecture():
+    """A board without a runtime is told the install that works there (the README's boards section)."""
+    from edgecnn.bench.runner import install_hint
+
+    assert install_hint("onnxruntime", "x86_64") == "pip install onnxruntime"
+    hint = install_hint("executorch", "aarch64")
+    assert hint == ("pip install torch==2.9.1 && pip install --no-deps executorch==1.0.1 && "
+                    "pip install ruamel.yaml tabulate flatbuffers")
+    assert install_hint("openvino", "arm64") == "pip install openvino==2025.2.0"

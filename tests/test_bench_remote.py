@@ -250,10 +250,10 @@ class FakePhone:
 def bench_on(phone: FakePhone, monkeypatch, pte: Path, **settings) -> dict:
     """One row of ``bench --device adb://FAKE`` with ``phone`` as the transport (the one driver, api.bench)."""
     from edgecnn.bench import native
-    from edgecnn.bench.api import bench
+    from edgecnn.bench.api import BenchRequest, bench
 
     monkeypatch.setattr(native, "native_transport", lambda device, timeout: phone)
-    (row,) = bench([pte], device="adb://FAKE", runner=STANDINS / "executor_runner", **settings)
+    (row,) = bench(BenchRequest((pte,), device="adb://FAKE", runner=STANDINS / "executor_runner", **settings))
     assert phone.closed
     return row
 
@@ -291,7 +291,7 @@ def test_adb_rows_from_old_and_failing_runners(artifacts, monkeypatch):
 def test_adb_default_timing_is_the_local_drivers(artifacts, monkeypatch):
     """Without --warmup and --iters, adb is timed as local is: warm-up until the latency settles, rounds by
     duration, in the driver's rounds with the heat after each; but never batched (the runner times each call)."""
-    from edgecnn.bench.adb import settle_point
+    from edgecnn.bench.runner import settle_point
 
     cold = [10.0, 10.0, 10.0]  # a fresh process: its first executions are slow
 
@@ -328,7 +328,7 @@ def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
     """`edgecnn bench --device adb://` with the stand-in adb and executor_runner on this host:
     the command flow and the parsing of the runner's log, NOT a real phone. Its row has the fields and
     statistics of a local row of the same artifact (one driver, one statistics helper)."""
-    from edgecnn.bench.api import bench
+    from edgecnn.bench.api import BenchRequest, bench
     from edgecnn.core.stats import summarize
 
     out = tmp_path / "rows.json"
@@ -352,7 +352,7 @@ def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
     assert onnx["error"] == "Android path runs ExecuTorch .pte only; cnn_attn-onnx-fp32.onnx needs its own runtime"
     assert onnx["latency_ms_p50"] is None
     assert list(adb_env.iterdir()) == []  # the working folder on the 'phone' is gone
-    (local,) = bench([artifacts["executorch"]], iters=6, warmup=1, rounds=2, threads=1)
+    (local,) = bench(BenchRequest((artifacts["executorch"],), iters=6, warmup=1, rounds=2, threads=1))
     assert list(pte) == list(local)  # the same fields, in the same order
     stats = set(summarize([[1.0, 2.0], [3.0]]))  # every field the statistics helper fills
     for row in (pte, local):
@@ -371,10 +371,10 @@ def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
 
 
 def test_adb_errors(adb_env, artifacts, monkeypatch):
-    from edgecnn.bench.api import bench
+    from edgecnn.bench.api import BenchRequest, bench
 
     def bench_adb(paths, device, runner):
-        return bench(paths, device=device, runner=runner, iters=2, warmup=0, rounds=1)
+        return bench(BenchRequest(tuple(paths), device=device, runner=runner, iters=2, warmup=0, rounds=1))
 
     runner = STANDINS / "executor_runner"
     proc = cli("bench", str(artifacts["executorch"]), "--device", "adb://nope", "--runner", str(runner), timeout=120)

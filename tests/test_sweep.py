@@ -106,18 +106,19 @@ def test_sweep_never_trains_what_cannot_fit_and_recommends_the_most_accurate_fit
 
 
 def _cand(name: str, acc: float, lat: float, n: int = 100, fits: bool = True, emulated=None) -> dict:
-    from edgecnn.sweep import wilson
+    from edgecnn.core.stats import wilson
 
     return {"id": name, "variant": name, "overrides": {"model.name": name}, "precision": "fp32", "target": "onnx",
-            "accuracy": acc, "accuracy_ci": list(wilson(acc, n)), "latency_ms_p50": lat,
+            "accuracy": acc, "accuracy_ci": list(wilson(acc * n, n)), "latency_ms_p50": lat,
             "latency_ms_ci": [lat * 0.9, lat * 1.1], "size_mb": 1.0, "fits": fits, "trained": True,
             "emulated": emulated}
 
 
 def test_recommendation_rule():
-    from edgecnn.sweep import recommend, wilson
+    from edgecnn.core.stats import wilson
+    from edgecnn.sweep import recommend
 
-    lo, hi = wilson(0.9, 100)
+    lo, hi = wilson(90, 100)
     assert lo < 0.9 < hi and (round(lo, 3), round(hi, 3)) == (0.826, 0.945)  # Wilson 95% for 90/100
     # The most accurate fit wins when its interval stands apart; one that does not fit never wins.
     cands = [_cand("a", 0.95, 5.0, n=2000), _cand("b", 0.80, 1.0, n=2000), _cand("c", 0.99, 0.5, n=2000, fits=False)]

@@ -19,7 +19,7 @@ statistics (``core/stats.py``) and the row's fields are the same code as for
   and exits; it cannot be asked for rounds. Each run drops its first
   executions (a fresh process is cold: allocation, caches, XNNPACK weight
   packing): ``--warmup N`` of them, or, without ``--warmup``, as many as the
-  latency took to settle in the warm-up run (``settle_point``: the runner's
+  latency took to settle in the warm-up run (``runner.settle_point``: the runner's
   rule, two 0.2 s windows within 3%, applied to the logged times).
 * **Rounds by duration become counts**: enough executions for ``--min-time``
   at the call time of the previous run.
@@ -87,6 +87,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from edgecnn.bench.runner import settle_point
 from edgecnn.bench.worker import RunnerFailed
 from edgecnn.errors import UserError
 
@@ -334,30 +335,6 @@ def parse_runner_output(text: str, warmup: int) -> dict:
     elif total and int(total[1]) > 0:
         out["mean_only_ms"] = float(total[2]) / int(total[1])
     return out
-
-
-def settle_point(latencies_ms: list[float], window_ms: float = 200.0, tolerance: float = 0.03,
-                 min_calls: int = 5) -> tuple[int, bool, float]:
-    """How many executions of one run its latency took to settle: ``runner.settle``'s rule on logged times.
-
-    Consecutive windows of at least ``window_ms`` and ``min_calls`` executions;
-    settled when two consecutive windows' medians are within ``tolerance``.
-
-    Returns:
-        ``(executions up to the end of the settling window, settled, median of the last window in ms)``;
-        all executions and False when it never settled.
-    """
-    previous, start = None, 0
-    while start < len(latencies_ms):
-        end, spent = start, 0.0
-        while end < len(latencies_ms) and (end - start < min_calls or spent < window_ms):
-            spent += latencies_ms[end]
-            end += 1
-        median = sorted(latencies_ms[start:end])[(end - start) // 2]
-        if previous is not None and abs(median - previous) <= tolerance * previous:
-            return end, True, median
-        previous, start = median, end
-    return len(latencies_ms), False, previous or 0.0
 
 
 NO_TIMINGS = ("executor_runner logged no timings: rebuild it with -DEXECUTORCH_ENABLE_LOGGING=ON "

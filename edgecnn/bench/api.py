@@ -36,9 +36,21 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from edgecnn import __version__
+from edgecnn.bench import check, native
+from edgecnn.bench.adb import checked_runner, refusal, start_runner
+from edgecnn.bench.check import attach, no_check_rows
+from edgecnn.bench.peak import utilisation
 from edgecnn.bench.runner import COOL_WAIT_MAX_S  # a runner may sleep this long before its first line
+from edgecnn.bench.transport import Local, open_transport
 from edgecnn.bench.worker import RUNNER, RunnerFailed
-from edgecnn.core.contracts import ARTIFACT_SUFFIXES, sidecar_path
+from edgecnn.core.contracts import ARTIFACT_SUFFIXES, run_model_name, sidecar_path
+from edgecnn.export.artifact import check_sidecar, read_sidecar
+from edgecnn.files import atomic_write_text
+from edgecnn.core.stats import MIN_ROUNDS, half_width_pct, looks, overlap, ratio_ci, sequential_ci, summarize, \
+    t_quantile
 from edgecnn.errors import UserError
 
 SUFFIXES = ARTIFACT_SUFFIXES
@@ -54,16 +66,26 @@ from edgecnn.core.contracts import (  # noqa: E402
 )
 
 EMULATED = "emulated: not the latency of real hardware"
-# Timing by duration (the defaults of `edgecnn bench`). Ten interleaved rounds of at least a second each:
-# the interval of the median comes from the spread between rounds (core/stats.py), and ten rounds keep it
-# within a few percent on these noisy 2-core VMs, while two artifacts and the eager reference stay
-# under about a minute. Twenty calls per round at least, so a slow model still has a median per round.
-ROUNDS = 10
+# Timing by duration (the defaults of `edgecnn bench`): interleaved rounds of at least a second each, added
+# until every median's interval is within PRECISION_PCT (core/stats.sequential_ci; at least MIN_ROUNDS).
+# A fixed count is right on no machine: on a quiet Zen 5 five rounds give +-0.6%, on a shared 2-core Zen 3
+# ten gave +-6.7%. The limits bound the set at five minutes on 2 cores. Twenty calls per round at least,
+# so a slow model still has a median per round.
+PRECISION_PCT = 3.0
+MAX_TIME_S = 300.0
+MAX_ROUNDS = 60
+ROUNDS = 10  # rounds of --iters N, which splits a fixed count of calls over them
 MIN_TIME_S = 1.0
 MIN_CALLS = 20
 WARMUP_MAX_S = 5.0  # warm-up stops here even if the latency still moves (the row then says so)
 BATCH_BELOW_MS = 1.0  # calls shorter than this are timed in batches of about this length
-OVERHEAD_BLOCK_S = 0.5  # each of the overhead check's 8 blocks lasts about this long (0.25 s left +-1% noise)
+# The overhead check: ABBA passes of 8 blocks of about OVERHEAD_BLOCK_S each (1 s a pass), repeated until the
+# mean's 95% interval is within +-OVERHEAD_HALF_PP points (then it is judged against the 1% target), at most
+# OVERHEAD_MAX_PASSES. One pass of 0.5 s blocks read up to 6% on a quiet 2-core VM: that was noise.
+OVERHEAD_BLOCK_S = 0.125
+OVERHEAD_MIN_PASSES = 3
+OVERHEAD_MAX_PASSES = 8
+OVERHEAD_HALF_PP = 0.5
 THROTTLE_FREQ = 0.9  # a round whose clock is below this share of the maximum counts as throttled
 
 
@@ -235,6 +257,9 @@ class Job:
     per: int = 1  # calls per timed sample (batched timing of short calls)
     batches: bool = True  # False: the worker times every call alone (executor_runner), so per stays 1
     means_only: bool = False  # samples are whole runs' means (executor_runner older than ExecuTorch 1.3)
+    look: int | None = None  # adaptive rounds: the look of its interval (core/stats.sequential_ci)
+    ci: tuple[float, float, float] | None = None  # adaptive rounds: (median, low, high) at that look
+    stopped_by: str | None = None  # adaptive rounds: precision, above/within budget, max time, max rounds
 
     def fail(self, message: str) -> None:
         if self.row["error"] is None:
@@ -251,12 +276,9 @@ class Job:
 
 # -- the benchmark ---------------------------------------------------------------------------------
 
-def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local", threads: int = 2,
-          warmup: int | None = None, iters: int | None = None, batch: int = 1, profile: bool = False,
-          rounds: int = ROUNDS, wait_cool: float | None = None, runner: Path | None = None, timeout: float = 30,
-          step_timeout: float = 300, profile_iters: int = 10, min_time: float = MIN_TIME_S,
-          cooldown: float = 0.0, check: int | None = None) -> list[dict]:
-    """Time every artifact with its own runtime (and the run's PyTorch model with ``eager``); one row each.
+@dataclass(frozen=True)
+class BenchRequest:
+    """What ``bench`` times and how (one verb, one config object; the CLI, ``run`` and ``sweep`` fill it).
 
     Args:
         artifacts: ``.pte``/``.xml``/``.onnx`` files or folders of them (see ``find_artifacts``).
@@ -266,42 +288,75 @@ def bench(artifacts: list[Path], eager: Path | None = None, device: str = "local
         threads: threads of every runtime (XNNPACK pool, OpenVINO, onnxruntime intra-op, torch).
         warmup: untimed calls per runner before the first round; None: until the latency settles
             (two consecutive 0.2 s windows within 3%, at most ``WARMUP_MAX_S``).
-        iters: timed calls per runner, split into ``rounds`` interleaved rounds; None (the default):
-            each round lasts at least ``min_time`` seconds and ``MIN_CALLS`` calls.
+        iters: timed calls per runner, split into ``rounds`` (default ``ROUNDS``) interleaved rounds.
         batch: batch size; an artifact exported for batch 1 gives an error row for more.
-        profile: per-operator profile of each runner after timing.
-        rounds: interleaved rounds per runner (at most ``iters`` when it is given).
+        rounds: exactly this many interleaved rounds; None (with no ``iters``): adaptive rounds, added until
+            every row's median interval is within ``precision`` percent (``core/stats.sequential_ci``).
+        precision: adaptive rounds: the half-width, in percent of the median, each row is timed to.
+        max_time: adaptive rounds: seconds of rounds after which every row still going stops (and says so).
+        max_rounds: adaptive rounds: rounds after which a row still going stops (and says so).
+        budget_ms: adaptive rounds (``edgecnn sweep``): a row also stops once its interval lies entirely above
+            this budget, or entirely below it and within ``precision``.
         min_time: seconds each round measures at least (without ``iters``).
         cooldown: seconds of pause before each round (like LiteRT's run delay), to let a board cool.
+        profile: per-operator profile of each runner after timing; ``profile_iters`` calls each.
         wait_cool: each runner waits until the CPU is below this many degrees C before its first line.
-        runner: ``executor_runner`` for ``adb://`` devices.
+        runner: ``executor_runner`` for ``adb://`` devices (and ssh boards without Python runtimes).
         timeout: seconds to connect to a device and for each short command there.
         step_timeout: seconds a runner may take to load, plus the base of each round's limit.
-        profile_iters: calls each profile averages over.
+        check: also send this many validation images through each artifact on the device (bench/check.py).
+    """
+
+    artifacts: tuple[Path, ...] = ()
+    eager: Path | None = None
+    device: str = "local"
+    threads: int = 2
+    warmup: int | None = None
+    iters: int | None = None
+    batch: int = 1
+    rounds: int | None = None
+    precision: float = PRECISION_PCT
+    max_time: float = MAX_TIME_S
+    max_rounds: int = MAX_ROUNDS
+    budget_ms: float | None = None
+    min_time: float = MIN_TIME_S
+    cooldown: float = 0.0
+    profile: bool = False
+    profile_iters: int = 10
+    wait_cool: float | None = None
+    runner: Path | None = None
+    timeout: float = 30
+    step_timeout: float = 300
+    check: int | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.rounds is None and self.iters is None
+
+
+def bench(req: BenchRequest) -> list[dict]:
+    """Time every artifact with its own runtime (and the run's PyTorch model with ``eager``); one row each.
 
     Returns:
-        Rows with the fields of ``ROW_FIELDS`` (and ``EXTRA_FIELDS``), the reference first.
+        Rows with the fields of ``ROW_FIELDS`` (and ``EXTRA_FIELDS``, ``STAT_FIELDS``), the reference first.
 
     Raises:
         UserError: bad settings, a missing or damaged artifact or sidecar, a bad ``--device``,
             an unreachable device, ``eager`` not a run folder or asked for on a remote device.
     """
-    _check_request(eager, device, runner, check, threads=threads, iters=iters, warmup=warmup, batch=batch,
-                   rounds=rounds, profile_iters=profile_iters, min_time=min_time, cooldown=cooldown)
-    paths, sidecars = _read_artifacts(artifacts, eager)
-    rounds = min(rounds, iters) if iters is not None else rounds
-    common = _common_fields(threads, batch, warmup, iters, min_time, cooldown)
-    if device.startswith("adb://") or runner is not None:  # executor_runner: no Python on the device
-        jobs = _native_jobs(paths, sidecars, device, runner, profile, wait_cool, timeout, check, common)
+    _check_request(req)
+    paths, sidecars = _read_artifacts(list(req.artifacts), req.eager)
+    common = _common_fields(req)
+    if req.device.startswith("adb://") or req.runner is not None:  # executor_runner: no Python on the device
+        jobs = _native_jobs(paths, sidecars, req, common)
     else:
-        jobs = _jobs(paths, sidecars, eager, device, profile, wait_cool, timeout, step_timeout, check, common)
+        jobs = _jobs(paths, sidecars, req, common)
     try:
-        _measure(jobs, Plan(warmup, iters, rounds, min_time, cooldown), profile, profile_iters, step_timeout,
-                 wait_cool)
+        _measure(jobs, Plan.of(req), req)
     finally:  # no runner process or device folder outlives the bench, whatever happened
         _release(jobs)
     for job in jobs:
-        _fill_latencies(job)
+        _fill_latencies(job, req)
     return finish_rows([j.row for j in jobs])
 
 
@@ -311,8 +366,6 @@ def _read_artifacts(artifacts: list[Path], eager: Path | None) -> tuple[list[Pat
     Raises:
         UserError: nothing to bench, or a missing or damaged artifact or sidecar.
     """
-    from edgecnn.export.artifact import check_sidecar, read_sidecar
-
     paths = find_artifacts(list(artifacts))
     if not paths and eager is None:
         raise UserError("nothing to bench: give artifact files or folders, and/or --eager RUN")
@@ -324,27 +377,24 @@ def _read_artifacts(artifacts: list[Path], eager: Path | None) -> tuple[list[Pat
     return paths, sidecars
 
 
-def _common_fields(threads: int, batch: int, warmup: int | None, iters: int | None, min_time: float,
-                   cooldown: float) -> dict:
+def _common_fields(req: BenchRequest) -> dict:
     """The settings every row of this invocation carries (and each runner starts with)."""
-    from edgecnn import __version__
-
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return dict(threads=threads, batch=batch, warmup=warmup, iters=iters, timestamp=created,
-                edgecnn_version=__version__, min_time_s=None if iters is not None else min_time,
-                cooldown_s=cooldown)
+    return dict(threads=req.threads, batch=req.batch, warmup=req.warmup, iters=req.iters, timestamp=created,
+                edgecnn_version=__version__, min_time_s=None if req.iters is not None else req.min_time,
+                cooldown_s=req.cooldown, precision_target_pct=req.precision if req.adaptive else None,
+                budget_ms=req.budget_ms if req.adaptive else None)
 
 
-def _jobs(paths: list[Path], sidecars: list[dict], eager: Path | None, device: str, profile: bool,
-          wait_cool: float | None, timeout: float, step_timeout: float, check: int | None, common: dict) -> list[Job]:
+def _jobs(paths: list[Path], sidecars: list[dict], req: BenchRequest, common: dict) -> list[Job]:
     """One job per row: the eager reference first (when asked for), then each artifact; names made unique."""
     jobs: list[Job] = []
-    if eager is not None:
-        jobs.append(_eager_job(Path(eager), "cuda" if device == "cuda" else "cpu", profile, common))
-    artifact_device = "local" if device == "cuda" else device  # cuda: only the eager reference runs on the GPU
+    if req.eager is not None:
+        jobs.append(_eager_job(Path(req.eager), "cuda" if req.device == "cuda" else "cpu", req.profile, common))
+    artifact_device = "local" if req.device == "cuda" else req.device  # cuda: only the eager reference on the GPU
     for path, side in zip(paths, sidecars):
-        checks = _check_sets(path, side, check, timeout + step_timeout)
-        jobs.append(_artifact_job(path, side, artifact_device, profile, wait_cool, timeout, common, checks))
+        checks = _check_sets(path, side, req.check, req.timeout + req.step_timeout)
+        jobs.append(_artifact_job(path, side, artifact_device, req, common, checks))
     _unique_names([j.row for j in jobs])
     return jobs
 
@@ -358,18 +408,24 @@ def _release(jobs: list[Job]) -> None:
             job.transport.close()
 
 
-def _check_request(eager: Path | None, device: str, runner: Path | None, check: int | None, **counts) -> None:
-    """Refuse bad settings before anything starts (``counts``: the numeric settings by keyword).
+def _check_request(req: BenchRequest) -> None:
+    """Refuse bad settings before anything starts.
 
     Raises:
         UserError: a count below its minimum, ``--eager`` on a remote device or not a run folder,
             ``--runner`` on a device that does not take one, ``--check`` below 1.
     """
     minimum = {"threads": 1, "iters": 1, "warmup": 0, "batch": 1, "rounds": 1, "profile_iters": 1,
-               "min_time": 0.001, "cooldown": 0}
-    for key, value in counts.items():
-        if value is not None and value < minimum[key]:
-            raise UserError(f"--{key.replace('_', '-')} {value}: must be at least {minimum[key]}")
+               "min_time": 0.001, "cooldown": 0, "precision": 0.01, "max_time": 0, "max_rounds": MIN_ROUNDS,
+               "budget_ms": 1e-9}
+    for key, least in minimum.items():
+        value = getattr(req, key)
+        if value is not None and value < least:
+            raise UserError(f"--{key.replace('_', '-')} {value}: must be at least {least}")
+    if req.threads is None:  # every runtime is given a thread count: None would reach the row as "None threads"
+        raise UserError("--threads: give the number of threads every runtime uses (1 or more; edgecnn bench "
+                        "uses 2 by default)")
+    eager, device, runner, check = req.eager, req.device, req.runner, req.check
     if eager is not None and device.startswith(("ssh://", "adb://")):
         raise UserError(f"--eager runs the PyTorch model on this machine, not on {device}: leave it out "
                         "(the first artifact is then the reference)")
@@ -382,43 +438,34 @@ def _check_request(eager: Path | None, device: str, runner: Path | None, check: 
         raise UserError(f"--check {check}: must be at least 1 (images sent through each artifact on the device)")
 
 
-def _native_jobs(paths: list[Path], sidecars: list[dict], device: str, runner: Path | None, profile: bool,
-                 wait_cool: float | None, timeout: float, check: int | None, common: dict) -> list[Job]:
+def _native_jobs(paths: list[Path], sidecars: list[dict], req: BenchRequest, common: dict) -> list[Job]:
     """Jobs of ExecuTorch's ``executor_runner`` (an Android phone, or ``--runner`` on an ssh board): one per artifact.
 
     Raises:
         UserError: no ``--runner``, or no such file (before the device is touched).
     """
-    from edgecnn.bench.adb import checked_runner
-
-    runner = checked_runner(runner, device)
-    jobs = [_native_job(p, side, device, runner, profile, wait_cool, timeout, check, common)
-            for p, side in zip(paths, sidecars)]
+    runner = checked_runner(req.runner, req.device)
+    jobs = [_native_job(p, side, req, runner, common) for p, side in zip(paths, sidecars)]
     _unique_names([j.row for j in jobs])
     return jobs
 
 
-def _native_job(path: Path, sidecar: dict, device: str, runner: Path, profile: bool, wait_cool: float | None,
-                timeout: float, check: int | None, common: dict) -> Job:
+def _native_job(path: Path, sidecar: dict, req: BenchRequest, runner: Path, common: dict) -> Job:
     """A job whose start opens its own transport and pushes the runner and the ``.pte`` (adb.start_runner)."""
-    from edgecnn.bench.adb import refusal, start_runner
-    from edgecnn.bench.check import no_check_rows
-
+    device = req.device
     row = artifact_row(path, sidecar, device, common)
-    if check:
-        no_check_rows([row], check)
+    if req.check:
+        no_check_rows([row], req.check)
     refused = refusal(path, sidecar, common["batch"], device)
 
     def start():
-        from edgecnn.bench.native import native_transport
-
         if refused:
             raise RunnerFailed(refused)
-        transport = native_transport(device, timeout)
+        transport = native.native_transport(device, req.timeout)
         row["device"] = transport.device
         try:
-            return start_runner(transport, runner, path, common["threads"], common["warmup"], wait_cool,
-                                profile), transport
+            return start_runner(transport, runner, path, common["threads"], common["warmup"], req.wait_cool,
+                                req.profile), transport
         except BaseException:
             transport.close()
             raise
@@ -427,8 +474,6 @@ def _native_job(path: Path, sidecar: dict, device: str, runner: Path, profile: b
 
 
 def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
-    from edgecnn.core.contracts import run_model_name
-
     model = run_model_name(run)
     row = _blank_row(name=f"{model or run.name}-eager-fp32" + ("-cuda" if where == "cuda" else ""), kind="eager",
                      run=str(run.resolve()), model=model, target="eager", precision="fp32", runtime="torch",
@@ -437,8 +482,6 @@ def _eager_job(run: Path, where: str, profile: bool, common: dict) -> Job:
             "--batch", str(common["batch"]), "--device", where, *(["--profile"] if profile else [])]
 
     def start():
-        from edgecnn.bench.transport import Local
-
         return Worker(Local().popen(argv)), None
 
     return Job(row, start)
@@ -448,34 +491,28 @@ def _check_sets(path: Path, sidecar: dict, n: int | None, base_timeout: float):
     """``--check N``: the images and expected logits for ``path`` (bench/check.py), or None without it."""
     if not n:
         return None
-    from edgecnn.bench import check
-
     return check.prepare(path, sidecar, n), base_timeout
 
 
-def _artifact_job(path: Path, sidecar: dict, device: str, profile: bool, wait_cool: float | None,
-                  timeout: float, common: dict, checks=None) -> Job:
+def _artifact_job(path: Path, sidecar: dict, device: str, req: BenchRequest, common: dict, checks=None) -> Job:
     """A job whose start opens its own transport (its own working folder: two runs' artifacts may share names)."""
-    from edgecnn.bench.transport import open_transport
     row = artifact_row(path, sidecar, device, common)
     files = [RUNNER, *(path.parent / name for name in sidecar["files"]), sidecar_path(path)]
 
     def start():
-        transport = open_transport(device, timeout=timeout)
+        transport = open_transport(device, timeout=req.timeout)
         row["device"] = transport.device
         try:
             folder = transport.put(files)
             argv = [*transport.python, posixpath.join(folder, RUNNER.name),
                     "--artifact", posixpath.join(folder, path.name),
                     "--threads", str(common["threads"]), "--batch", str(common["batch"])]
-            if profile:
+            if req.profile:
                 argv.append("--profile")
-            if wait_cool is not None:
-                argv += ["--wait-cool", str(wait_cool)]
+            if req.wait_cool is not None:
+                argv += ["--wait-cool", str(req.wait_cool)]
             worker = Worker(transport.popen(argv), getattr(transport, "explain", None))
             if checks is not None:
-                from edgecnn.bench.check import attach
-
                 attach(worker, row, *checks)
             return worker, transport
         except BaseException:
@@ -486,13 +523,12 @@ def _artifact_job(path: Path, sidecar: dict, device: str, profile: bool, wait_co
 
 
 def _pip_hint(transport, error: str) -> str:
-    """The runner's "pip install X" for a missing runtime, as the exact command for the device where it knows it.
-
-    (SSH: ``ssh -p 2222 pi@board python3 -m pip install X``.)
-    """
-    match = re.search(r"pip install (\S+)$", error)
+    """The runner's "pip install X && pip install Y" for a missing runtime, as the exact command for the device
+    where it knows it (SSH: ``ssh -p 2222 pi@board 'python3 -m pip install X && python3 -m pip install Y'``)."""
+    match = re.search(r"(pip install .+)$", error)
     if match and hasattr(transport, "pip_command"):
-        return error[: match.start()] + transport.pip_command(match.group(1))
+        steps = [s.strip().removeprefix("pip install ") for s in match.group(1).split("&&")]
+        return error[: match.start()] + transport.pip_command(steps)
     return error
 
 
@@ -509,15 +545,26 @@ def _unique_names(rows: list[dict]) -> None:
             row["name"] = f"{row['name']}#{n}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """How each runner is timed: the warm-up, then the interleaved rounds."""
+    """How each runner is timed: the warm-up, then the interleaved rounds (fixed, or adaptive with looks)."""
 
     warmup: int | None  # calls; None: until the latency settles
     iters: int | None  # calls over all rounds; None: rounds by duration
-    rounds: int
+    rounds: int  # fixed: exactly this many; adaptive: at most this many (--max-rounds)
     min_time: float
     cooldown: float
+    adaptive: bool = False
+    precision: float = PRECISION_PCT
+    max_time: float = MAX_TIME_S
+    budget_ms: float | None = None
+
+    @classmethod
+    def of(cls, req: BenchRequest) -> "Plan":
+        rounds = req.max_rounds if req.adaptive else req.rounds or ROUNDS
+        rounds = min(rounds, req.iters) if req.iters is not None else rounds
+        return cls(req.warmup, req.iters, rounds, req.min_time, req.cooldown, req.adaptive, req.precision,
+                   req.max_time, req.budget_ms)
 
     def round_message(self, r: int, per: int) -> dict:
         if self.iters is None:
@@ -533,14 +580,13 @@ class Plan:
         return max(MIN_CALLS, int(self.min_time / (job.call_s or self.min_time)) + 1)
 
 
-def _measure(jobs: list[Job], plan: Plan, profile: bool, profile_iters: int, step_timeout: float,
-             wait_cool: float | None) -> None:
+def _measure(jobs: list[Job], plan: Plan, req: BenchRequest) -> None:
     """Start, warm up, interleave the rounds, finish; failures land in each job's row.
 
     The one driver of every device: a job's worker is a runner process (local, ssh://) or
     ``adb.ExecutorRunner`` (adb://, ``--runner``); both answer the same messages (``worker.py``).
     """
-    load_limit = step_timeout + (COOL_WAIT_MAX_S if wait_cool is not None else 0)
+    load_limit = req.step_timeout + (COOL_WAIT_MAX_S if req.wait_cool is not None else 0)
     for job in jobs:  # one at a time: loads do not compete, and a failed start costs nothing else
         try:
             job.worker, job.transport = job.start()
@@ -548,28 +594,87 @@ def _measure(jobs: list[Job], plan: Plan, profile: bool, profile_iters: int, ste
         except RunnerFailed as e:
             job.fail(_pip_hint(job.transport, str(e)))
             continue
-        _take_ready(job.row, ready, wait_cool)
+        _take_ready(job.row, ready, req.wait_cool)
+    for job in _alive(jobs):
+        _warm_up(job, plan, req.step_timeout)
+    _rounds(jobs, plan, req.step_timeout)
+    for job in _alive(jobs):
+        _finish(job, req)
 
-    def alive():
-        return [j for j in jobs if j.worker is not None]
 
-    for job in alive():
-        _warm_up(job, plan, step_timeout)
+def _alive(jobs: list[Job]) -> list[Job]:
+    return [j for j in jobs if j.worker is not None]
+
+
+def _rounds(jobs: list[Job], plan: Plan, step_timeout: float) -> None:
+    """The interleaved rounds, who goes first rotating; adaptive: each row stops once its look decides it."""
+    schedule = looks(plan.rounds) if plan.adaptive else []
+    t0 = time.monotonic()
     for r in range(plan.rounds):
-        order = alive()
-        order = order[r % len(order):] + order[: r % len(order)] if order else []  # who goes first rotates
+        order = [j for j in _alive(jobs) if j.stopped_by is None]
+        if not order:
+            return
+        order = order[r % len(order):] + order[: r % len(order)]
         for job in order:
             time.sleep(max(SETTLE_S, plan.cooldown))
             _round(job, plan, r, step_timeout)
-    for job in alive():
-        _finish(job, profile, profile_iters, step_timeout)
+        if not plan.adaptive:
+            continue
+        going = [j for j in order if j.worker is not None]
+        if r + 1 in schedule:
+            for job in going:
+                _look(job, schedule.index(r + 1) + 1)
+            for job in going:
+                _judge(job, plan, jobs)
+        limit = "max rounds" if r + 1 >= plan.rounds else "max time" if time.monotonic() - t0 >= plan.max_time \
+            else None
+        if limit:
+            for job in (j for j in going if j.stopped_by is None):
+                # The last interval is one more look unless this round was one: alpha is never spent twice.
+                job.look = job.look if r + 1 in schedule else (job.look or 0) + 1
+                job.stopped_by = limit
+            return
+
+
+def _look(job: Job, look: int) -> None:
+    """The row's interval at this look (``core/stats.sequential_ci``), kept for the decision of every row."""
+    job.look = look
+    if not job.means_only and len(job.rounds) >= MIN_ROUNDS:
+        job.ci = sequential_ci(job.rounds, look)
+
+
+def _judge(job: Job, plan: Plan, jobs: list[Job]) -> None:
+    """At a look: stop the row when its interval meets the precision, or, with a budget, decides it: entirely
+    above (out), or entirely below and either within the precision or apart from every other in-budget row's
+    interval (so it ranks against them)."""
+    if job.means_only:  # one mean per run: no interval to wait for
+        job.stopped_by = "means only"
+        return
+    if job.ci is None:
+        return
+    p50, low, high = job.ci
+    precise = (high - low) / 2 / p50 * 100 <= plan.precision
+    if plan.budget_ms is None:
+        job.stopped_by = "precision" if precise else None
+    elif low > plan.budget_ms:
+        job.stopped_by = "above budget"
+    elif high < plan.budget_ms and (precise or _apart(job, jobs, plan.budget_ms)):
+        job.stopped_by = "within budget"
+
+
+def _apart(job: Job, jobs: list[Job], budget_ms: float) -> bool:
+    """Whether ``job``'s interval overlaps no other row's that may be within the budget."""
+    _, low, high = job.ci
+    others = [o.ci for o in jobs if o is not job and o.ci is not None and o.ci[1] <= budget_ms]
+    return all(high < o_low or o_high < low for _, o_low, o_high in others)
 
 
 def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
     """One timed round of one job: its samples and the CPU's heat after it, or the job's error."""
+    of = f" of {plan.rounds}" if not plan.adaptive else ""
     try:
         answer = job.worker.ask(plan.round_message(r, job.per), job.limit(plan.round_calls(r, job),
-                                step_timeout + plan.min_time), f"round {r + 1} of {plan.rounds}")
+                                step_timeout + plan.min_time), f"round {r + 1}{of}")
     except RunnerFailed as e:
         job.fail(str(e))
         return
@@ -579,13 +684,18 @@ def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
     job.means_only = job.means_only or bool(answer.get("mean_only"))
 
 
-def _finish(job: Job, profile: bool, profile_iters: int, step_timeout: float) -> None:
-    """Ask a job's worker for what it knows at the end (memory, device state, overhead, profile); stop it."""
-    # Blocks of the overhead check last OVERHEAD_BLOCK_S each, so its figure is stable whatever the model.
-    overhead_iters = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
-    calls = 2 * overhead_iters + (profile_iters + 2 if profile else 0)
+def _finish(job: Job, req: BenchRequest) -> None:
+    """Ask a job's worker for what it knows at the end (overhead, memory, device state, profile); stop it.
+
+    The overhead check runs in a runner process (executor_runner has no plain loop to compare with), and not
+    with a budget: a sweep asks only whether a row fits, and the check would cost seconds per candidate.
+    """
+    profile, profile_iters, step_timeout = req.profile, req.profile_iters, req.step_timeout
+    if job.batches and req.budget_ms is None:
+        _overhead(job, step_timeout)
+    calls = profile_iters + 2 if profile else 0
     try:
-        done = job.worker.ask({"cmd": "finish", "overhead_iters": overhead_iters, "per": job.per,
+        done = job.worker.ask({"cmd": "finish", "overhead_iters": 0, "per": job.per,
                                "profile_iters": profile_iters},
                               job.limit(calls, step_timeout * (2 if profile else 1)), "finishing")
     except RunnerFailed as e:
@@ -594,6 +704,28 @@ def _finish(job: Job, profile: bool, profile_iters: int, step_timeout: float) ->
     _take_finish(job.row, done)
     job.worker.stop()
     job.worker = None
+
+
+def _overhead(job: Job, step_timeout: float) -> None:
+    """The harness-overhead check, adaptive: ABBA passes of eight short blocks until the mean's 95% interval
+    is within ``OVERHEAD_HALF_PP`` (judged) or ``OVERHEAD_MAX_PASSES`` ran (reported, not judged)."""
+    n = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
+    figures: list[float] = []
+    half = math.inf
+    while len(figures) < OVERHEAD_MAX_PASSES and not (len(figures) >= OVERHEAD_MIN_PASSES
+                                                      and half <= OVERHEAD_HALF_PP):
+        try:
+            answer = job.worker.ask({"cmd": "overhead", "iters": n, "per": job.per}, job.limit(2 * n, step_timeout),
+                                    "checking the harness overhead")
+        except RunnerFailed:  # an older runner without the command: the row has no overhead figure
+            return
+        figures.append(float(answer["overhead_pct"]))
+        if len(figures) >= 2:
+            sd = float(np.std(figures, ddof=1))
+            half = t_quantile(0.975, len(figures) - 1) * sd / math.sqrt(len(figures))
+    mean = sum(figures) / len(figures)
+    job.row.update(harness_overhead_pct=mean, harness_overhead_ci_low=mean - half,
+                   harness_overhead_ci_high=mean + half, harness_overhead_judged=half <= OVERHEAD_HALF_PP)
 
 
 def _warm_up(job: Job, plan: Plan, step_timeout: float) -> None:
@@ -646,8 +778,9 @@ def _take_finish(row: dict, done: dict) -> None:
     # The device state at the end of the measurement (temperature, clock) replaces the one at load.
     device = done.get("device") or {}
     row.update({k: device.get(k) for k in DEVICE_FIELDS if device.get(k) is not None})
-    row.update(peak_rss_mb=done.get("peak_rss_mb"), harness_overhead_pct=done.get("overhead_pct"),
-               profile=done.get("profile"))
+    row.update(peak_rss_mb=done.get("peak_rss_mb"), profile=done.get("profile"))
+    if done.get("overhead_pct") is not None:  # a runner that ran the check at finish (not the host's passes)
+        row["harness_overhead_pct"] = done["overhead_pct"]
     if done.get("threads") is not None:  # the threads the runtime reports it used (executor_runner's log)
         row["threads"] = done["threads"]
     for text in done.get("warnings") or []:
@@ -658,10 +791,8 @@ def _warn(row: dict, text: str) -> None:
     row["warning"] = f"{row['warning']}; {text}" if row["warning"] else text
 
 
-def _fill_latencies(job: Job) -> None:
+def _fill_latencies(job: Job, req: BenchRequest) -> None:
     """Latency statistics of a job that completed every round (a failed job keeps nulls)."""
-    from edgecnn.core.stats import summarize
-
     row = job.row
     if row["error"] is not None or not job.rounds:
         return
@@ -670,11 +801,25 @@ def _fill_latencies(job: Job) -> None:
         mean = sum(values) / len(values)
         row.update(latency_ms_mean=mean, throughput_ips=row["batch"] * 1000.0 / mean, rounds=len(job.rounds))
     else:
-        row.update(summarize(job.rounds, calls_per_sample=job.per, batch=row["batch"]))
+        row.update(summarize(job.rounds, calls_per_sample=job.per, batch=row["batch"],
+                             look=job.look if req.adaptive else None))
+    if req.adaptive:
+        _adaptive_fields(job, req)
     if job.heat:
         row["round_temp_c"] = [h.get("temp_c") for h in job.heat]
         row["round_freq_mhz"] = [h.get("freq_mhz") for h in job.heat]
         row["rounds_throttled"] = _throttled_rounds(job.heat, row.get("max_freq_mhz"))
+
+
+def _adaptive_fields(job: Job, req: BenchRequest) -> None:
+    """What the adaptive rounds reached and why they stopped; a row a limit stopped says so."""
+    row = job.row
+    half = half_width_pct(row)
+    row.update(precision_pct=half, look=job.look, stopped_by=job.stopped_by)
+    if job.stopped_by in ("max time", "max rounds") and half is not None:
+        flag = "--max-time" if job.stopped_by == "max time" else "--max-rounds"
+        _warn(row, f"stopped by {flag} after {len(job.rounds)} rounds at ±{half:.1f}% "
+                   f"(target ±{req.precision:g}%)")
 
 
 def _throttled_rounds(heat: list[dict], max_mhz: int | None) -> int | None:
@@ -705,14 +850,13 @@ def finish_rows(rows: list[dict]) -> list[dict]:
 
     The reference is the eager row when there is one that ran, else the first row that ran.
     """
-    from edgecnn.bench.peak import utilisation
-    from edgecnn.core.stats import half_width_pct, overlap, ratio_ci
-
     for row in rows:
         for key in (*ROW_FIELDS, *EXTRA_FIELDS, *STAT_FIELDS):
             row.setdefault(key, None)
         half = half_width_pct(row)
-        if half is not None and half > CI_WARN_PCT and "median uncertain" not in (row.get("warning") or ""):
+        target = row.get("precision_target_pct") or CI_WARN_PCT
+        if half is not None and half > target and not row.get("stopped_by") \
+                and "median uncertain" not in (row.get("warning") or ""):
             _warn(row, f"median uncertain (±{half:.1f}%): rerun on an idle machine or with more --rounds")
         if row.get("throttled") not in (None, "0x0"):
             _warn(row, f"the board reports throttling (vcgencmd get_throttled={row['throttled']})")
@@ -751,8 +895,6 @@ def save(path: Path, rows: list[dict], command: list[str]) -> None:
 
     A reader sees the old file or the new one, never half of one.
     """
-    from edgecnn.files import atomic_write_text
-
     doc = {"edgecnn_bench": 1,
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": list(command), "rows": rows}

@@ -23,11 +23,12 @@ import base64
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from edgecnn.bench.worker import RunnerFailed
 from edgecnn.errors import UserError
 
-# The row fields this adds (core.contracts.BOARD_FIELDS lists them with the emulation fields).
-CHECK_FIELDS = ("check_n", "check_top1_agreement", "check_max_abs_logit_diff", "check_mean_abs_logit_diff",
-                "check_accuracy", "check_reference_accuracy", "check_reference", "check_error")
+# The row fields this fills (check_n, check_top1_agreement, ...) are listed in core.contracts.BOARD_FIELDS.
 CHUNK = 32  # images per check command: a line stays a few MB even at 224x224
 PER_IMAGE_S = 10.0  # time allowed per image (an emulated board runs a 224 model in about 2 s)
 NO_NATIVE = ("--check needs runner.py (Python + the runtime) on the device; executor_runner fills its inputs "
@@ -45,15 +46,11 @@ class CheckSet:
 
 
 def encode(a) -> dict:
-    import numpy as np
-
     a = np.ascontiguousarray(a, dtype="<f4")
     return {"shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode("ascii")}
 
 
 def decode(msg: dict):
-    import numpy as np
-
     return np.frombuffer(base64.b64decode(msg["b64"]), dtype="<f4").reshape(msg["shape"])
 
 
@@ -79,7 +76,6 @@ def prepare(path: Path, sidecar: dict, n: int) -> CheckSet:
     Raises:
         UserError: the run folder cannot be found or loaded, or its dataset no longer matches.
     """
-    import numpy as np
     import torch
 
     from edgecnn.data import build_datasets, file_mask
@@ -132,8 +128,6 @@ def prepare(path: Path, sidecar: dict, n: int) -> CheckSet:
 
 def compare(got, check: CheckSet) -> dict:
     """The row's ``check_*`` fields from the device's logits."""
-    import numpy as np
-
     got = np.asarray(got, dtype=np.float32).reshape(check.expected.shape)
     diff = np.abs(got - check.expected)
     top = got.argmax(1)
@@ -148,9 +142,6 @@ def compare(got, check: CheckSet) -> dict:
 
 def run_check(worker, check: CheckSet, base_timeout: float) -> dict:
     """Send the images to a loaded runner in chunks; the row's ``check_*`` fields (or ``check_error``)."""
-    import numpy as np
-
-    from edgecnn.bench.api import RunnerFailed
 
     n = len(check.labels)
     got = []

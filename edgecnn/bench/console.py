@@ -5,6 +5,13 @@ Printers live with their stage, not in ``cli/``, so the pipeline can use them wi
 
 from __future__ import annotations
 
+from rich import box
+from rich.table import Table
+
+from edgecnn.bench.api import reference
+from edgecnn.bench.check import note as check_note
+from edgecnn.core.stats import half_width_pct
+
 
 def _ms(value: float | None) -> str:
     if value is None:
@@ -31,9 +38,6 @@ def print_rows(console, rows: list[dict]) -> None:
     ratio to the reference row with its interval, marked ``≈`` where the two
     medians' intervals overlap (the rows cannot be told apart).
     """
-    from edgecnn.bench.api import reference
-    from edgecnn.bench.check import note as check_note
-
     ref = reference(rows)
     ran = [r for r in rows if r["latency_ms_p50"] is not None]
     console.print(_latency_table(rows))
@@ -45,7 +49,8 @@ def print_rows(console, rows: list[dict]) -> None:
         parts = [f"{r['runtime'] or '-'} {r['runtime_version'] or ''}".strip(), r["runtime_note"]]
         console.print(f"{r['name']}: {'; '.join(p for p in parts if p)}", highlight=False)
         for note in filter(None, [r["error"] and f"[red]error: {r['error']}[/red]",
-                                  r["warning"] and f"warning: {r['warning']}", *(r.get("stat_notes") or []),
+                                  r["warning"] and f"warning: {r['warning']}", _stop_note(r),
+                                  *(r.get("stat_notes") or []),
                                   check_note(r)]):
             console.print(f"  {note}", highlight=False)
     pairs = sorted({tuple(sorted((r["name"], o))) for r in ran for o in (r.get("indistinguishable_from") or [])})
@@ -70,14 +75,17 @@ def _latency_table(rows: list[dict]):
 
     The title says how the first row was timed (every row of one bench is timed alike).
     """
-    from rich import box
-    from rich.table import Table
-
     devices = sorted({r["device"] for r in rows if r["device"]})
     first = rows[0]
-    how = (f"{first['iters']} calls in {first['rounds'] or '?'} rounds" if first.get("iters") is not None
-           else f"{first['rounds'] or '?'} rounds of ≥{first['min_time_s'] or '?'} s")
-    table = Table(title=f"latency on {', '.join(devices)}: {first['threads']} threads, batch {first['batch']}, "
+    if first.get("iters") is not None:
+        how = f"{first['iters']} calls in {first['rounds'] or '?'} rounds"
+    elif first.get("precision_target_pct"):
+        counts = sorted({r["rounds"] for r in rows if r.get("rounds")})
+        span = f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else f"{counts[0] if counts else '?'}"
+        how = f"{span} rounds of ≥{first['min_time_s'] or '?'} s to ±{first['precision_target_pct']:g}%"
+    else:
+        how = f"{first['rounds'] or '?'} rounds of ≥{first['min_time_s'] or '?'} s"
+    table = Table(title=f"latency on {', '.join(devices)}: {_threads(first['threads'])}, batch {first['batch']}, "
                         f"{how} (median ±95% interval)", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for col, just in (("name", "left"), ("p50 ms", "right"), ("p99 ms", "right"), ("x ref", "right"),
                       ("GMAC/s", "right"), ("peak", "right"), ("RSS MB", "right"), ("size MB", "right"),
@@ -99,21 +107,43 @@ def _latency_table(rows: list[dict]):
     return table
 
 
-def _short(name: str) -> str:
-    return name if len(name) <= 14 else name[:13] + "…"
+def _threads(n: int | None) -> str:
+    """``2 threads``; a row that never said how many (an executor_runner log without it) says so, not "None"."""
+    return f"{n} threads" if n is not None else "threads as the runtime chose"
+
+
+def _stop_note(r: dict) -> str | None:
+    """Adaptive rounds: why the row stopped, after how many rounds, at what precision."""
+    if not r.get("stopped_by") or r.get("precision_pct") is None:
+        return None
+    return f"{r['rounds']} rounds, stopped by {r['stopped_by']} at ±{r['precision_pct']:.1f}% (look {r['look']})"
+
+
+def _overhead_part(ran: list[dict]) -> str | None:
+    """The harness overhead with its interval; judged against 1% only where the interval is narrow enough."""
+    rows = [r for r in ran if r["harness_overhead_pct"] is not None]
+    if not rows:
+        return None
+    worst = max(rows, key=lambda r: r["harness_overhead_pct"])
+    if worst.get("harness_overhead_ci_low") is None:  # a single pass (an older runner, a saved file)
+        return f"harness overhead vs a plain loop: at most {worst['harness_overhead_pct']:+.2f}% (target ≤ 1%)"
+    half = (worst["harness_overhead_ci_high"] - worst["harness_overhead_ci_low"]) / 2
+    text = f"harness overhead vs a plain loop: at most {worst['harness_overhead_pct']:+.2f}% ±{half:.2f}"
+    if not all(r.get("harness_overhead_judged") for r in rows):
+        return text + " (not judged: too noisy to tell)"
+    return text + (" (target ≤ 1%: met)" if worst["harness_overhead_ci_high"] <= 1 else " (target ≤ 1%)")
 
 
 def _instrument_line(ran: list[dict]) -> str:
     """How far to trust the figures: harness overhead, interval widths, round spread, heat."""
-    from edgecnn.core.stats import half_width_pct
-
     parts = []
-    overhead = [r["harness_overhead_pct"] for r in ran if r["harness_overhead_pct"] is not None]
+    overhead = _overhead_part(ran)
     if overhead:
-        parts.append(f"harness overhead vs a plain loop: at most {max(overhead):+.2f}% (target ≤ 1%)")
+        parts.append(overhead)
     half = [h for h in (half_width_pct(r) for r in ran) if h is not None]
     if half:
-        parts.append(f"median ±{max(half):.1f}% at worst (target ≤ 3%)")
+        target = ran[0].get("precision_target_pct") or 3
+        parts.append(f"median ±{max(half):.1f}% at worst (target ≤ {target:g}%)")
     spread = [r["round_p50_spread_pct"] for r in ran if r.get("round_p50_spread_pct") is not None]
     if spread:
         parts.append(f"round medians spread up to {max(spread):.0f}%")

@@ -5,9 +5,12 @@ This single file is copied to the device (a Raspberry Pi, any Linux board, or
 this machine) next to an artifact written by ``edgecnn export`` and its JSON
 sidecar, and needs only Python 3, numpy and the artifact's runtime:
 
-    .pte   pip install executorch    (XNNPACK threadpool set to --threads)
-    .xml   pip install openvino      (OpenVINO IR; the sidecar's .bin beside it)
-    .onnx  pip install onnxruntime
+    .pte   executorch    (XNNPACK threadpool set to --threads)
+    .xml   openvino      (OpenVINO IR; the sidecar's .bin beside it)
+    .onnx  onnxruntime
+
+(``install_hint`` gives the pip commands that work per architecture; on aarch64
+``pip install executorch`` does not resolve.)
 
 It never imports edgecnn. Start it as
 
@@ -24,6 +27,8 @@ and drive it with one JSON object per line on stdin; it answers one per line on 
     {"cmd": "check", "inputs": [{"shape": [N, ...], "b64": float32 bytes}, ...]}
                                     -> {"ok": true, "n": N, "shape": [N, classes], "b64": the logits}
                                        (edgecnn bench --check: the host's images through the model, one at a time)
+    {"cmd": "overhead", "iters": n, "per": k}
+                                    -> {"ok": true, "overhead_pct": ...} (one ABBA pass of the check below)
     {"cmd": "finish"}               -> {"ok": true, "peak_rss_mb": ..., "device": {...}, "overhead_pct": ...,
                                         "profile": null or {"top_ops": [...], "delegated_share": ..., "source": ...}}
 
@@ -67,6 +72,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# A copy of core/contracts' target table (suffix -> runtime module): this file imports nothing of edgecnn.
+# tests/test_bench.py asserts the copy equals the table.
 RUNTIMES = {".pte": "executorch", ".xml": "openvino", ".onnx": "onnxruntime"}
 COOL_WAIT_MAX_S = 300  # --wait-cool gives up after this long and says so
 TOP_OPS = 10
@@ -314,9 +321,31 @@ def _version(dist: str, module) -> str:
         return str(getattr(module, "__version__", "unknown"))
 
 
+# What installs a runtime where a plain `pip install NAME` does not (the README's boards section): on aarch64
+# executorch 1.4's dependencies do not resolve (a CUDA torch, coremltools built from source), so torch's
+# 2.9.1 CPU build, then executorch 1.0.1 (built for it) without its dependencies; OpenVINO's newest aarch64
+# wheel is 2025.2.0. One pip call per entry.
+INSTALL = {
+    "aarch64": {"executorch": ["torch==2.9.1", "--no-deps executorch==1.0.1", "ruamel.yaml tabulate flatbuffers"],
+                "openvino": ["openvino==2025.2.0"], "onnxruntime": ["onnxruntime==1.32.0"]},
+}
+
+
+def install_steps(module: str, machine: str | None = None) -> list[str]:
+    """The pip arguments that install ``module`` on ``machine`` (this one by default), one string per pip call."""
+    machine = (machine or platform.machine()).lower()
+    machine = "aarch64" if machine in ("arm64", "aarch64") else machine
+    return INSTALL.get(machine, {}).get(module, [module])
+
+
+def install_hint(module: str, machine: str | None = None) -> str:
+    """``pip install A && pip install B``: the install of ``module`` on ``machine`` as one shell line."""
+    return " && ".join(f"pip install {args}" for args in install_steps(module, machine))
+
+
 def _missing(runtime: str) -> RunnerError:
     return RunnerError(f"{runtime} is not installed on this device ({platform.machine()}, "
-                       f"Python {platform.python_version()}): pip install {runtime}")
+                       f"Python {platform.python_version()}): {install_hint(runtime)}")
 
 
 def first_line(e: BaseException) -> str:
@@ -688,6 +717,30 @@ def timed_for(call, min_s: float, min_calls: int, per: int = 1, max_s: float | N
     return [t / per / 1e6 for t in ns]
 
 
+def settle_point(latencies_ms: list[float], window_ms: float = 200.0, tolerance: float = 0.03,
+                 min_calls: int = 5) -> tuple[int, bool, float]:
+    """How many executions of one run its latency took to settle: the warm-up rule of ``settle``, on logged times.
+
+    Consecutive windows of at least ``window_ms`` and ``min_calls`` executions;
+    settled when two consecutive windows' medians are within ``tolerance``.
+
+    Returns:
+        ``(executions up to the end of the settling window, settled, median of the last window in ms)``;
+        all executions and False when it never settled.
+    """
+    previous, start = None, 0
+    while start < len(latencies_ms):
+        end, spent = start, 0.0
+        while end < len(latencies_ms) and (end - start < min_calls or spent < window_ms):
+            spent += latencies_ms[end]
+            end += 1
+        median = sorted(latencies_ms[start:end])[(end - start) // 2]
+        if previous is not None and abs(median - previous) <= tolerance * previous:
+            return end, True, median
+        previous, start = median, end
+    return len(latencies_ms), False, previous or 0.0
+
+
 def settle(call, max_s: float, window_s: float = 0.2, tolerance: float = 0.03, min_calls: int = 5) -> dict:
     """Warm up until the latency settles: two consecutive windows' medians within ``tolerance``.
 
@@ -695,23 +748,20 @@ def settle(call, max_s: float, window_s: float = 0.2, tolerance: float = 0.03, m
     (OpenVINO, XNNPACK) packing weights, so they are never timed. A window
     lasts ``window_s`` and at least ``min_calls`` calls; warming stops at
     ``max_s`` even if the latency still moves (``settled`` is then False).
+    The rule is ``settle_point``'s, applied to the calls so far (adb applies
+    it to a logged run).
 
     Returns:
         ``{"call_ms": median of the last window, "calls", "seconds", "settled"}``.
     """
     start = time.perf_counter()
-    previous = None
-    calls = 0
+    lat: list[float] = []
     while True:
-        lat = timed_for(call, window_s, min_calls, max_s=max(window_s, max_s - (time.perf_counter() - start)))
-        calls += len(lat)
-        median = sorted(lat)[len(lat) // 2]
+        lat += timed_for(call, window_s, min_calls, max_s=max(window_s, max_s - (time.perf_counter() - start)))
+        _, settled, median = settle_point(lat, window_s * 1000, tolerance, min_calls)
         spent = time.perf_counter() - start
-        if previous is not None and abs(median - previous) <= tolerance * previous:
-            return {"call_ms": median, "calls": calls, "seconds": round(spent, 3), "settled": True}
-        if spent >= max_s:
-            return {"call_ms": median, "calls": calls, "seconds": round(spent, 3), "settled": False}
-        previous = median
+        if settled or spent >= max_s:
+            return {"call_ms": median, "calls": len(lat), "seconds": round(spent, 3), "settled": settled}
 
 
 def plain_loop_ns(call, n: int) -> int:
@@ -841,10 +891,13 @@ def serve(model: Loaded, profile: bool, out, inp, ready: dict | None = None, des
                 send(out, check_answer(model, msg))
             elif cmd == "warmup":  # until the latency settles, at most max_s seconds
                 send(out, {"ok": True, **settle(model.call, float(msg.get("max_s", 10)))})
+            elif cmd == "overhead":  # one ABBA pass of the harness-overhead check (the host repeats it)
+                send(out, {"ok": True, "overhead_pct": harness_overhead_pct(
+                    model.call, int(msg.get("iters", 20)), max(1, int(msg.get("per", 1))))})
             elif cmd == "finish":
                 peak = rss_mb(peak=True)  # before profiling loads a second copy
-                overhead = harness_overhead_pct(model.call, int(msg.get("overhead_iters", 20)),
-                                                max(1, int(msg.get("per", 1))))
+                n = int(msg.get("overhead_iters", 20))  # 0: the host ran "overhead" passes itself
+                overhead = harness_overhead_pct(model.call, n, max(1, int(msg.get("per", 1)))) if n else None
                 prof = model.profile(int(msg.get("profile_iters", 10))) if profile else None
                 send(out, {"ok": True, "peak_rss_mb": peak, "device": describe(), "overhead_pct": overhead,
                            "profile": prof})

@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edgecnn.bench.runner import install_steps
 from edgecnn.errors import UserError
 
 # Printed by the board's Python: its version and, per module asked for, its
@@ -254,14 +255,19 @@ class SSH:
         port = ["-p", str(self.port)] if self.port else []
         return shlex.join(["ssh", *port, self.dest, *argv])
 
-    def pip_command(self, package: str) -> str:
-        """The command that installs ``package`` for the board's interpreter, run from here."""
-        return self.ssh_hint([*self.python, "-m", "pip", "install", package])
+    def pip_command(self, steps: list[str]) -> str:
+        """The command, run from here, that makes the board's interpreter run ``pip install S`` for each step."""
+        if len(steps) == 1:
+            return self.ssh_hint([*self.python, "-m", "pip", "install", *steps[0].split()])
+        pip = shlex.join([*self.python, "-m", "pip", "install"])
+        return self.ssh_hint([" && ".join(f"{pip} {s}" for s in steps)])
 
     def missing(self, modules: tuple[str, ...]) -> dict[str, str]:
         """Of ``modules``, those the board's Python cannot import, each with the pip command that fixes it."""
         found = self.check(tuple(modules))["modules"]
-        return {m: self.pip_command(PIP_PACKAGES.get(m, m)) for m in modules if found.get(m) is None}
+        machine = (self.info or {}).get("machine")
+        return {m: self.pip_command(install_steps(PIP_PACKAGES.get(m, m), machine or "unknown"))
+                for m in modules if found.get(m) is None}
 
     # -- files ------------------------------------------------------------------------------
 

@@ -20,7 +20,13 @@ def bench(
         help="untimed calls per runtime first [default: until the latency settles, at most 5 s]")] = None,
     iters: Annotated[Optional[int], typer.Option(
         help="timed calls per runtime, split over the rounds [default: rounds by duration, see --min-time]")] = None,
-    rounds: Annotated[int, typer.Option(help="rounds per runtime, interleaved across runtimes")] = 10,
+    rounds: Annotated[Optional[int], typer.Option(
+        help="exactly N rounds per runtime, interleaved [default: adaptive, until --precision]")] = None,
+    precision: Annotated[float, typer.Option(
+        help="adaptive rounds: time each row until its median's interval is within ±P% (a sequential "
+             "interval: docs/precision.md)", metavar="P")] = 3.0,
+    max_time: Annotated[float, typer.Option(help="adaptive rounds: stop every row after this many seconds")] = 300.0,
+    max_rounds: Annotated[int, typer.Option(help="adaptive rounds: stop a row after this many rounds")] = 60,
     min_time: Annotated[float, typer.Option(help="seconds each round measures at least (without --iters)")] = 1.0,
     cooldown: Annotated[float, typer.Option(help="seconds of pause before each round (lets a board cool)")] = 0.0,
     batch: Annotated[int, typer.Option(help="batch size (artifacts exported for batch 1 take only 1)")] = 1,
@@ -36,15 +42,15 @@ def bench(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="write the rows to this JSON file")] = None,
 ) -> None:
     """Latency of exported artifacts, each in its own runtime and process, against a PyTorch reference."""
+    # Every option but these two is a field of the request, under the same name.
+    settings = {k: v for k, v in locals().items() if k not in ("artifacts", "json_path")}
     from rich.console import Console
 
+    from edgecnn.bench.api import BenchRequest, save
     from edgecnn.bench.api import bench as run_bench
-    from edgecnn.bench.api import save
     from edgecnn.bench.console import print_profiles, print_rows
 
-    rows = run_bench(artifacts or [], eager=eager, device=device, threads=threads, warmup=warmup, iters=iters,
-                     batch=batch, profile=profile, rounds=rounds, wait_cool=wait_cool, runner=runner, timeout=timeout,
-                     min_time=min_time, cooldown=cooldown, check=check)
+    rows = run_bench(BenchRequest(tuple(artifacts or []), **settings))
     # Piped to a file or a log, rich would assume 80 columns and cut the table; it is made for 100.
     console = Console() if sys.stdout.isatty() or os.environ.get("COLUMNS") else Console(width=100)
     print_rows(console, rows)

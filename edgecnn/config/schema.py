@@ -164,7 +164,12 @@ class BenchStage(Section):
     threads: int = Field(2, ge=1)
     warmup: int | None = Field(None, ge=0, description="untimed calls; unset: until the latency settles")
     iters: int | None = Field(None, ge=1, description="timed calls; unset: rounds of at least min_time seconds")
-    rounds: int = Field(10, ge=1)
+    rounds: int | None = Field(None, ge=1, description="exactly this many rounds; unset: adaptive, to precision")
+    precision: float = Field(3.0, gt=0, description="adaptive rounds: median interval half-width, % of the median")
+    max_time: float = Field(300.0, ge=0, description="adaptive rounds: seconds of rounds at most")
+    max_rounds: int = Field(60, ge=5, description="adaptive rounds: rounds at most")
+    budget_ms: float | None = Field(None, gt=0, description="adaptive rounds: also stop a row once its interval "
+                                                             "decides it against this budget (edgecnn sweep)")
     min_time: float = Field(1.0, gt=0, description="seconds each round measures at least (without iters)")
     cooldown: float = Field(0.0, ge=0, description="seconds of pause before each round")
     eager: bool = Field(True, description="the run's PyTorch fp32 model as the reference row "

@@ -41,7 +41,13 @@ CKPT_QAT = "qat"
 CKPT_PRUNED_FROM = "pruned_from"  # only in a pruned run's best.pt (edgecnn prune)
 
 # -- artifacts (edgecnn export) ---------------------------------------------------------------------
-ARTIFACT_SUFFIXES = (".pte", ".xml", ".onnx")
+# The one target table: each export target's file suffix and the Python module of its runtime. export/runtimes,
+# the sweep and the bench read it; bench/runner.py (one file shipped to a device, no edgecnn imports) keeps
+# its own copy, RUNTIMES, and tests/test_bench.py asserts the two agree.
+TARGET_SUFFIX = {"executorch": ".pte", "openvino": ".xml", "onnx": ".onnx"}
+TARGET_MODULE = {"executorch": "executorch", "openvino": "openvino", "onnx": "onnxruntime"}
+TARGETS = tuple(TARGET_SUFFIX)
+ARTIFACT_SUFFIXES = tuple(TARGET_SUFFIX.values())
 SIDECAR_SUFFIX = ".json"  # model.pte -> model.pte.json
 
 
@@ -113,6 +119,10 @@ STAT_FIELDS = (
     "warmup_calls", "warmup_s", "warmup_settled", "min_time_s", "cooldown_s", "round_temp_c", "round_freq_mhz",
     "rounds_throttled", "macs", "gmacs_per_s", "peak_gmacs_per_s", "peak_fraction", "peak_isa", "isa",
     "cpu_vendor", "cpu_family", "max_freq_mhz",
+    # Adaptive rounds (--precision): the target, the half-width reached, the look it stopped at and why.
+    "precision_target_pct", "precision_pct", "look", "stopped_by", "budget_ms",
+    # The harness-overhead check with its own interval; judged only when that interval is narrow enough.
+    "harness_overhead_ci_low", "harness_overhead_ci_high", "harness_overhead_judged",
 )
 DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled",
                  "machine", "emulated", "emulation",

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgecnn.export.artifact import Runner, export_failed, temp_names, torch_export
 from edgecnn import backends
+from edgecnn.files import native_stderr_to
 
 NAME = "executorch"
 SUFFIX = ".pte"
@@ -104,7 +105,9 @@ def load(path: Path, config: dict | None = None) -> Runner:
     """
     import torch
 
-    method = backends.executorch().Runtime.get().load_program(Path(path)).load_method("forward")
+    # cpuinfo's native lines ("Failed to open midr file", ...) go to a log beside the artifact, not the terminal.
+    with native_stderr_to(Path(path).with_name(Path(path).name + ".log")):
+        method = backends.executorch().Runtime.get().load_program(Path(path)).load_method("forward")
 
     def run(inputs):
         outputs = method.execute([torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in inputs])

@@ -13,14 +13,14 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgecnn.core.contracts import TARGET_SUFFIX, TARGETS
 from edgecnn.errors import UserError
 from edgecnn.export.artifact import check_sidecar, read_sidecar
 
 if TYPE_CHECKING:
     from edgecnn.export.artifact import Target
 
-TARGETS = ("executorch", "openvino", "onnx")
-SUFFIXES = {".pte": "executorch", ".xml": "openvino", ".onnx": "onnx"}
+SUFFIXES = {suffix: target for target, suffix in TARGET_SUFFIX.items()}
 
 
 def target_module(target: str) -> Target:
