@@ -22,7 +22,7 @@ from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text, save_checkpoint
-from edgecnn.train.loop import evaluate_subsets, prepare
+from edgecnn.train.loop import EvalSettings, evaluate_subsets, prepare
 from edgecnn.data import build_datasets, collate
 from edgecnn.data.bands import all_subsets, presence_mask, subset_name
 from edgecnn.models.dynamic_conv import BandResNet, kernel_usage, kernels_to_keep
@@ -52,7 +52,7 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
     keep = kernels_to_keep(usage, min_share)
 
     subsets = all_subsets(bands)
-    kw = dict(batch_size=recipe.train.batch_size, workers=cfg.workers, device=torch.device("cpu"))
+    kw = dict(how=EvalSettings(batch_size=recipe.train.batch_size, workers=cfg.workers, device=torch.device("cpu")))
     before = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands, subsets, **kw)
     model.conv1.prune(keep)
     after = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands, subsets, **kw)

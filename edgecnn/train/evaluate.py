@@ -11,7 +11,7 @@ from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
-from edgecnn.train.loop import evaluate, evaluate_subsets, is_band_robust, own_subsets
+from edgecnn.train.loop import EvalSettings, evaluate, evaluate_subsets, is_band_robust, own_subsets
 from edgecnn.data import build_datasets
 from edgecnn.data.bands import all_subsets, parse_subset, presence_mask
 from edgecnn.models.registry import takes_mask
@@ -51,7 +51,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     if list(data_classes) != classes:
         raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
                         "point data.root at the same dataset")
-    kw = dict(batch_size=recipe.train.batch_size, workers=cfg.workers, device=device)
+    kw = dict(how=EvalSettings(batch_size=recipe.train.batch_size, workers=cfg.workers, device=device))
     model = model.to(device)
     metrics = evaluate(model, val_ds, len(classes), cfg.mean, cfg.std, **kw)
     per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, cfg.bands, subsets, **kw)

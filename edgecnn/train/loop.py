@@ -114,19 +114,32 @@ def prepare(x: torch.Tensor, device: torch.device, mean: list[float], std: list[
     return augment(x, generator) if augment is not None else x
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How ``evaluate`` runs (not what it measures): batches, loader, device, ranks, memory format.
+
+    ``dist``: under DDP each rank evaluates every ``world``-th image and the confusion
+    matrices are summed, so the figures cover the whole split once.
+    """
+
+    batch_size: int = 64
+    workers: int = 0
+    device: torch.device | None = None  # None: the model's
+    dist: D.Dist = D.Dist()
+    channels_last: bool = False
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
-             batch_size: int = 64, workers: int = 0, device: torch.device | None = None,
-             mask: torch.Tensor | None = None, dist: D.Dist = D.Dist(),
-             channels_last: bool = False) -> dict[str, float]:
+             mask: torch.Tensor | None = None, how: EvalSettings = EvalSettings()) -> dict[str, float]:
     """Loss, accuracy and macro precision/recall/F1 of ``model`` on ``ds``.
 
     Args:
         mask: band presence mask ``[bands]``; ``None`` means all bands present.
-        dist: under DDP each rank evaluates every ``world``-th image and the
-            confusion matrices are summed, so the figures cover the whole split once.
+        how: batch size, workers, device, DDP ranks, channels-last.
     """
-    device = device or next(model.parameters()).device
+    batch_size, workers, dist, channels_last = how.batch_size, how.workers, how.dist, how.channels_last
+    device = how.device or next(model.parameters()).device
     band_aware = takes_mask(model)
     model.eval()
     mine = list(range(dist.rank, len(ds), dist.world))
@@ -636,7 +649,7 @@ def _validate(model: nn.Module, val_ds: Dataset, num_classes: int, recipe: Recip
               dist: D.Dist, robust: bool) -> dict[str, float]:
     """The validation columns of a metrics row (per band subset for band-robust runs)."""
     cfg, tc = recipe.data, recipe.train
-    kw = dict(batch_size=tc.batch_size, workers=cfg.workers, device=device, dist=dist, channels_last=tc.channels_last)
+    kw = dict(how=EvalSettings(tc.batch_size, cfg.workers, device, dist, tc.channels_last))
     val = evaluate(model, val_ds, num_classes, cfg.mean, cfg.std, **kw)
     row = {f"val_{k}": round(val[k], 6) for k in ("loss", "accuracy", "precision", "recall", "f1")}
     if robust:  # every subset, every epoch: the point of these runs is all of them
