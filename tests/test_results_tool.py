@@ -54,3 +54,8 @@ def test_dirty_mark_comes_from_git(tmp_path):
     assert results.git_commit(tmp_path) == "unknown"      # not a repository
     commit = results.git_commit()
     assert commit == "unknown" or len(commit.split("-")[0]) >= 7
+
+
+def test_stage_timings_from_the_run_log():
+    log = "│ step │ status │ seconds │\n│ train                        │ done   │    37.4 │\n│ total │  │  196.0 │\n"
+    assert results.stages_from_log(log) == [{"stage": "train", "status": "done", "seconds": 37.4}]

@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,14 @@ def section(name: str, got: dict, commit: str, date: str, note: str | None) -> l
     return out
 
 
+def stages_from_log(text: str) -> list[dict]:
+    """The rows of `edgecnn run`'s step summary (``│ train │ done │ 37.4 │``), total excluded."""
+    rows = []
+    for m in re.finditer(r"^[│|]\s*(.+?)\s*[│|]\s*(\w+)\s*[│|]\s*([0-9.]+)\s*[│|]\s*$", text, re.M):
+        rows.append({"stage": m.group(1), "status": m.group(2), "seconds": float(m.group(3))})
+    return rows
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -171,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commit", help="the commit to stamp (default: git HEAD of this repository, -dirty marked)")
     ap.add_argument("--note", help="a line stamped on every section, e.g. the machine's load (uptime)")
     ap.add_argument("--name", action="append", default=[], help="a section title per input, in order")
+    ap.add_argument("--run-log", type=Path, help="the terminal output of `edgecnn run` for the first input: its "
+                    "step summary gives the stage timings (pipeline.json does not record them)")
     a = ap.parse_args(argv)
     commit = a.commit or git_commit()
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -178,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             "Written by `python tools/results.py` from measured files; do not edit above the marker line.", ""]
     for i, src in enumerate(a.inputs):
         name = a.name[i] if i < len(a.name) else f"`{src}`"
-        text += section(name, collect(src), commit, date, a.note)
+        got = collect(src)
+        if i == 0 and a.run_log and not got["stages"]:
+            got["stages"] = stages_from_log(a.run_log.read_text(errors="replace"))
+        text += section(name, got, commit, date, a.note)
     kept = ""
     if a.out.exists():
         old = a.out.read_text()
