@@ -9,7 +9,7 @@ import results  # noqa: E402
 
 
 def _row(name, runtime, version, p50, **kw):
-    row = {"name": name, "kind": "artifact", "runtime": runtime, "runtime_version": version, "threads": 2,
+    row = {"cpu_vendor": "AuthenticAMD", "cpu_family": 26, "name": name, "kind": "artifact", "runtime": runtime, "runtime_version": version, "threads": 2,
            "cpu_model": "AMD EPYC 9R45", "cores": 2, "isa": ["avx2", "fma", "avx512f", "avx512_vnni"],
            "latency_ms_p50": p50, "latency_ms_p50_ci_low": p50 * 0.99, "latency_ms_p50_ci_high": p50 * 1.01,
            "latency_ms_p99": p50 * 1.5, "ratio_vs_ref": p50 / 1.66, "size_mb": 1.27, "gmacs_per_s": 660.5,
@@ -30,7 +30,7 @@ def test_results_stamps_every_section_and_keeps_earlier(tmp_path):
     (run / "pipeline.json").write_text(json.dumps({"stages": [{"stage": "train", "status": "done", "seconds": 37.4}]}))
     other = tmp_path / "pi.json"
     other.write_text(json.dumps({"rows": [_row("cnn_attn-onnx-int8", "onnxruntime", "1.32.0", 28.0,
-                                               cpu_model="Cortex-A76", cores=4, isa=["asimd", "asimddp"])]}))
+                                               cpu_model="Cortex-A76", cores=4, cpu_vendor=None, cpu_family=None, isa=["asimd", "asimddp"])]}))
     out = tmp_path / "results.md"
     out.write_text("old\n" + results.MARKER + "\n## Earlier: Zen 3 at abc1234\n\n| x | 1.36 ms |\n")
 
@@ -40,7 +40,7 @@ def test_results_stamps_every_section_and_keeps_earlier(tmp_path):
     head = text.split(results.MARKER)[0]
     assert "old" not in head
     assert head.count("- commit: abc1234-dirty") == 2
-    assert "AMD EPYC 9R45, 2 cores; ISA flags: avx2, fma, avx512f, avx512_vnni" in head
+    assert "AMD EPYC 9R45 (family 26, Zen 5), 2 cores; ISA flags: avx2, fma, avx512f, avx512_vnni" in head
     assert "Cortex-A76, 4 cores; ISA flags: asimd, asimddp" in head
     assert "torch 2.13.0; runtimes: executorch 1.4.1" in head
     assert "onnxruntime 1.32.0" in head and "load average 3.07" in head and "- date: " in head

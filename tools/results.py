@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- earlier measurements: kept by tools/results.py -->"
 # ISA flags worth naming for int8 / fp32 kernels, in the order they are printed.
+# AMD's CPU families by microarchitecture (cpu_family in a bench row, as /proc/cpuinfo gives it).
+AMD_FAMILIES = {23: "Zen / Zen 2", 25: "Zen 3 / Zen 4", 26: "Zen 5"}
 ISA_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16",
              "neon", "asimd", "asimddp", "i8mm", "sve")
 
@@ -98,6 +100,10 @@ def stamp(got: dict, commit: str, date: str, note: str | None) -> list[str]:
         runtimes = [f"{k} {v}" for k, v in sorted(pk.items()) if v and k in ("executorch", "openvino", "onnxruntime")]
     measured = _first(rows, "timestamp")
     version = _first(rows, "edgecnn_version")
+    family, vendor = _first(rows, "cpu_family"), str(_first(rows, "cpu_vendor") or "")
+    if family is not None:
+        zen = AMD_FAMILIES.get(int(family)) if "AMD" in vendor.upper() or "AMD" in str(cpu).upper() else None
+        cpu = f"{cpu} (family {family}{', ' + zen if zen else ''})"
     lines = [f"- date: {date}" + (f" (bench rows timestamped {measured})" if measured else ""),
              f"- commit: {commit}" + (f" (edgecnn {version})" if version else ""),
              f"- CPU: {cpu}, {cores} cores; ISA flags: {', '.join(shown)}",
