@@ -85,13 +85,31 @@ def _first(rows: list[dict], key: str):
     return next((r[key] for r in rows if r.get(key) not in (None, "", [])), None)
 
 
+def _local_flags(cpu: str) -> set[str]:
+    """This machine's ISA flags, only when its /proc/cpuinfo names the same CPU as the input's env.json."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    name = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", info, re.M)
+    if not name or not flags or name.group(1).strip() != str(cpu).strip():
+        return set()
+    return set(flags.group(1).split())
+
+
 def stamp(got: dict, commit: str, date: str, note: str | None) -> list[str]:
     rows, env = got["bench"], (got["envs"][0] if got["envs"] else {})
     pk = env.get("packages") or {}
     cpu = _first(rows, "cpu_model") or env.get("cpu") or "unknown"
     cores = _first(rows, "cores") or env.get("cores") or "unknown"
     isa = _first(rows, "isa") or []
-    shown = [f for f in ISA_SHOWN if f in set(isa)] or ["unknown"]
+    shown = [f for f in ISA_SHOWN if f in set(isa)]
+    if not shown and not rows:
+        local = _local_flags(cpu)
+        shown = [f for f in ISA_SHOWN if f in local] + (["(read from this machine's /proc/cpuinfo: no bench rows)"]
+                                                        if local else [])
+    shown = shown or ["unknown"]
     torch_v = pk.get("torch") or next((r.get("runtime_version") for r in rows if r.get("runtime") == "torch"),
                                       None) or "unknown"
     runtimes = sorted({f"{r['runtime']} {r.get('runtime_version') or '?'}" for r in rows
