@@ -68,7 +68,7 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """Bench rows (``notes/contracts.md``), and the JSON file they were saved to, if any."""
+    """Bench rows (``docs/contracts.md``), and the JSON file they were saved to, if any."""
 
     rows: list[dict]
     path: Path | None = None

@@ -26,7 +26,7 @@ from conftest import ROOT, TINY, cli
 
 TARGETS = ("executorch", "openvino", "onnx")
 RUNNER = ROOT / "edgecnn" / "bench" / "runner.py"
-# The row contract (notes/contracts.md).
+# The row contract (docs/contracts.md).
 FIELDS = {
     "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
     "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",

@@ -10,7 +10,7 @@ What it is (nothing here is a stand-in):
 * its own OpenSSH server (the arm64 ``/usr/sbin/sshd`` of that root, started
   with ``chroot``), on a free loopback port, key login only, for a user ``pi``;
 * the runtimes a Pi user installs, as the real aarch64 cp311 wheels from PyPI,
-  in a virtual environment ``/opt/bench`` on the board (what the README tells a
+  in a virtual environment ``/opt/bench`` on the board (what docs/boards.md tells a
   Pi user to make): numpy, onnxruntime 1.32.0, openvino 2025.2.0, and for
   ExecuTorch the one PyPI-only pairing that runs without CUDA: torch 2.9.1
   (PyPI's aarch64 build of it is CPU-only) with executorch 1.0.1 (built for

@@ -491,10 +491,11 @@ def checked_runner(runner: Path | None, device: str) -> Path:
     """
     if runner is None:
         raise UserError(f"--device {device} runs ExecuTorch's executor_runner built for Android: pass it with "
-                        "--runner PATH (how to build it: README, 'Android')")
+                        "--runner PATH (how to build it: docs/boards.md, 'Android')")
     runner = Path(runner)
     if not runner.is_file():
-        raise UserError(f"--runner {runner}: no such file; build executor_runner for Android (README, 'Android')")
+        raise UserError(f"--runner {runner}: no such file; build executor_runner for Android "
+                        "(docs/boards.md, 'Android')")
     return runner
 
 

@@ -7,7 +7,7 @@ machine), warm each up, then send rounds to each process in turn, rotating
 who goes first, so drift of the machine (heat, other load) reaches every
 runtime alike; finally ask each for its memory, device state, harness
 overhead and profile, and turn the latencies into the rows of
-``notes/contracts.md``.
+``docs/contracts.md``.
 
 A device without Python (an Android phone over adb, or ``--runner`` on an
 ssh board) runs ExecuTorch's ``executor_runner`` instead: ``adb.ExecutorRunner``

@@ -1,4 +1,4 @@
-"""The files stages hand each other, in one torch-free place (notes/contracts.md says what each holds).
+"""The files stages hand each other, in one torch-free place (docs/contracts.md says what each holds).
 
 Every stage reads and writes through these names: a report, a bench or an
 export finds a run's parts here without importing the code that wrote them.
@@ -96,7 +96,7 @@ def run_model_name(run: Path) -> str | None:
 
 
 # -- bench rows (edgecnn bench --json; every driver fills the same fields) ---------------------------
-# Every row has these keys, in this order (null when unknown); see notes/contracts.md.
+# Every row has these keys, in this order (null when unknown); see docs/contracts.md.
 ROW_FIELDS = (
     "name", "kind", "artifact", "sidecar", "run", "model", "target", "precision", "runtime", "runtime_version",
     "runtime_note", "device", "device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board",

@@ -11,7 +11,7 @@ What counts as ours:
 * an **artifact**: ``*.pte`` / ``*.xml`` / ``*.onnx`` with its sidecar
   ``<artifact>.json`` (``edgecnn export``), or the sidecar itself;
 * a **bench file**: JSON with ``"edgecnn_bench": 1`` and ``rows``
-  (``edgecnn bench --json``; see notes/contracts.md);
+  (``edgecnn bench --json``; see docs/contracts.md);
 * a folder holding any of these, walked recursively (hidden entries skipped;
   other JSON files are opened to see whether they are bench files, so a damaged
   one is reported by name like any other).
