@@ -24,19 +24,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("train")(train.train)
-app.command("eval")(eval.eval_run)
-app.command("info")(info.info)
-app.command("validate")(validate.validate)
-app.command("prune")(prune.prune)
-app.command("export")(export.export)
-app.command("qat")(qat.qat)
-app.command("predict")(predict.predict)
-app.command("bench")(bench.bench)
-app.command("bench-train")(bench_train.bench_train)
-app.command("report")(report.report)
-app.command("run")(run.run)
-app.command("sweep")(sweep.sweep)
+# The commands in the order `edgecnn --help` lists them.
+for _name, _fn in [("train", train.train), ("eval", eval.eval_run), ("info", info.info),
+                   ("validate", validate.validate), ("prune", prune.prune), ("export", export.export),
+                   ("qat", qat.qat), ("predict", predict.predict), ("bench", bench.bench),
+                   ("bench-train", bench_train.bench_train), ("report", report.report), ("run", run.run),
+                   ("sweep", sweep.sweep)]:
+    app.command(_name)(_fn)
 app.add_typer(data.app, name="data")
 app.add_typer(recipes.app, name="recipes")
 
