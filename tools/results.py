@@ -201,13 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("inputs", nargs="+", type=Path, help="run folders or bench JSON files; one section each")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
-    ap.add_argument("--commit", help="the commit to stamp (default: git HEAD of this repository, -dirty marked)")
+    ap.add_argument("--commit", action="append", default=[],
+                    help="the commit to stamp, one per input in order, the last one for the rest "
+                         "(default: git HEAD of this repository, -dirty marked)")
     ap.add_argument("--note", help="a line stamped on every section, e.g. the machine's load (uptime)")
     ap.add_argument("--name", action="append", default=[], help="a section title per input, in order")
     ap.add_argument("--run-log", type=Path, help="the terminal output of `edgecnn run` for the first input: its "
                     "step summary gives the stage timings (pipeline.json does not record them)")
     a = ap.parse_args(argv)
-    commit = a.commit or git_commit()
+    commits = a.commit or [git_commit()]
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = ["# Results", "",
             "Written by `python tools/results.py` from measured files; do not edit above the marker line.", ""]
@@ -216,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         got = collect(src)
         if i == 0 and a.run_log and not got["stages"]:
             got["stages"] = stages_from_log(a.run_log.read_text(errors="replace"))
+        commit = commits[min(i, len(commits) - 1)]  # inputs measured at different commits say so
         text += section(name, got, commit, date, a.note)
     kept = ""
     if a.out.exists():
@@ -223,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if MARKER in old:
             kept = old.split(MARKER, 1)[1]
     write_atomic(a.out, "\n".join(text).rstrip() + "\n\n" + MARKER + (kept if kept else "\n"))
-    print(f"wrote {a.out}: {len(a.inputs)} section(s), commit {commit}")
+    print(f"wrote {a.out}: {len(a.inputs)} section(s), commit {', '.join(commits)}")
     return 0
 
 
