@@ -1,9 +1,11 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -27,6 +29,57 @@ def cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float
     if check and proc.returncode != 0:
         raise AssertionError(f"edgecnn {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def shared(tmp_path_factory, name: str, build) -> Path:
+    """``build(path)`` once for the whole pytest run, then ``path`` to every test that asks.
+
+    Under pytest-xdist each worker has its own temporary folder; their common parent holds what they
+    share, and a file lock makes the first worker build it while the others wait. A build that failed
+    leaves no ``.done`` mark, so the next test to ask builds it again (and fails with its own error).
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            build(path)
+            done.touch()
+    return path
+
+
+TINY_TARGETS = ("executorch", "openvino", "onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One tiny quickstart run (cnn_attn, TINY) for the whole suite, with its six artifacts in ``export/``:
+    ExecuTorch, OpenVINO and ONNX, fp32 and INT8 (PTQ, 8 calibration images).
+
+    Shared by every module that only reads a trained run or its artifacts (bench, predict, remote and native
+    bench, the board). Read it, never write into it: a test that changes a run copies it (``copy_run``).
+    """
+    def build(run: Path) -> None:
+        from edgecnn.export import export_run
+
+        cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
+        for target in TINY_TARGETS:
+            for int8 in (False, True):
+                export_run(run, target, int8=int8, calib=8)
+    return shared(tmp_path_factory, "tiny-run", build)
+
+
+def tiny_artifact(run: Path, target: str, int8: bool = False) -> Path:
+    """The path of one of ``tiny_run``'s artifacts."""
+    suffix = {"executorch": ".pte", "openvino": ".xml", "onnx": ".onnx"}[target]
+    return run / "export" / f"cnn_attn-{target}-{'int8' if int8 else 'fp32'}{suffix}"
+
+
+def copy_run(run: Path, dest: Path, exports: bool = False) -> Path:
+    """A private copy of a run folder (without its ``export/`` unless ``exports``), for a test that writes."""
+    shutil.copytree(run, dest, ignore=None if exports else shutil.ignore_patterns("export"))
+    return dest
 
 
 @pytest.fixture

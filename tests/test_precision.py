@@ -51,8 +51,8 @@ def _process(rounds: list[list[float]], rng: np.random.Generator):
 def _one_bench(draw, schedule: list[int], precision: float) -> tuple[float, float, int]:
     """Rounds added until the look's interval is within ``precision`` % (or MAX_ROUNDS): ``(low, high, rounds)``."""
     data = draw(MAX_ROUNDS, CALLS)
-    for j, r in enumerate(schedule, 1):
-        _, low, high = stats.sequential_ci(list(data[:r]), j, reps=REPS)
+    for r in schedule:
+        _, low, high = stats.sequential_ci(list(data[:r]), len(schedule), reps=REPS)
         med = float(np.median(data[:r]))
         if (high - low) / 2 / med * 100 <= precision or r == schedule[-1]:
             return low, high, r
@@ -78,9 +78,12 @@ def coverage(seed: int = 0) -> dict[str, tuple[float, float]]:
 
 
 def test_looks_and_alpha_spending():
-    assert stats.looks(30) == [5, 6, 8, 10, 12, 15, 19, 24, 30]
-    assert sum(stats.look_alpha(j) for j in range(1, 10_000)) == pytest.approx(0.05, rel=1e-3)
-    assert stats.look_alpha(1) == pytest.approx(0.025)
+    assert stats.looks(30) == [5, 8, 11, 17, 30]  # 25 moves onto max rounds (within a quarter of it)
+    assert stats.looks(60) == [5, 8, 11, 17, 25, 38, 60]
+    assert stats.looks(40) == [5, 8, 11, 17, 25, 40]
+    assert stats.looks(5) == [5] and stats.looks(3) == [3]
+    n = len(stats.looks(60))
+    assert sum(stats.look_alpha(n) for _ in range(n)) == pytest.approx(0.05)  # the planned looks share alpha
     # Student's t from numpy alone matches the tables.
     assert stats.t_quantile(0.975, 4) == pytest.approx(2.776, abs=2e-3)
     assert stats.t_quantile(0.975, 29) == pytest.approx(2.045, abs=2e-3)
@@ -148,13 +151,18 @@ def test_adaptive_rounds_stop_on_precision_and_limits(monkeypatch):
     from edgecnn.bench import api
 
     monkeypatch.setattr(api, "SETTLE_S", 0.0)
-    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=3.0, max_time=600)
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=5.0, max_time=600)
     quiet, noisy = _jobs((1.0, 0.002), (1.0, 0.3))
     api._rounds([quiet, noisy], plan, 30)
     assert quiet.stopped_by == "precision" and len(quiet.rounds) == 5 and quiet.look == 1
     assert noisy.stopped_by == "max rounds" and len(noisy.rounds) == 40
-    # The limit's interval is one more look only when the last round was not one (40 is not: 37 was).
-    assert noisy.look == len(stats.looks(40)) + 1
+    # The last look is at max rounds: the limit's interval is the schedule's last look, alpha not spent twice.
+    assert noisy.look == noisy.n_looks == len(stats.looks(40))
+    # Stopped by max time between looks: the interval spends the next planned look's share.
+    timed = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=3.0, max_time=0.0)
+    (late,) = _jobs((1.0, 0.3))
+    api._rounds([late], timed, 30)
+    assert late.stopped_by == "max time" and len(late.rounds) == 1 and late.look == 1 and late.n_looks == 6
     # --rounds N: exactly N, no looks.
     fixed = api.Plan(None, None, 7, 0.01, 0.0)
     (job,) = _jobs((1.0, 0.3))

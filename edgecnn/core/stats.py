@@ -34,16 +34,18 @@ What a row says and why it can be trusted:
   Rounds are added until the interval is narrow enough, and deciding to stop
   when an interval first looks narrow is optional stopping: a plain 95%
   interval checked after every round covers less than 95% at the round it
-  stops. So the interval is only looked at on a fixed schedule (``LOOKS``:
-  rounds 5, 6, 8, 10, 12, 15, ...) and look ``j`` spends
-  ``alpha / (j (j + 1))`` of alpha (a Bonferroni split over looks; the
-  shares add up to alpha whatever look it stops at), so the interval at the
-  stopping look covers with at least 95% by the union bound. At such levels a
-  percentile bootstrap would need tens of thousands of resamples; instead the
-  two-stage bootstrap gives the standard error of the log median, and the
-  interval is ``median * exp(+-t * se)`` with Student's t on rounds - 1
-  degrees of freedom (rounds are the independent units). tests/test_stats.py
-  checks the coverage by simulation from per-round data recorded on a 2-core VM.
+  stops. So the interval is only looked at on a schedule fixed before the
+  first round (``looks``: rounds 5, 8, 11, 17, 25, 38, ... about 50% apart,
+  the last one at max rounds), and each of its K looks spends alpha / K (a
+  Bonferroni split over the planned looks), so the interval at the stopping
+  look covers with at least 95% by the union bound. A limit that stops a row
+  between looks spends the share of the next look, which then never comes.
+  At such levels a percentile bootstrap would need tens of thousands of
+  resamples; instead the two-stage bootstrap gives the standard error of the
+  log median, and the interval is ``median * exp(+-t * se)`` with Student's t
+  on rounds - 1 degrees of freedom (rounds are the independent units).
+  tests/test_precision.py checks the coverage by simulation from per-round
+  data recorded on a 2-core VM.
 """
 
 from __future__ import annotations
@@ -63,22 +65,32 @@ P90_MIN_CALLS = 100
 
 
 MIN_ROUNDS = 5  # adaptive rounds never stop before this: the between-round bootstrap needs some rounds
-LOOK_GROWTH = 1.25  # the looks of adaptive rounds: 5, 6, 8, 10, 12, 15, 19, 24, ...
+# The looks of adaptive rounds: 5, 8, 11, 17, 25, 38, 57 -> 60 (max rounds 60). About 50% apart: each look
+# costs every look alpha, and rounds 25% apart (13 looks to 60) left the last interval 40% wider than 7 do.
+LOOK_GROWTH = 1.5
 
 
 def looks(max_rounds: int) -> list[int]:
-    """The rounds after which adaptive timing checks its intervals (``MIN_ROUNDS`` first, then ~25% apart)."""
+    """The rounds after which adaptive timing checks its intervals: ``MIN_ROUNDS`` first, then ~50% apart,
+    the last at ``max_rounds`` (a last look within a quarter of it moves onto it)."""
     out, x = [], float(MIN_ROUNDS)
     while round(x) <= max_rounds:
         if not out or round(x) > out[-1]:
             out.append(round(x))
         x *= LOOK_GROWTH
-    return out or [max_rounds]
+    if not out:
+        return [max_rounds]
+    if out[-1] < max_rounds:
+        if len(out) > 1 and max_rounds - out[-1] < 0.25 * out[-1]:
+            out[-1] = max_rounds
+        else:
+            out.append(max_rounds)
+    return out
 
 
-def look_alpha(look: int, confidence: float = CONFIDENCE) -> float:
-    """The share of alpha spent at the ``look``-th look (1-based): alpha / (look (look + 1)); they sum to alpha."""
-    return (1 - confidence) / (look * (look + 1))
+def look_alpha(n_looks: int, confidence: float = CONFIDENCE) -> float:
+    """The share of alpha each look of a schedule of ``n_looks`` spends: alpha / n_looks (they sum to alpha)."""
+    return (1 - confidence) / max(1, n_looks)
 
 
 def t_quantile(p: float, df: int) -> float:
@@ -128,13 +140,14 @@ def bootstrap_log_se(rounds: Sequence[np.ndarray], reps: int = BOOTSTRAP_REPS, s
     return se * math.sqrt(n_r / (n_r - 1)) if n_r > 1 else se
 
 
-def sequential_ci(rounds: Sequence[np.ndarray], look: int, confidence: float = CONFIDENCE,
+def sequential_ci(rounds: Sequence[np.ndarray], n_looks: int, confidence: float = CONFIDENCE,
                   reps: int = BOOTSTRAP_REPS) -> tuple[float, float, float]:
-    """``(median, low, high)`` at the ``look``-th look of adaptive rounds (level 1 - ``look_alpha(look)``)."""
+    """``(median, low, high)`` at a look of adaptive rounds whose schedule has ``n_looks`` looks
+    (level 1 - ``look_alpha(n_looks)``)."""
     pooled = np.concatenate([np.asarray(r, dtype=np.float64) for r in rounds if len(r)])
     med = float(np.median(pooled))
     se = bootstrap_log_se(rounds, reps)
-    t = t_quantile(1 - look_alpha(look, confidence) / 2, len(rounds) - 1)
+    t = t_quantile(1 - look_alpha(n_looks, confidence) / 2, len(rounds) - 1)
     return med, med * math.exp(-t * se), med * math.exp(t * se)
 
 
@@ -188,7 +201,7 @@ def bootstrap_median_ci(rounds: Sequence[np.ndarray], confidence: float = CONFID
 
 
 def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batch: int = 1,
-              look: int | None = None) -> dict:
+              n_looks: int | None = None) -> dict:
     """The latency fields of a row from its samples (milliseconds), grouped by round.
 
     Args:
@@ -196,7 +209,8 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
             the mean time of ``calls_per_sample`` consecutive calls.
         calls_per_sample: calls behind each sample (1: each call timed alone).
         batch: images per call, for the throughput.
-        look: adaptive rounds: the look this summary is (``sequential_ci``); None: a fixed number of rounds.
+        n_looks: adaptive rounds: the looks of the schedule this summary is one of (``sequential_ci``);
+            None: a fixed number of rounds.
 
     Returns:
         ``latency_ms_{p50,p90,p99}`` with ``_ci_low``/``_ci_high``, ``latency_ms_{mean,min,std}``, ``cv``,
@@ -213,7 +227,7 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
     std = float(a.std(ddof=1)) if n > 1 else 0.0
     p50, p90, p99 = (float(v) for v in np.percentile(s, [50, 90, 99]))
     notes: list[str] = []
-    lo50, hi50, method = _median_ci(rounds, s, look, notes)
+    lo50, hi50, method = _median_ci(rounds, s, n_looks, notes)
     # The pooled median is inside its interval by construction of a sane interval; guard rounding.
     lo50, hi50 = min(lo50, p50), max(hi50, p50)
     out = {"latency_ms_p50": p50, "latency_ms_p50_ci_low": lo50, "latency_ms_p50_ci_high": hi50}
@@ -242,13 +256,14 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
     return out
 
 
-def _median_ci(rounds: list[np.ndarray], s: np.ndarray, look: int | None, notes: list[str]) -> tuple:
+def _median_ci(rounds: list[np.ndarray], s: np.ndarray, n_looks: int | None, notes: list[str]) -> tuple:
     """``(low, high, method)`` of the pooled median: sequential at a look of adaptive rounds, the two-stage
     bootstrap over three or more fixed rounds, else order statistics (a note where it cannot close)."""
-    if look is not None and len(rounds) >= 2:
-        _, low, high = sequential_ci(rounds, look)
-        return low, high, ("sequential over adaptive rounds (look j at rounds 5, 6, 8, 10, 12, ... spends "
-                           "alpha/(j(j+1))): two-stage bootstrap SE of the log median, Student's t on rounds-1")
+    if n_looks is not None and len(rounds) >= 2:
+        _, low, high = sequential_ci(rounds, n_looks)
+        return low, high, (f"sequential over adaptive rounds (looks at rounds 5, 8, 11, 17, ..., each of the "
+                           f"{n_looks} spends alpha/{n_looks}): two-stage bootstrap SE of the log median, "
+                           "Student's t on rounds-1")
     if len(rounds) >= 3:
         low, high = bootstrap_median_ci(rounds)
         return low, high, f"two-stage bootstrap over {len(rounds)} rounds"

@@ -27,6 +27,10 @@ METRICS = ("accuracy", "f1")
 # A candidate straddling the budget on a noisy machine would otherwise take every round up to --max-rounds (60)
 # and still straddle it: twice the old fixed ten rounds is where more rounds stop paying in a sweep.
 SWEEP_MAX_ROUNDS = 20
+# Rounds of a quarter second, not the bench's one second: a sweep asks which side of the budget a row lies on,
+# and the interval's width comes from how rounds differ, not from how long each is. Five short rounds decide a
+# row far from the budget in about a second; ten one-second rounds (the fixed count) took ten.
+SWEEP_MIN_TIME_S = 0.25
 PROBE_CALIB = 32  # calibration images for a probe's PTQ export: ranges of random weights, only timed
 
 
@@ -108,6 +112,8 @@ def sweep(grid: Grid, budget_ms: float, out: Path, device: str = "local", metric
     first = grid.variants[0].recipe.pipeline.bench if grid.variants else None
     bench = {"device": device, "budget_ms": budget_ms,
              "max_rounds": min(first.max_rounds, SWEEP_MAX_ROUNDS) if first else SWEEP_MAX_ROUNDS}
+    if first and first.rounds is None and first.iters is None and "min_time" not in first.model_fields_set:
+        bench["min_time"] = SWEEP_MIN_TIME_S  # adaptive, and the recipe chose no round length
     probes, alive = _latency_phase(grid, budget_ms, out, bench, console, doc, t0)
     if not latency_only:
         _training_phase(grid, alive, out, bench, console, doc, t0)
