@@ -37,9 +37,13 @@ install-dev: $(VENV)/.dev
 demo: install-full
 	$(BIN)/edgecnn run recipes/quickstart.yaml --out $(RUN)
 
+# Two pytest processes (pytest-xdist, a module each at a time: module fixtures are built once), then the few
+# tests that bound a wall-clock time, alone. TEST_JOBS=1 runs everything in one process.
+TEST_JOBS ?= 2
 test: install-dev
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not serial" $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
+	$(BIN)/python -m pytest -q -m serial
 
 # make test-fast   the day-to-day tier: everything not marked slow (no training, export or runner
 #                  end-to-end tests); CI still runs the whole suite through `make test`

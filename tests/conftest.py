@@ -106,7 +106,21 @@ def _shares_a_built_fixture(item) -> bool:
     return False
 
 
+# Under `make test` two processes share the modules (pytest-xdist --dist loadfile); the longest start first so
+# that neither waits alone at the end, and the board last, so that .ci/run's background build has time.
+# Measured with `pytest --durations` on the 2-core VM (docs/testing.md). Unlisted modules keep their order.
+FIRST = ("test_bands_train", "test_qat", "test_multispectral", "test_accuracy_budget", "test_paper_tables",
+         "test_pipeline", "test_export", "test_bench", "test_report", "test_train", "test_bench_remote")
+LAST = ("test_board",)
+
+
+def _module_rank(item) -> int:
+    name = Path(str(item.fspath)).stem
+    return FIRST.index(name) if name in FIRST else len(FIRST) + 1 if name in LAST else len(FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_module_rank)  # stable: tests keep their order inside a module
     for item in items:
         module = getattr(item, "module", None)
         if module is not None and module.__name__ in SLOW_MODULES or _shares_a_built_fixture(item):

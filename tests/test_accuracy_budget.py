@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY, cli
+from conftest import TINY, cli, copy_run
 
 torch.set_num_threads(1)  # two cores, shared
 
@@ -128,7 +128,7 @@ def test_a_budgeted_artifact_has_its_own_name():
 
 
 @pytest.mark.slow
-def test_pipeline_keeps_plain_and_budgeted_ptq_apart(tmp_path: Path):
+def test_pipeline_keeps_plain_and_budgeted_ptq_apart(tiny_run, tmp_path: Path):
     """Issue 13: a max_drop export item and a plain PTQ one of the same target wrote one file, so a
     re-run reused one item's artifact for the other. Each has its own file now, and an artifact whose
     sidecar records another budget than the item's is exported again, never reused."""
@@ -142,8 +142,7 @@ def test_pipeline_keeps_plain_and_budgeted_ptq_apart(tmp_path: Path):
     from edgecnn.export.artifact import max_drop_of
     from edgecnn.train.run import read_run_recipe
 
-    run = tmp_path / "run"
-    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
+    run = copy_run(tiny_run, tmp_path / "run")
     recipe = read_run_recipe(run)
     model = recipe.model.name
 

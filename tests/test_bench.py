@@ -1,6 +1,6 @@
 """``edgecnn bench`` on this machine: real runtimes in real runner processes, the eager reference beside them.
 
-One tiny cnn_attn run is trained and exported once for the module (fp32 and
+The suite's tiny cnn_attn run (trained and exported once, conftest.tiny_run) is read here (fp32 and
 INT8 for ExecuTorch, OpenVINO and ONNX); one ``edgecnn bench`` invocation with
 ``--eager`` and ``--profile`` then times all six artifacts and the PyTorch
 model, and most tests read its rows. Timings are never compared with a
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, cli
+from conftest import ROOT, cli
 
 TARGETS = ("executorch", "openvino", "onnx")
 RUNNER = ROOT / "edgecnn" / "bench" / "runner.py"
@@ -37,16 +37,12 @@ FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A tiny quickstart run with six artifacts in run/export: three targets, fp32 and INT8."""
-    from edgecnn.export import export_run
-
-    run = tmp_path_factory.mktemp("bench") / "attn"
-    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
-    for target in TARGETS:
-        for int8 in (False, True):
-            export_run(run, target, int8=int8, calib=8)
-    return run
+def run(tiny_run) -> Path:
+    """The suite's tiny quickstart run (conftest.tiny_run): six artifacts in run/export, three targets, fp32
+    and INT8. Read only."""
+    assert {p.name for p in (tiny_run / "export").iterdir() if p.suffix in (".pte", ".xml", ".onnx")} == \
+        {f"cnn_attn-{t}-{p}{s}" for t, s in zip(TARGETS, (".pte", ".xml", ".onnx")) for p in ("fp32", "int8")}
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

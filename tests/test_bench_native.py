@@ -15,19 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, cli
+from conftest import ROOT, cli, tiny_artifact
 from sshd import sshd  # noqa: F401  (a fixture)
 
 STANDIN = ROOT / "tests" / "standins" / "executor_runner"
 
 
 @pytest.fixture(scope="module")
-def pte(tmp_path_factory) -> Path:
-    from edgecnn.export import export_run
-
-    run = tmp_path_factory.mktemp("native") / "run"
-    cli("train", "recipes/quickstart.yaml", *TINY, "train.epochs=1", "--out", str(run), check=True)
-    return Path(export_run(run, "executorch", int8=False)["path"])
+def pte(tiny_run) -> Path:
+    """The suite's tiny run's ExecuTorch fp32 artifact (conftest.tiny_run)."""
+    return tiny_artifact(tiny_run, "executorch")
 
 
 def test_ssh_runner_standin_rows_and_check_says_why(sshd, pte, tmp_path, monkeypatch):  # noqa: F811

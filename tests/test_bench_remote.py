@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, cli
+from conftest import ROOT, cli, tiny_artifact
 from sshd import keygen, free_port, sshd  # noqa: F401  (sshd is a fixture)
 
 from edgecnn.errors import UserError
@@ -34,13 +34,9 @@ TIMEOUT = 300  # any bench command below finishes in well under a minute on an i
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> dict[str, Path]:
-    """A tiny quickstart run exported to ONNX and ExecuTorch (fp32)."""
-    from edgecnn.export import export_run
-
-    run = tmp_path_factory.mktemp("remote") / "run"
-    cli("train", "recipes/quickstart.yaml", *TINY, "train.epochs=1", "--out", str(run), check=True)
-    return {t: Path(export_run(run, t, int8=False)["path"]) for t in ("onnx", "executorch")}
+def artifacts(tiny_run) -> dict[str, Path]:
+    """The suite's tiny quickstart run (conftest.tiny_run): its ONNX and ExecuTorch fp32 artifacts."""
+    return {t: tiny_artifact(tiny_run, t) for t in ("onnx", "executorch")}
 
 
 @pytest.fixture

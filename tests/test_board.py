@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, cli
+from conftest import ROOT, cli, tiny_artifact
 
 BOARD = ROOT / "tools" / "board.py"
 EMULATED = "emulated: not the latency of real hardware"
@@ -66,20 +66,14 @@ def board() -> dict:
 
 
 @pytest.fixture(scope="module")
-def int8_run(tmp_path_factory) -> Path:
-    """A tiny quickstart run with the ONNX Runtime and ExecuTorch INT8 artifacts in its export/."""
-    from edgecnn.export import export_run
-
-    run = tmp_path_factory.mktemp("board") / "run"
-    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
-    for target in ("onnx", "executorch"):
-        export_run(run, target, int8=True, calib=8)
-    return run
+def int8_artifacts(tiny_run) -> list[Path]:
+    """The suite's tiny quickstart run's ONNX Runtime and ExecuTorch INT8 artifacts (conftest.tiny_run)."""
+    return [tiny_artifact(tiny_run, t, int8=True) for t in ("onnx", "executorch")]
 
 
-def test_board_runs_the_int8_artifacts_on_arm_with_check(board, int8_run, tmp_path):
+def test_board_runs_the_int8_artifacts_on_arm_with_check(board, int8_artifacts, tmp_path):
     out = tmp_path / "bench.json"
-    proc = cli("bench", str(int8_run / "export"), "--device", board["EDGECNN_BOARD"], "--check", "12",
+    proc = cli("bench", *map(str, int8_artifacts), "--device", board["EDGECNN_BOARD"], "--check", "12",
                "--rounds", "2", "--min-time", "0.2", "--json", str(out), env=board, timeout=1500)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert EMULATED in proc.stdout.replace("\n", " ")

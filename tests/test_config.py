@@ -105,6 +105,7 @@ LAUGHS = "name: lol\ndata:\n  classes:\n    - &a [lol, lol, lol, lol, lol, lol, 
     f"    - &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
 
 
+@pytest.mark.serial  # a wall-clock bound: run alone, not beside another test process
 def test_billion_laughs_is_refused_in_under_a_second(tmp_path: Path):
     import time
 

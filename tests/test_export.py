@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from edgecnn.errors import UserError
-from conftest import ROOT, TINY, cli
+from conftest import ROOT, TINY, cli, copy_run
 
 torch.set_num_threads(1)  # two cores, shared
 
@@ -32,10 +32,9 @@ def export_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def attn_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("export") / "attn"
-    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
-    return run
+def attn_run(tiny_run, tmp_path_factory) -> Path:
+    """A copy of the suite's tiny run (conftest.tiny_run) without its artifacts: these tests export into it."""
+    return copy_run(tiny_run, tmp_path_factory.mktemp("export") / "attn")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from edgecnn.errors import UserError
-from conftest import TINY, cli
+from conftest import cli, tiny_artifact
 
 torch.set_num_threads(1)  # two cores, shared
 
@@ -25,12 +25,9 @@ TARGETS = ("executorch", "openvino", "onnx")
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
-    from edgecnn.export import export_run
-
-    run = tmp_path_factory.mktemp("predict") / "attn"
-    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
-    return run, {t: Path(export_run(run, t)["path"]) for t in TARGETS}
+def exported(tiny_run) -> tuple[Path, dict[str, Path]]:
+    """The suite's tiny run (conftest.tiny_run) and its fp32 artifacts."""
+    return tiny_run, {t: tiny_artifact(tiny_run, t) for t in TARGETS}
 
 
 @pytest.fixture(scope="module")

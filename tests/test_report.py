@@ -1,6 +1,6 @@
 """``edgecnn report``: every file it writes, checked against the files it read; and the page in a real browser.
 
-Inputs are built once for the module: a tiny quickstart run (cnn_attn), exported
+Inputs are built once for the module: a copy of the suite's tiny quickstart run (cnn_attn), exported
 to ONNX fp32 and INT8 and OpenVINO fp32 (each measured by its real runtime at
 export), and a tiny band-robust ablation run (``cnn`` trained on band subsets)
 that is never benched, so its row must show gaps.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, cli
+from conftest import ROOT, TINY, cli, copy_run
 
 GAP = "—"
 BENCH_TIME = "2026-01-01T12:00:00+00:00"
@@ -56,11 +56,11 @@ def timing(p50: float, ref: float) -> dict:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict:
+def inputs(tiny_run, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("report")
     runs = root / "runs"
     attn, bands = runs / "quickstart", runs / "bands"
-    cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(attn), check=True)
+    copy_run(tiny_run, attn)  # the suite's tiny quickstart run (conftest.tiny_run), without its artifacts
     cli("eval", str(attn), check=True)
     cli("train", "recipes/quickstart_cnn.yaml", *TINY, "train.epochs=1", "train.band_subsets=per_batch",
         "--out", str(bands), check=True)

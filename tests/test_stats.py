@@ -87,6 +87,7 @@ def _busy(us: float):
     return call
 
 
+@pytest.mark.serial  # wall-clock timing of a busy loop: run alone, not beside another test process
 def test_batching_keeps_the_median():
     """Timing 200 us calls in batches of 5 (one clock read per batch) changes the median by under 1%."""
     call = _busy(200)
@@ -95,6 +96,7 @@ def test_batching_keeps_the_median():
     assert abs(batched - alone) / alone < 0.01, (alone, batched)
 
 
+@pytest.mark.serial  # wall-clock timing of a busy loop: run alone, not beside another test process
 def test_rounds_by_duration_and_warm_up():
     call = _busy(100)
     lat = runner.timed_for(call, 0.05, 10, per=2)
