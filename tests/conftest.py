@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from edgecnn.core.contracts import TARGET_SUFFIX, TARGETS
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 
@@ -49,9 +51,6 @@ def shared(tmp_path_factory, name: str, build) -> Path:
     return path
 
 
-TINY_TARGETS = ("executorch", "openvino", "onnx")
-
-
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """One tiny quickstart run (cnn_attn, TINY) for the whole suite, with its six artifacts in ``export/``:
@@ -64,7 +63,7 @@ def tiny_run(tmp_path_factory) -> Path:
         from edgecnn.export import export_run
 
         cli("train", "recipes/quickstart.yaml", *TINY, "--out", str(run), check=True)
-        for target in TINY_TARGETS:
+        for target in TARGETS:
             for int8 in (False, True):
                 export_run(run, target, int8=int8, calib=8)
     return shared(tmp_path_factory, "tiny-run", build)
@@ -72,13 +71,12 @@ def tiny_run(tmp_path_factory) -> Path:
 
 def tiny_artifact(run: Path, target: str, int8: bool = False) -> Path:
     """The path of one of ``tiny_run``'s artifacts."""
-    suffix = {"executorch": ".pte", "openvino": ".xml", "onnx": ".onnx"}[target]
-    return run / "export" / f"cnn_attn-{target}-{'int8' if int8 else 'fp32'}{suffix}"
+    return run / "export" / f"cnn_attn-{target}-{'int8' if int8 else 'fp32'}{TARGET_SUFFIX[target]}"
 
 
-def copy_run(run: Path, dest: Path, exports: bool = False) -> Path:
-    """A private copy of a run folder (without its ``export/`` unless ``exports``), for a test that writes."""
-    shutil.copytree(run, dest, ignore=None if exports else shutil.ignore_patterns("export"))
+def copy_run(run: Path, dest: Path) -> Path:
+    """A private copy of a run folder without its ``export/``, for a test that writes into a run."""
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("export"))
     return dest
 
 

@@ -157,12 +157,12 @@ def test_adaptive_rounds_stop_on_precision_and_limits(monkeypatch):
     assert quiet.stopped_by == "precision" and len(quiet.rounds) == 5 and quiet.look == 1
     assert noisy.stopped_by == "max rounds" and len(noisy.rounds) == 40
     # The last look is at max rounds: the limit's interval is the schedule's last look, alpha not spent twice.
-    assert noisy.look == noisy.n_looks == len(stats.looks(40))
+    assert noisy.look == len(stats.looks(40))
     # Stopped by max time between looks: the interval spends the next planned look's share.
     timed = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=3.0, max_time=0.0)
     (late,) = _jobs((1.0, 0.3))
     api._rounds([late], timed, 30)
-    assert late.stopped_by == "max time" and len(late.rounds) == 1 and late.look == 1 and late.n_looks == 6
+    assert late.stopped_by == "max time" and len(late.rounds) == 1 and late.look == 1 < len(stats.looks(40))
     # --rounds N: exactly N, no looks.
     fixed = api.Plan(None, None, 7, 0.01, 0.0)
     (job,) = _jobs((1.0, 0.3))

@@ -258,7 +258,6 @@ class Job:
     batches: bool = True  # False: the worker times every call alone (executor_runner), so per stays 1
     means_only: bool = False  # samples are whole runs' means (executor_runner older than ExecuTorch 1.3)
     look: int | None = None  # adaptive rounds: the look of its interval (core/stats.sequential_ci)
-    n_looks: int | None = None  # adaptive rounds: the looks its schedule plans (each spends alpha / n_looks)
     ci: tuple[float, float, float] | None = None  # adaptive rounds: (median, low, high) at that look
     stopped_by: str | None = None  # adaptive rounds: precision, above/within budget, max time, max rounds
 
@@ -634,14 +633,14 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float) -> None:
                 # The last interval is one more look unless this round was one: it spends the share of the
                 # next planned look, which never comes (the last look is at max rounds, so one is left).
                 job.look = job.look if r + 1 in schedule else (job.look or 0) + 1
-                job.n_looks = len(schedule)
                 job.stopped_by = limit
             return
 
 
 def _look(job: Job, look: int, n_looks: int) -> None:
-    """The row's interval at this look (``core/stats.sequential_ci``), kept for the decision of every row."""
-    job.look, job.n_looks = look, n_looks
+    """The row's interval at the ``look``-th of ``n_looks`` planned looks (``core/stats.sequential_ci``), kept for
+    the decision of every row."""
+    job.look = look
     if not job.means_only and len(job.rounds) >= MIN_ROUNDS:
         job.ci = sequential_ci(job.rounds, n_looks)
 
@@ -805,7 +804,7 @@ def _fill_latencies(job: Job, req: BenchRequest) -> None:
         row.update(latency_ms_mean=mean, throughput_ips=row["batch"] * 1000.0 / mean, rounds=len(job.rounds))
     else:
         row.update(summarize(job.rounds, calls_per_sample=job.per, batch=row["batch"],
-                             n_looks=(job.n_looks or len(looks(req.max_rounds))) if req.adaptive else None))
+                             n_looks=len(looks(req.max_rounds)) if req.adaptive else None))
     if req.adaptive:
         _adaptive_fields(job, req)
     if job.heat:

@@ -65,8 +65,8 @@ P90_MIN_CALLS = 100
 
 
 MIN_ROUNDS = 5  # adaptive rounds never stop before this: the between-round bootstrap needs some rounds
-# The looks of adaptive rounds: 5, 8, 11, 17, 25, 38, 57 -> 60 (max rounds 60). About 50% apart: each look
-# costs every look alpha, and rounds 25% apart (13 looks to 60) left the last interval 40% wider than 7 do.
+# The looks of adaptive rounds: 5, 8, 11, 17, 25, 38, 57 -> 60 (max rounds 60). About 50% apart: every planned
+# look takes its share of alpha from all of them, and looks 25% apart (13 to 60) left the last interval 40% wider.
 LOOK_GROWTH = 1.5
 
 
