@@ -18,6 +18,11 @@ TINY = [
     "data.image_size=16", "data.num_classes=3", "data.train_per_class=8", "data.val_per_class=4",
     "train.epochs=2", "train.batch_size=8", "train.threads=1",
 ]
+# The band-robust models at test size: one epoch of a ResNet-10 (one block per stage) instead of ResNet-34's
+# 21 M weights, whose checkpoints and exports were most of the band tests' time. What these tests check (band
+# subsets, masks, folding, lost bands) does not depend on depth; test_dynamic_conv folds the full ResNet-34
+# in-process and test_bands_train counts its MACs.
+DYN_TINY = [*TINY, "train.epochs=1", "model.layers=[1,1,1,1]"]
 
 
 def cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,

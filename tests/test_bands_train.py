@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, cli
+from conftest import DYN_TINY, cli
 
-DYN = ["recipes/quickstart_dynconv.yaml", *TINY, "train.epochs=1"]
+DYN = ["recipes/quickstart_dynconv.yaml", *DYN_TINY]
 
 
 def test_dynconv_trains_and_reports_every_subset(tmp_path: Path):

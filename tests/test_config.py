@@ -56,6 +56,10 @@ def test_cross_field_rules():
         load_recipe(RECIPES / "quickstart.yaml", ["data.bands=[R,G,B,NIR]"])
     with pytest.raises(UserError, match="names must be unique"):
         load_recipe(RECIPES / "quickstart.yaml", ["data.bands=[R,r,B]"])
+    with pytest.raises(UserError, match="model.layers.*at least one block"):
+        load_recipe(RECIPES / "quickstart_dynconv.yaml", ["model.layers=[1,0,1,1]"])
+    with pytest.raises(UserError, match="model.layers"):
+        load_recipe(RECIPES / "quickstart_dynconv.yaml", ["model.layers=[1,1,1]"])
 
 
 @pytest.mark.parametrize("content,match", [

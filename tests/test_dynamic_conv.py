@@ -251,6 +251,22 @@ def test_folded_resnet34_equals_the_band_model_for_every_subset(bands):
         torch.testing.assert_close(plain(x[:, mask.bool()]), expected, atol=1e-5, rtol=1e-5, msg=name)
 
 
+def test_recipe_layers_give_a_smaller_resnet_that_still_folds():
+    """model.layers (the tests' ResNet-10) reaches every resnet34* builder, and folding keeps the depth."""
+    from edgecnn.models import build_model
+
+    for name in ("resnet34", "resnet34_dynconv", "resnet34_dynconv_mask"):
+        model = build_model(name, 4, 3, layers=[1, 1, 1, 1])
+        assert [len(getattr(model, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1], name
+    small = build_model("resnet34_dynconv_mask", 4, 3, layers=[1, 1, 1, 1]).eval()
+    assert sum(p.numel() for p in small.parameters()) < 0.25 * sum(
+        p.numel() for p in build_model("resnet34_dynconv_mask", 4, 3).parameters())
+    mask = presence_mask(["R", "B"], RGB)
+    plain = folded_model(small, mask)
+    x = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(plain(x[:, mask.bool()]), small(x * mask[:, None, None], mask), atol=1e-5, rtol=1e-5)
+
+
 def test_export_keeps_the_mask_as_an_input():
     torch.manual_seed(0)
     model = BandResNet(5, 4, attention="input", layers=(1, 1, 1, 1)).eval()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from edgecnn.errors import UserError
-from conftest import ROOT, TINY, cli, copy_run
+from conftest import DYN_TINY, ROOT, TINY, cli, copy_run
 
 torch.set_num_threads(1)  # two cores, shared
 
@@ -40,7 +40,7 @@ def attn_run(tiny_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dynconv_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("export") / "dynconv"
-    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_mask", "train.epochs=1",
+    cli("train", "recipes/quickstart_dynconv.yaml", *DYN_TINY, "model.name=resnet34_dynconv_mask",
         "--out", str(run), check=True)
     return run
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from edgecnn.errors import UserError
-from conftest import TINY, cli
+from conftest import DYN_TINY, TINY, cli
 
 torch.set_num_threads(1)  # two cores, shared
 
@@ -234,18 +234,25 @@ def test_qat_under_two_process_ddp(float_run: Path, tmp_path: Path):
     assert "int8" in exported.stdout
 
 
+@pytest.fixture(scope="module")
+def band_run(tmp_path_factory) -> Path:
+    """A tiny mask-attention band model, trained once for both QAT backends (qat writes into its own --out)."""
+    run = tmp_path_factory.mktemp("qat") / "dynconv"
+    cli("train", "recipes/quickstart_dynconv.yaml", *DYN_TINY, "model.name=resnet34_dynconv_mask",
+        "--out", str(run), check=True)
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target, export_target", [("xnnpack", "executorch"), ("openvino", "openvino")])
-def test_band_model_qat_for_a_subset_exports_and_runs(tmp_path: Path, target: str, export_target: str):
+def test_band_model_qat_for_a_subset_exports_and_runs(band_run: Path, tmp_path: Path, target: str,
+                                                      export_target: str):
     """qat --channels on resnet34_dynconv_mask fine-tunes the folded plain ResNet; its export runs."""
     import numpy as np
 
     from edgecnn.export import export_run, load_artifact
 
-    run = tmp_path / "dynconv"
-    cli("train", "recipes/quickstart_dynconv.yaml", *TINY, "model.name=resnet34_dynconv_mask", "train.epochs=1",
-        "--out", str(run), check=True)
-    proc = cli("qat", str(run), "--target", target, "--channels", "rg", "--epochs", "1",
+    proc = cli("qat", str(band_run), "--target", target, "--channels", "rg", "--epochs", "1",
                "--out", str(tmp_path / "qat"))
     assert proc.returncode == 0, proc.stderr
     info = json.loads((tmp_path / "qat" / "qat.json").read_text())

@@ -23,6 +23,11 @@ class ModelConfig(Section):
     heads: int = Field(8, ge=1, description="attention heads (cnn_attn only)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head")
     num_kernels: int = Field(4, ge=1, description="kernel sets in a DynamicConv2D stem (resnet34_dynconv*)")
+    layers: list[int] = Field(
+        [3, 4, 6, 3], min_length=4, max_length=4,
+        description="blocks per stage of the resnet34* models: the default is ResNet-34, [1, 1, 1, 1] a ResNet-10 "
+                    "(a quick check of a recipe, or of the band handling, at a fifth of the weights)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -36,6 +41,13 @@ class ModelConfig(Section):
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ValueError(f"unknown model; {hint}choose one of: {', '.join(names)}")
         return name
+
+    @field_validator("layers")
+    @classmethod
+    def _positive(cls, layers: list[int]) -> list[int]:
+        if any(n < 1 for n in layers):
+            raise ValueError("every stage needs at least one block, e.g. [1, 1, 1, 1]")
+        return layers
 
 
 class DataConfig(Section):

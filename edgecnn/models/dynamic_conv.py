@@ -412,11 +412,13 @@ def folded_model(model: BandResNet, mask: Tensor | Sequence[float], attention_we
     return plain.train(model.training)
 
 
-def resnet34_dynconv(num_classes: int, in_chans: int = 3, num_kernels: int = 4) -> nn.Module:
+def resnet34_dynconv(num_classes: int, in_chans: int = 3, num_kernels: int = 4,
+                     layers: tuple[int, ...] = (3, 4, 6, 3)) -> nn.Module:
     """ResNet-34 with the paper's DynamicConv2D stem: attention from each image and the band mask."""
-    return BandResNet(num_classes, in_chans, num_kernels, attention="input")
+    return BandResNet(num_classes, in_chans, num_kernels, attention="input", layers=tuple(layers))
 
 
-def resnet34_dynconv_mask(num_classes: int, in_chans: int = 3, num_kernels: int = 4) -> nn.Module:
+def resnet34_dynconv_mask(num_classes: int, in_chans: int = 3, num_kernels: int = 4,
+                          layers: tuple[int, ...] = (3, 4, 6, 3)) -> nn.Module:
     """ResNet-34 with a mask-attention DynamicConv2D stem: folds into a plain ResNet-34 per band subset."""
-    return BandResNet(num_classes, in_chans, num_kernels, attention="mask")
+    return BandResNet(num_classes, in_chans, num_kernels, attention="mask", layers=tuple(layers))

@@ -43,9 +43,9 @@ def cnn(num_classes: int, in_chans: int = 3, dropout: float = 0.0) -> nn.Module:
 
 
 @register("resnet34")
-def resnet34(num_classes: int, in_chans: int = 3) -> nn.Module:
-    """The paper's baseline."""
-    return ResNet((3, 4, 6, 3), num_classes, in_chans)
+def resnet34(num_classes: int, in_chans: int = 3, layers: tuple[int, ...] = (3, 4, 6, 3)) -> nn.Module:
+    """The paper's baseline (``layers``: blocks per stage; other counts give a smaller or deeper ResNet)."""
+    return ResNet(tuple(layers), num_classes, in_chans)
 
 
 register("resnet34_dynconv")(dynamic_conv.resnet34_dynconv)  # paper-faithful: attention from the image
