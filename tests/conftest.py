@@ -2,10 +2,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
+
+import forkcli
 
 from edgecnn.core.contracts import TARGET_SUFFIX, TARGETS
 
@@ -27,15 +30,46 @@ DYN_TINY = [*TINY, "train.epochs=1", "model.layers=[1,1,1,1]"]
 
 def cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
         env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real ``edgecnn`` entry point in a subprocess (``env``: variables to set on top)."""
+    """Run the real ``edgecnn`` entry point in its own process (``env``: variables to set on top).
+
+    The process is forked from a zygote that has imported torch once (``tests/forkcli.py``: seconds per
+    command saved); a call that changes a variable read at import time, or ``EDGECNN_TEST_FRESH=1``,
+    starts a new interpreter, ``python -m edgecnn``.
+    """
     env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgecnn", *args], cwd=cwd or ROOT, env=env,
-        capture_output=True, text=True, timeout=timeout,
-    )
+    cwd = Path(cwd or ROOT)
+    zygote = None if os.environ.get("EDGECNN_TEST_FRESH") == "1" else _zygote(env)
+    if zygote is None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgecnn", *args], cwd=cwd, env=env,
+            capture_output=True, text=True, timeout=timeout,
+        )
+    else:
+        with tempfile.TemporaryDirectory(prefix="cli-") as tmp:
+            out, err = Path(tmp) / "out", Path(tmp) / "err"
+            rc = zygote.run(list(args), str(cwd), env, str(out), str(err), timeout)
+            proc = subprocess.CompletedProcess([sys.executable, "-m", "edgecnn", *args], rc,
+                                               out.read_text(errors="replace"), err.read_text(errors="replace"))
     if check and proc.returncode != 0:
         raise AssertionError(f"edgecnn {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+_ZYGOTE: list = []
+
+
+def _zygote(env: dict):
+    """This process's zygote (started on first use), or None when ``env`` differs from the zygote's where a
+    library reads it at import."""
+    if not _ZYGOTE:  # started with the suite's own environment, not one test's additions
+        _ZYGOTE.append(forkcli.Zygote({**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}))
+    z = _ZYGOTE[0]
+    return None if forkcli.fresh_env(z.env, env) else z
+
+
+def pytest_unconfigure(config):
+    for z in _ZYGOTE:
+        z.close()
 
 
 def shared(tmp_path_factory, name: str, build) -> Path:
