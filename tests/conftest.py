@@ -29,16 +29,16 @@ DYN_TINY = [*TINY, "train.epochs=1", "model.layers=[1,1,1,1]"]
 
 
 def cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
-        env: dict | None = None) -> subprocess.CompletedProcess:
+        env: dict | None = None, fresh: bool = False) -> subprocess.CompletedProcess:
     """Run the real ``edgecnn`` entry point in its own process (``env``: variables to set on top).
 
     The process is forked from a zygote that has imported torch once (``tests/forkcli.py``: seconds per
     command saved); a call that changes a variable read at import time, or ``EDGECNN_TEST_FRESH=1``,
-    starts a new interpreter, ``python -m edgecnn``.
+    starts a new interpreter, ``python -m edgecnn``; so does ``fresh`` (a test that times a whole start).
     """
     env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
     cwd = Path(cwd or ROOT)
-    zygote = None if os.environ.get("EDGECNN_TEST_FRESH") == "1" else _zygote(env)
+    zygote = None if fresh or os.environ.get("EDGECNN_TEST_FRESH") == "1" else _zygote(env)
     if zygote is None:
         proc = subprocess.run(
             [sys.executable, "-m", "edgecnn", *args], cwd=cwd, env=env,
@@ -146,8 +146,9 @@ def _shares_a_built_fixture(item) -> bool:
 # Under `make test` two processes share the modules (pytest-xdist --dist loadfile); the longest start first so
 # that neither waits alone at the end, and the board last, so that .ci/run's background build has time.
 # Measured with `pytest --durations` on the 2-core VM (docs/testing.md). Unlisted modules keep their order.
-FIRST = ("test_bands_train", "test_qat", "test_multispectral", "test_accuracy_budget", "test_paper_tables",
-         "test_pipeline", "test_export", "test_bench", "test_report", "test_train", "test_bench_remote")
+FIRST = ("test_qat", "test_pipeline", "test_export", "test_bench", "test_paper_tables", "test_ddp",
+         "test_multispectral", "test_sweep", "test_bench_remote", "test_accuracy_budget", "test_report",
+         "test_bench_native", "test_pipeline_inputs")
 LAST = ("test_board",)
 
 
