@@ -31,7 +31,11 @@ SWEEP_MAX_ROUNDS = 20
 # and the interval's width comes from how rounds differ, not from how long each is. Five short rounds decide a
 # row far from the budget in about a second; ten one-second rounds (the fixed count) took ten.
 SWEEP_MIN_TIME_S = 0.25
-PROBE_CALIB = 32  # calibration images for a probe's PTQ export: ranges of random weights, only timed
+# Calibration images for a probe's PTQ export. Its ranges are those of random weights and only its timing is
+# used: INT8 kernels run at the same speed whatever the scales. Calibrating ExecuTorch's PT2E graph costs about a
+# tenth of a second an image on the 2-core Zen 3 (the observers run op by op in Python): 32 images were a large
+# share of a probe's export there, and 8 still give every observer real activations.
+PROBE_CALIB = 8
 
 
 def _export_items(cands: list[tuple[str, str]], probe: bool) -> list[dict]:
