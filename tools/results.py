@@ -29,9 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- earlier measurements: kept by tools/results.py -->"
-# ISA flags worth naming for int8 / fp32 kernels, in the order they are printed.
 # AMD's CPU families by microarchitecture (cpu_family in a bench row, as /proc/cpuinfo gives it).
+# Family 25 holds both Zen 3 and Zen 4: only Zen 4 has AVX-512, which the row's ISA flags tell.
 AMD_FAMILIES = {23: "Zen / Zen 2", 25: "Zen 3 / Zen 4", 26: "Zen 5"}
+# ISA flags worth naming for int8 / fp32 kernels, in the order they are printed.
 ISA_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16",
              "neon", "asimd", "asimddp", "i8mm", "sve")
 
@@ -121,6 +122,8 @@ def stamp(got: dict, commit: str, date: str, note: str | None) -> list[str]:
     family, vendor = _first(rows, "cpu_family"), str(_first(rows, "cpu_vendor") or "")
     if family is not None:
         zen = AMD_FAMILIES.get(int(family)) if "AMD" in vendor.upper() or "AMD" in str(cpu).upper() else None
+        if zen and int(family) == 25 and isa:
+            zen = "Zen 4" if "avx512f" in isa else "Zen 3"
         cpu = f"{cpu} (family {family}{', ' + zen if zen else ''})"
     lines = [f"- date: {date}" + (f" (bench rows timestamped {measured})" if measured else ""),
              f"- commit: {commit}" + (f" (edgecnn {version})" if version else ""),
