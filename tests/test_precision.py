@@ -7,6 +7,7 @@ Pure numpy and about a second: the CI suite runs it on every push.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,41 @@ def test_budget_decides_rows(monkeypatch):
     # Below the budget and apart from the other in-budget rows: ranked, so it stops though not within 0.1%.
     assert below.stopped_by == "within budget" and len(below.rounds) == 5
     assert near.stopped_by == "max rounds"  # its interval straddles the budget: timed to the limit
+
+
+class _OverheadStub:
+    """A worker whose ``overhead`` passes read ``figures`` in turn, each taking ``pass_s`` seconds."""
+
+    def __init__(self, figures, pass_s: float):
+        self.figures, self.pass_s, self.asked = list(figures), pass_s, 0
+
+    def ask(self, message: dict, timeout: float, doing: str) -> dict:
+        assert message["cmd"] == "overhead"
+        time.sleep(self.pass_s)
+        self.asked += 1
+        return {"ok": True, "overhead_pct": self.figures[self.asked - 1]}
+
+
+def _overhead_job(figures, pass_s: float, timed_s: float):
+    from edgecnn.bench.api import Job
+
+    job = Job(row={"error": None, "name": "r"}, start=None, call_s=1e-4, timed_s=timed_s)
+    job.worker = _OverheadStub(figures, pass_s)
+    return job
+
+
+def test_overhead_check_stops_when_judged_when_noisy_and_when_it_outgrows_the_rounds():
+    from edgecnn.bench import api
+
+    steady = _overhead_job([0.1, 0.2, 0.15, 9, 9, 9, 9, 9], 0.0, timed_s=60)
+    api._overhead(steady, 30)  # three close passes: the interval is narrow, judged
+    assert steady.worker.asked == api.OVERHEAD_MIN_PASSES and steady.row["harness_overhead_judged"] is True
+    assert steady.row["harness_overhead_ci_low"] < 0.15 < steady.row["harness_overhead_ci_high"]
+    noisy = _overhead_job([0, 6, -3, 5, -4, 7, 1, -2], 0.0, timed_s=60)
+    api._overhead(noisy, 30)  # never narrow: every pass runs, reported with its interval, not judged
+    assert noisy.worker.asked == api.OVERHEAD_MAX_PASSES and noisy.row["harness_overhead_judged"] is False
+    assert noisy.row["harness_overhead_ci_high"] - noisy.row["harness_overhead_ci_low"] > 2 * api.OVERHEAD_HALF_PP
+    short = _overhead_job([0.1, 0.2, 0.15], 0.05, timed_s=0.01)
+    api._overhead(short, 30)  # rounds of 10 ms: one 50 ms pass already cost more, so one pass and no interval
+    assert short.worker.asked == 1 and short.row["harness_overhead_pct"] == 0.1
+    assert short.row["harness_overhead_ci_low"] is None and short.row["harness_overhead_judged"] is False

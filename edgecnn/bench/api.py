@@ -81,7 +81,9 @@ WARMUP_MAX_S = 5.0  # warm-up stops here even if the latency still moves (the ro
 BATCH_BELOW_MS = 1.0  # calls shorter than this are timed in batches of about this length
 # The overhead check: ABBA passes of 8 blocks of about OVERHEAD_BLOCK_S each (1 s a pass), repeated until the
 # mean's 95% interval is within +-OVERHEAD_HALF_PP points (then it is judged against the 1% target), at most
-# OVERHEAD_MAX_PASSES. One pass of 0.5 s blocks read up to 6% on a quiet 2-core VM: that was noise.
+# OVERHEAD_MAX_PASSES. One pass of 0.5 s blocks read up to 6% on a quiet 2-core VM: that was noise. The passes
+# after the first also stop once they took as long as the row's timed rounds: a check should not cost more than
+# the measurement it qualifies (a short --iters bench gets one pass, reported and not judged).
 OVERHEAD_BLOCK_S = 0.125
 OVERHEAD_MIN_PASSES = 3
 OVERHEAD_MAX_PASSES = 8
@@ -259,6 +261,7 @@ class Job:
     means_only: bool = False  # samples are whole runs' means (executor_runner older than ExecuTorch 1.3)
     look: int | None = None  # adaptive rounds: the look of its interval (core/stats.sequential_ci)
     ci: tuple[float, float, float] | None = None  # adaptive rounds: (median, low, high) at that look
+    timed_s: float = 0.0  # wall seconds of its timed rounds (the overhead check's time budget)
     stopped_by: str | None = None  # adaptive rounds: precision, above/within budget, max time, max rounds
 
     def fail(self, message: str) -> None:
@@ -674,12 +677,14 @@ def _apart(job: Job, jobs: list[Job], budget_ms: float) -> bool:
 def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
     """One timed round of one job: its samples and the CPU's heat after it, or the job's error."""
     of = f" of {plan.rounds}" if not plan.adaptive else ""
+    t0 = time.monotonic()
     try:
         answer = job.worker.ask(plan.round_message(r, job.per), job.limit(plan.round_calls(r, job),
                                 step_timeout + plan.min_time), f"round {r + 1}{of}")
     except RunnerFailed as e:
         job.fail(str(e))
         return
+    job.timed_s += time.monotonic() - t0
     job.rounds.append([float(x) for x in answer["latencies_ms"]])
     job.heat.append({k: answer.get(k) for k in ("temp_c", "freq_mhz", "throttled")})
     job.call_s = job.call_s or sum(job.rounds[-1]) / len(job.rounds[-1]) / 1000
@@ -710,12 +715,16 @@ def _finish(job: Job, req: BenchRequest) -> None:
 
 def _overhead(job: Job, step_timeout: float) -> None:
     """The harness-overhead check, adaptive: ABBA passes of eight short blocks until the mean's 95% interval
-    is within ``OVERHEAD_HALF_PP`` (judged) or ``OVERHEAD_MAX_PASSES`` ran (reported, not judged)."""
+    is within ``OVERHEAD_HALF_PP`` (judged), or ``OVERHEAD_MAX_PASSES`` ran, or the passes took as long as the
+    row's timed rounds (reported, not judged)."""
     n = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
     figures: list[float] = []
     half = math.inf
+    t0 = time.monotonic()
     while len(figures) < OVERHEAD_MAX_PASSES and not (len(figures) >= OVERHEAD_MIN_PASSES
                                                       and half <= OVERHEAD_HALF_PP):
+        if figures and time.monotonic() - t0 >= job.timed_s:
+            break
         try:
             answer = job.worker.ask({"cmd": "overhead", "iters": n, "per": job.per}, job.limit(2 * n, step_timeout),
                                     "checking the harness overhead")
@@ -726,8 +735,9 @@ def _overhead(job: Job, step_timeout: float) -> None:
             sd = float(np.std(figures, ddof=1))
             half = t_quantile(0.975, len(figures) - 1) * sd / math.sqrt(len(figures))
     mean = sum(figures) / len(figures)
-    job.row.update(harness_overhead_pct=mean, harness_overhead_ci_low=mean - half,
-                   harness_overhead_ci_high=mean + half, harness_overhead_judged=half <= OVERHEAD_HALF_PP)
+    low, high = (mean - half, mean + half) if len(figures) >= 2 else (None, None)  # one pass: no interval
+    job.row.update(harness_overhead_pct=mean, harness_overhead_ci_low=low, harness_overhead_ci_high=high,
+                   harness_overhead_judged=len(figures) >= OVERHEAD_MIN_PASSES and half <= OVERHEAD_HALF_PP)
 
 
 def _warm_up(job: Job, plan: Plan, step_timeout: float) -> None:

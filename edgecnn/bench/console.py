@@ -125,12 +125,15 @@ def _overhead_part(ran: list[dict]) -> str | None:
     if not rows:
         return None
     worst = max(rows, key=lambda r: r["harness_overhead_pct"])
-    if worst.get("harness_overhead_ci_low") is None:  # a single pass (an older runner, a saved file)
-        return f"harness overhead vs a plain loop: at most {worst['harness_overhead_pct']:+.2f}% (target ≤ 1%)"
+    if worst.get("harness_overhead_ci_low") is None:  # a single pass (a short bench, an older runner or file)
+        text = f"harness overhead vs a plain loop: at most {worst['harness_overhead_pct']:+.2f}%"
+        # judged False: this bench's rounds were shorter than a second pass (None: an older file, never judged)
+        return text + (" (one pass: not judged)" if worst.get("harness_overhead_judged") is False
+                       else " (target ≤ 1%)")
     half = (worst["harness_overhead_ci_high"] - worst["harness_overhead_ci_low"]) / 2
     text = f"harness overhead vs a plain loop: at most {worst['harness_overhead_pct']:+.2f}% ±{half:.2f}"
     if not all(r.get("harness_overhead_judged") for r in rows):
-        return text + " (not judged: too noisy to tell)"
+        return text + " (not judged: too noisy or too short to tell)"
     return text + (" (target ≤ 1%: met)" if worst["harness_overhead_ci_high"] <= 1 else " (target ≤ 1%)")
 
 
