@@ -263,3 +263,36 @@ def test_band_model_qat_for_a_subset_exports_and_runs(band_run: Path, tmp_path: 
     assert r["parity"]["top1_agreement"] >= 0.7, r["parity"]
     runner, _ = load_artifact(r["path"])
     assert runner([np.zeros((1, 3, 16, 16), np.float32)]).shape == (1, 3)
+
+
+@pytest.mark.slow
+def test_skipping_absent_conv_kinds_gives_torchao_s_own_graphs(monkeypatch):
+    """backends._only_present_convs: prepare and convert of a conv-BN-ReLU model give the same graph, and the
+    same outputs, as torchao's helpers that try every convolution kind (the originals, put back here)."""
+    from torch import nn
+    from torchao.quantization.pt2e import qat_utils
+
+    from edgecnn import backends
+
+    api = backends.pt2e_xnnpack("test")
+    names = ("_fuse_conv_bn_qat_helper", "_fold_conv_bn_qat_helper")
+    assert all(getattr(qat_utils, n)._edgecnn_skips_absent for n in names)
+
+    def convert() -> torch.fx.GraphModule:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2))
+        quantizer = api.XNNPACKQuantizer()
+        quantizer.set_global(api.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+        x = torch.randn(2, 3, 6, 6)
+        graph = api.prepare_qat_pt2e(torch.export.export(model, (x,)).module(), quantizer)
+        graph(x)  # one training-mode pass: observers and BatchNorm statistics move
+        api.move_exported_model_to_eval(graph)
+        return api.convert_pt2e(graph)
+
+    skipped = convert()
+    for n in names:
+        monkeypatch.setattr(qat_utils, n, getattr(qat_utils, n).original)
+    every = convert()  # most of this test's time: torchao's own helpers export 60 patterns
+    assert skipped.code == every.code
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.equal(skipped(x), every(x))
