@@ -88,7 +88,7 @@ def _only_present_convs() -> None:
     Both try conv1d, conv2d, conv_transpose1d and conv_transpose2d on every graph, and each try exports its
     patterns with ``torch.export`` first (3 per kind at each prepare, 12 at convert), three quarters of them
     for kinds none of our models has: a one-epoch QAT run of the test-size quickstart and its export took
-    42 s and now 27 s on a 2-core Zen 3 (same .pte, byte for byte). A
+    42 s and now 27 s on a 2-core Zen 3 (docs/quantization.md; the same .pte, byte for byte). A
     kind with no node in the graph can match nothing, and the kinds that remain still normalise the
     dequantize nodes, so the graphs are the ones torchao would give (tests/test_qat.py compares them).
     """

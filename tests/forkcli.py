@@ -36,7 +36,7 @@ IMPORT_TIME_PREFIXES = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "TORCH", "PYT
 # Variables a library sets in the pytest worker itself, lazily and to its default: torch writes its inductor
 # cache folder the first time it asks for it (an in-process torch.export does). Not read at import, and a
 # child gets the caller's value anyway; counting it sent every later command of that worker to a new
-# interpreter (one band-training test took 43 s instead of 7).
+# interpreter (docs/testing.md).
 SET_BY_LIBRARIES = ("TORCHINDUCTOR_CACHE_DIR",)
 
 
