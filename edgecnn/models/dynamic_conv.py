@@ -54,8 +54,7 @@ class DynamicConv2D(nn.Module):
         bands: input bands of the full set (3 for RGB).
         out_channels: output channels.
         kernel_size: square kernel side.
-        stride: convolution stride.
-        padding: convolution zero padding.
+        stride: convolution stride (zero padding is ``kernel_size // 2``: ResNet's stem, 7 x 7 stride 2 pad 3).
         num_kernels: kernel sets ``K`` mixed by the attention.
         attention: ``"input"`` (weights from the image and mask, per sample) or
             ``"mask"`` (weights from the mask only; foldable).
@@ -77,7 +76,6 @@ class DynamicConv2D(nn.Module):
         out_channels: int = 64,
         kernel_size: int = 7,
         stride: int = 2,
-        padding: int = 3,
         num_kernels: int = 4,
         attention: str = "input",
         reduction: int = 4,
@@ -95,7 +93,7 @@ class DynamicConv2D(nn.Module):
         self.out_channels = out_channels
         self.kernel_size = kernel_size
         self.stride = stride
-        self.padding = padding
+        self.padding = kernel_size // 2
         self.attention_mode = attention
         self.temperature = temperature
 
@@ -364,7 +362,7 @@ class BandResNet(nn.Module):
     ):
         super().__init__()
         self.layers = tuple(layers)
-        stem = DynamicConv2D(bands, 64, 7, 2, 3, num_kernels=num_kernels, attention=attention)
+        stem = DynamicConv2D(bands, 64, 7, 2, num_kernels=num_kernels, attention=attention)
         net = ResNet(self.layers, num_classes, bands, stem_conv=stem)
         self.conv1 = stem
         self.bn1, self.relu, self.maxpool = net.bn1, net.relu, net.maxpool
