@@ -96,7 +96,7 @@ def _only_present_convs() -> None:
 
     for name in ("_fuse_conv_bn_qat_helper", "_fold_conv_bn_qat_helper"):
         helper = getattr(qat_utils, name, None)
-        if helper is None or getattr(helper, "_edgecnn_skips_absent", False):  # another torchao; done already
+        if helper is None or hasattr(helper, "original"):  # another torchao; or wrapped already
             continue
 
         def skipping(m, conv_fn, *args, _helper=helper, **kwargs):
@@ -104,8 +104,7 @@ def _only_present_convs() -> None:
                 return m
             return _helper(m, conv_fn, *args, **kwargs)
 
-        skipping._edgecnn_skips_absent = True
-        skipping.original = helper
+        skipping.original = helper  # also marks it wrapped
         setattr(qat_utils, name, skipping)
 
 
