@@ -7,16 +7,31 @@ from edgecnn.data.bands import (
     all_subsets, parse_subset, presence_mask, sample_subset_mask, sample_subset_masks, subset_name,
 )
 from edgecnn.errors import UserError
+from edgecnn.models import build_model
+from edgecnn.models.cnn_attn import CNNAttention
 from edgecnn.models.dynamic_conv import (
-    BandResNet, DynamicConv2D, folded_model, kernel_usage, kernels_to_keep, resnet34_dynconv,
-    resnet34_dynconv_mask,
+    DynamicConv2D, StaticStem, band_stem, folded_model, kernel_usage, kernels_to_keep, static_model,
 )
+from edgecnn.models.registry import takes_mask
 from edgecnn.models.resnet import ResNet
 from edgecnn.models.stats import measure_cost
 
 RGB = ["R", "G", "B"]
 RGBN = ["R", "G", "B", "NIR"]
 BAND_SETS = pytest.mark.parametrize("bands", [RGB, RGBN], ids=["rgb", "rgbn"])
+
+
+def resnet34_dynconv(num_classes, in_chans=3, **kw):
+    return build_model("resnet34_dynconv", num_classes, in_chans, **kw)
+
+
+def resnet34_dynconv_mask(num_classes, in_chans=3, **kw):
+    return build_model("resnet34_dynconv_mask", num_classes, in_chans, **kw)
+
+
+def band_resnet10(num_classes, bands, attention, **kw):
+    name = "resnet34_dynconv_mask" if attention == "mask" else "resnet34_dynconv"
+    return build_model(name, num_classes, bands, layers=[1, 1, 1, 1], **kw)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -200,7 +215,7 @@ def test_rescaling_keeps_the_scale_of_correlated_bands():
 @pytest.mark.parametrize("attention", ["input", "mask"])
 def test_gradients_reach_the_attention_and_every_kernel_set(attention):
     torch.manual_seed(0)
-    model = BandResNet(5, 4, num_kernels=4, attention=attention, layers=(1, 1, 1, 1)).train()
+    model = band_resnet10(5, 4, attention, num_kernels=4).train()
     x, y = torch.randn(4, 4, 32, 32), torch.tensor([0, 1, 2, 3])
     mask = sample_subset_masks(4, 4, torch.Generator().manual_seed(0))
     torch.nn.functional.cross_entropy(model(x, mask), y).backward()
@@ -269,7 +284,7 @@ def test_recipe_layers_give_a_smaller_resnet_that_still_folds():
 
 def test_export_keeps_the_mask_as_an_input():
     torch.manual_seed(0)
-    model = BandResNet(5, 4, attention="input", layers=(1, 1, 1, 1)).eval()
+    model = band_resnet10(5, 4, "input").eval()
     x, masks = torch.randn(2, 4, 32, 32), sample_subset_masks(2, 4, torch.Generator().manual_seed(3))
     program = torch.export.export(model, (x, masks)).module()
     torch.testing.assert_close(program(x, masks), model(x, masks))
@@ -302,3 +317,66 @@ def test_costs_at_96px():
         assert macs == plain - (3 - int(mask.sum())) * stem_per_band, name
     faithful = measure_cost(resnet34_dynconv(50), 96, 3, presence_mask(["R", "G"], RGB)).macs
     assert plain < faithful < 1.001 * plain
+
+
+# -- one stem mechanism for every backbone ------------------------------------------------
+
+
+def test_resnet_band_models_keep_their_checkpoint_keys():
+    """The ResNet-34 band models moved onto with_dynamic_stem: their state-dict keys are those of the
+    BandResNet checkpoints written before (ResNet's, with the stem's kernel sets and attention at conv1)."""
+    plain = set(ResNet((1, 1, 1, 1), 5, 4).state_dict()) - {"conv1.weight"}
+    stem = {"conv1.weight", "conv1.attention.0.weight", "conv1.attention.0.bias",
+            "conv1.attention.2.weight", "conv1.attention.2.bias"}
+    for attention in ("input", "mask"):
+        model = band_resnet10(5, 4, attention)
+        assert set(model.state_dict()) == plain | stem
+        assert model.conv1.weight.shape == (4, 64, 4, 7, 7) and model.conv1.bias is None
+
+
+@pytest.mark.parametrize("name", ["cnn_attn_dynconv", "cnn_attn_dynconv_mask", "cnn_dynconv_mask"])
+def test_cnn_band_models_are_the_plain_model_plus_the_stem(name):
+    model = build_model(name, 50, 4)
+    base = build_model(name.split("_dynconv")[0], 50, 4)
+    stem = band_stem(model)
+    assert takes_mask(model) and not takes_mask(base) and model.features[0][0] is stem
+    assert stem.kernel_size == 3 and stem.padding == 1 and stem.bias is not None  # the conv it replaced
+    extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in base.parameters())
+    # K-1 more kernel sets (the first replaces the plain kernel) and the attention MLP.
+    assert extra == 3 * 64 * 4 * 9 + sum(p.numel() for p in stem.attention.parameters())
+    assert set(model.state_dict()) - set(base.state_dict()) == {f"features.0.0.attention.{i}.{w}" for i in (0, 2)
+                                                                for w in ("weight", "bias")}
+
+
+@BAND_SETS
+def test_cnn_attn_folds_into_the_plain_cnn_attn_for_every_subset(bands):
+    torch.manual_seed(0)
+    model = build_model("cnn_attn_dynconv_mask", 6, len(bands)).eval()
+    _randomize_norms(model)
+    x = torch.randn(2, len(bands), 32, 32)
+    plain_macs = {}
+    for name, mask in _masks(bands):
+        plain = folded_model(model, mask)
+        assert type(plain) is CNNAttention and not takes_mask(plain)
+        expected = model(x * mask[:, None, None], mask)
+        torch.testing.assert_close(plain(x[:, mask.bool()]), expected, atol=1e-5, rtol=1e-5, msg=name)
+        k = int(mask.sum())
+        plain_macs.setdefault(k, measure_cost(build_model("cnn_attn", 6, k), 64, k).macs)
+        assert measure_cost(plain, 64, k).macs == plain_macs[k], name  # exactly the plain model's cost
+
+
+@pytest.mark.parametrize("name", ["cnn_attn_dynconv", "cnn_attn_dynconv_mask", "resnet34_dynconv_mask"])
+def test_the_static_stem_computes_what_the_dynamic_one_does(name):
+    """StaticStem (the kernel mixing moved onto the input, one stored-weight convolution) is exact, for
+    one mask per batch, one per image, and no mask."""
+    torch.manual_seed(0)
+    model = build_model(name, 5, 4, **({"layers": [1, 1, 1, 1]} if "resnet" in name else {})).eval()
+    _randomize_norms(model)
+    static = static_model(model).eval()
+    assert band_stem(static) is None and any(isinstance(m, StaticStem) for m in static.modules())
+    x = torch.randn(3, 4, 32, 32)
+    per_image = torch.tensor([[1.0, 1, 1, 1], [0, 1, 0, 1], [1, 0, 0, 0]])
+    for mask in (presence_mask(["R", "NIR"], RGBN), per_image, None):
+        xin = x if mask is None else x * (mask[:, :, None, None] if mask.dim() == 2 else mask[:, None, None])
+        args = (xin,) if mask is None else (xin, mask)
+        torch.testing.assert_close(static(*args), model(*args), atol=1e-5, rtol=1e-5)

@@ -33,6 +33,14 @@ def export(
     print(f"parity ({runtime}, {p['images']} val images): top-1 agreement {p['top1_agreement']:.1%}, "
           f"max |logit diff| {p['max_abs_logit_diff']:.2g}; "
           f"accuracy {a['accuracy']:.1%} (PyTorch {t['accuracy']:.1%}), F1 {a['f1']:.1%} (PyTorch {t['f1']:.1%})")
+    if p.get("per_subset"):
+        worst = min(p["per_subset"], key=lambda k: p["per_subset"][k]["top1_agreement"])
+        print(f"per band subset ({len(p['per_subset'])}): top-1 agreement {p['min_subset_agreement']:.1%} at the "
+              f"worst ({worst}); every subset's in the sidecar's parity.per_subset")
+    groups = p.get("per_file_group") or {}
+    if len(groups) > 1:
+        print("per lost-band group of the files: " + "; ".join(
+            f"{k} ({g['images']}): {g['top1_agreement']:.1%}" for k, g in groups.items()))
     d = r.get("delegation")
     if d:
         outside = ", ".join(f"{op} x{n}" for op, n in d["ops_outside"].items()) or "nothing"

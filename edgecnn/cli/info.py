@@ -35,18 +35,16 @@ def _subset_costs(model, bands: list[str], size: int) -> dict:
     """MACs per band subset for band-aware models: with the mask as input, and
     folded into a plain convolution over the present bands where that is exact."""
     from edgecnn.data.bands import all_subsets, presence_mask, subset_name
-    from edgecnn.models.registry import takes_mask
+    from edgecnn.models.dynamic_conv import band_stem, folded_model
     from edgecnn.models.stats import measure_cost
 
-    if not takes_mask(model):
+    if band_stem(model) is None:
         return {}
     out = {}
     for s in all_subsets(bands):
         mask = presence_mask(s, bands)
         entry = {"macs": measure_cost(model, size, len(bands), mask).macs}
-        if getattr(model.conv1, "attention_mode", None) == "mask":
-            from edgecnn.models.dynamic_conv import folded_model
-
+        if band_stem(model).attention_mode == "mask":
             entry["macs_folded"] = measure_cost(folded_model(model, mask), size, len(s)).macs
         out[subset_name(s, bands)] = entry
     return out

@@ -15,6 +15,10 @@ MODELS: dict[str, tuple[bool, str]] = {
     "resnet34_dynconv": (True, "ResNet-34 with a DynamicConv2D stem, kernel attention from the image"),
     "resnet34_dynconv_mask": (True, "ResNet-34 with a DynamicConv2D stem, kernel attention from the band mask "
                                     "(foldable into a plain ResNet-34 for one band subset)"),
+    "cnn_attn_dynconv": (True, "CNN + Self-Attention with a DynamicConv2D stem, kernel attention from the image"),
+    "cnn_attn_dynconv_mask": (True, "CNN + Self-Attention with a DynamicConv2D stem, kernel attention from the band "
+                                    "mask: the band-robust edge model (folds into a plain cnn_attn per band subset)"),
+    "cnn_dynconv_mask": (True, "the ablation (ConvBlocks, no attention) with a mask-attention DynamicConv2D stem"),
 }
 
 

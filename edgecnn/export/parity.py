@@ -2,6 +2,12 @@
 
 Images go through one at a time (artifacts have a static batch of one), each
 prepared as training evaluates them: un-augmented, scaled to 0..1, normalised.
+
+Band features are judged per band subset, never on all bands alone: a
+mask-input artifact (one file for every subset) is run on every subset of the
+validation images (``per_subset``), and every artifact's agreement is also
+given per group of files that lost the same bands themselves (``per_file_group``).
+``min_subset_agreement`` is the worst subset's.
 """
 
 from __future__ import annotations
@@ -9,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from edgecnn.data import file_mask
+from edgecnn.data import combine_masks, file_mask
+from edgecnn.data.bands import all_subsets, presence_mask, subset_name
 from edgecnn.export.artifact import Runner
 from edgecnn.models.deployable import Deployable
 from edgecnn.train.loop import make_loader, prepare
@@ -31,24 +38,39 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
         The sidecar's ``parity`` record (fractions in 0..1).
     """
     cpu = torch.device("cpu")
+    bands = graph.bands
+    # A mask-input artifact meets every subset in deployment; others have one fixed input.
+    subsets = all_subsets(bands) if graph.mask_input else [None]
     cm_artifact = torch.zeros(num_classes, num_classes, dtype=torch.long)
     cm_torch = torch.zeros_like(cm_artifact)
     agree, n, max_diff, sum_diff = 0, 0, 0.0, 0.0
+    per_subset: dict[str, list[int]] = {}  # name -> [agree, right, images]
+    per_group: dict[str, list[int]] = {}
     for x, y in make_loader(ds, [[i] for i in range(len(ds))], workers, cpu):
         if len(y) == 0:  # an unreadable image
             continue
         own = file_mask(x)  # a band lost in this file is masked, as eval and predict mask it
-        mask = None if own is None else own[0]
+        group = ",".join(b for b, m in zip(bands, [1] * len(bands) if own is None else own[0].tolist()) if m)
         x = prepare(x, cpu, mean, std)
-        expected = graph.reference(x, mask)
-        got = torch.from_numpy(run([t.numpy() for t in graph.inputs_for(x, mask)])).reshape(expected.shape)
-        diff = (got - expected).abs()
-        max_diff, sum_diff = max(max_diff, float(diff.max())), sum_diff + float(diff.mean())
-        agree += int((got.argmax(1) == expected.argmax(1)).sum())
-        cm_artifact += confusion(got.argmax(1), y, num_classes)
-        cm_torch += confusion(expected.argmax(1), y, num_classes)
-        n += len(y)
-    return {
+        for subset in subsets:
+            mask = None if own is None else own[0]
+            if subset is not None:  # this subset, never bringing back a band the file lost
+                mask = combine_masks(presence_mask(subset, bands), own).reshape(len(bands))
+            expected = graph.reference(x, mask)
+            got = torch.from_numpy(run([t.numpy() for t in graph.inputs_for(x, mask)])).reshape(expected.shape)
+            same = int((got.argmax(1) == expected.argmax(1)).sum())
+            right = int((got.argmax(1) == y).sum())
+            name = "all" if subset is None else subset_name(subset, bands)
+            _add(per_subset, name, same, right, len(y))
+            if subset is None or len(subset) == len(bands):  # the artifact's own input: the headline figures
+                diff = (got - expected).abs()
+                max_diff, sum_diff = max(max_diff, float(diff.max())), sum_diff + float(diff.mean())
+                agree += same
+                cm_artifact += confusion(got.argmax(1), y, num_classes)
+                cm_torch += confusion(expected.argmax(1), y, num_classes)
+                n += len(y)
+                _add(per_group, group, same, right, len(y))
+    record = {
         "split": "val",
         "images": n,
         "reference": "the PyTorch model of the run" + (f", bands {','.join(graph.input_bands)} present, the rest "
@@ -58,4 +80,20 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
         "mean_abs_logit_diff": sum_diff / max(n, 1),
         "artifact": summarize(cm_artifact),
         "pytorch": summarize(cm_torch),
+        "per_file_group": _figures(per_group),
     }
+    if graph.mask_input:
+        record["per_subset"] = _figures(per_subset)
+        record["min_subset_agreement"] = min(v["top1_agreement"] for v in record["per_subset"].values())
+    return record
+
+
+def _add(table: dict[str, list[int]], key: str, same: int, right: int, images: int) -> None:
+    row = table.setdefault(key, [0, 0, 0])
+    row[0], row[1], row[2] = row[0] + same, row[1] + right, row[2] + images
+
+
+def _figures(table: dict[str, list[int]]) -> dict[str, dict]:
+    """``{key: {images, top1_agreement, accuracy}}`` (the artifact's accuracy), largest group first."""
+    return {k: {"images": v[2], "top1_agreement": v[0] / max(v[2], 1), "accuracy": v[1] / max(v[2], 1)}
+            for k, v in sorted(table.items(), key=lambda kv: -kv[1][2])}

@@ -13,7 +13,11 @@ from torch import nn
 
 
 class ConvBlock(nn.Sequential):
-    """Conv3x3 -> BatchNorm -> ReLU -> MaxPool2: halves the resolution."""
+    """Conv3x3 -> BatchNorm -> ReLU -> MaxPool2: halves the resolution.
+
+    ``mask`` goes to the convolution: a band presence mask when it is a
+    DynamicConv2D (the band-robust first block), otherwise ``None``.
+    """
 
     def __init__(self, cin: int, cout: int):
         super().__init__(
@@ -22,6 +26,13 @@ class ConvBlock(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
         )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        conv, *rest = self
+        x = conv(x) if mask is None else conv(x, mask)
+        for layer in rest:
+            x = layer(x)
+        return x
 
 
 class SelfAttention(nn.Module):
@@ -93,6 +104,11 @@ class CNNAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(widths[-1], num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.attention(self.features(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; ``mask`` (band presence) only for a DynamicConv2D first block (``with_dynamic_stem``)."""
+        first, *rest = self.features
+        x = first(x, mask)
+        for block in rest:
+            x = block(x)
+        x = self.attention(x)
         return self.head(self.dropout(self.pool(x).flatten(1)))

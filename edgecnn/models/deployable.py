@@ -6,11 +6,13 @@ Four cases, all exact (the artifact computes what ``edgecnn eval`` measures):
 * **all bands, band-aware model** (``takes_mask``) - the model with its
   presence mask as a second input, ``mask [bands]``: one artifact serves every
   band subset at run time (zero-fill the missing bands, set their mask to 0).
-  The stem's BatchNorm is folded into the DynamicConv2D kernel sets first
-  (exact; INT8 for ExecuTorch needs it, see ``_fold_stem_batchnorm``).
-* **a subset of a mask-attention DynamicConv2D model** (``resnet34_dynconv_mask``) -
-  ``folded_model``: a plain ResNet whose stem convolves only the present bands,
-  so the artifact costs less than the full model.
+  Its DynamicConv2D is exported in its static form (``dynamic_conv.StaticStem``):
+  the kernel mixing moved onto the input, one convolution with a stored weight,
+  so the whole graph runs inside the XNNPACK / OpenVINO delegate and INT8
+  quantizes that convolution per channel like any other.
+* **a subset of a mask-attention DynamicConv2D model** (``cnn_attn_dynconv_mask``,
+  ``resnet34_dynconv_mask``) - ``folded_model``: the plain backbone whose first
+  convolution reads only the present bands: exactly the plain model's cost.
 * **a subset of any other model** - the artifact takes only the present bands;
   a small wrapper (``ZeroFillBands``) puts them back into the full band tensor
   with zeros where bands are missing (zero after normalisation, which is what
@@ -24,16 +26,14 @@ image (``reference``): parity and calibration use both.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from edgecnn.data.bands import all_subsets, parse_subset, presence_mask, subset_name
-from edgecnn.models.dynamic_conv import BandResNet, DynamicConv2D, folded_model
+from edgecnn.models.dynamic_conv import StemGains, band_stem, folded_model, static_model
 from edgecnn.models.registry import takes_mask
-from edgecnn.models.surgery import swap
 
 
 def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, band_aware: bool) -> torch.Tensor:
@@ -75,39 +75,6 @@ class ZeroFillBands(nn.Module):
         return self.model(full) if self.mask is None else self.model(full, self.mask)
 
 
-class _AddBias(nn.Module):
-    """``x + bias`` per channel: what a BatchNorm leaves once its scale is folded into the conv before it."""
-
-    def __init__(self, bias: Tensor):
-        super().__init__()
-        self.register_buffer("bias", bias.detach().clone())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.bias[None, :, None, None]
-
-
-@torch.no_grad()
-def _fold_stem_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of a ``BandResNet`` whose stem BatchNorm (eval statistics) is folded into the DynamicConv2D kernel sets.
-
-    Any other model is returned as it is.
-
-    INT8 for ExecuTorch (PT2E) folds every BatchNorm into the convolution before
-    it and needs that convolution's weight to be a stored tensor; the stem's
-    kernel is mixed from the mask at run time, so PT2E stops with "Expected
-    get_attr node". Folding here first is exact: the BatchNorm scales each output
-    channel, and scaling every kernel set by it scales their mix by it.
-    """
-    if not isinstance(model, BandResNet):
-        return model
-    folded = copy.deepcopy(model).eval()
-    bn = folded.bn1
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    folded.conv1.weight.mul_(scale[None, :, None, None, None])
-
-    return swap(folded, lambda m, name: name == "bn1", lambda m, name: _AddBias(bn.bias - bn.running_mean * scale))
-
-
 @dataclass
 class Deployable:
     """A module ready for export and what it means.
@@ -136,9 +103,17 @@ class Deployable:
 
     @property
     def keep_float(self) -> tuple[type, ...]:
-        """Module types INT8 must leave in float: a ``DynamicConv2D`` that is not
-        folded mixes its kernel at run time (see ``ptq.pt2e_xnnpack``)."""
-        return (DynamicConv2D,) if any(isinstance(m, DynamicConv2D) for m in self.module.modules()) else ()
+        """Module types INT8 leaves in float: a static stem's mixing gains (``StemGains``: a few
+        hundred multiplies on the mask, and the one multiply that scales the input by them)."""
+        return (StemGains,) if any(isinstance(m, StemGains) for m in self.module.modules()) else ()
+
+    @property
+    def float_modules(self) -> list[str]:
+        """Names of the modules INT8 leaves in float (``keep_float``'s, with their submodules), for
+        exporters that exclude layers by name (OpenVINO's NNCF, onnxruntime)."""
+        inside = [name for name, m in self.module.named_modules() if isinstance(m, self.keep_float or ())]
+        return [name for name, _ in self.module.named_modules()
+                if any(name == p or name.startswith(p + ".") for p in inside)]
 
     def inputs_for(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, ...]:
         """The artifact's inputs for a normalised full-band image ``x [1, bands, S, S]``.
@@ -185,7 +160,7 @@ def deployable(model: nn.Module, bands: list[str], image_size: int, channels: st
     image = torch.zeros(1, len(bands), image_size, image_size)
     if channels is None and band_aware:
         return Deployable(
-            module=_fold_stem_batchnorm(model), input_names=["image", "mask"], example=(image, torch.ones(len(bands))),
+            module=static_model(model).eval(), input_names=["image", "mask"], example=(image, torch.ones(len(bands))),
             subset=None, input_bands=list(bands), mask_input=True, model=model, bands=bands,
             how="all bands; presence mask as second input (0 = band missing, zero-fill its plane)",
         )
@@ -196,12 +171,14 @@ def deployable(model: nn.Module, bands: list[str], image_size: int, channels: st
     present = parse_subset(channels, bands)
     name = subset_name(present, bands)
     mask = presence_mask(present, bands)
-    if isinstance(model, BandResNet) and model.conv1.attention_mode == "mask":
+    stem = band_stem(model)
+    if stem is not None and stem.attention_mode == "mask":
         module = folded_model(model, mask).eval()
         how = f"folded: DynamicConv2D stem folded for {name} into a plain conv over {len(present)} bands"
     else:
         slots = [present.index(b) if b in present else None for b in bands]
-        module = ZeroFillBands(_fold_stem_batchnorm(model), slots, mask if band_aware else None).eval()
+        module = ZeroFillBands(static_model(model) if band_aware else model, slots,
+                               mask if band_aware else None).eval()
         missing = ",".join(b for b in bands if b not in present) or "no band"
         how = f"zero-fill: the graph inserts zero planes for {missing} and runs the full model"
     return Deployable(module=module, input_names=["image"], example=(image[:, : len(present)].clone(),),

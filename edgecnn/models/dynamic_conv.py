@@ -1,4 +1,4 @@
-"""DynamicConv2D (the paper's Task A): a band-robust input convolution, and ResNet-34 with it as the stem.
+"""DynamicConv2D (the paper's Task A): a band-robust input convolution, and the stem swap that puts it on any backbone.
 
 Sensors drop spectral bands. ``DynamicConv2D`` keeps ``K`` kernel sets of
 shape ``[out, bands, k, k]`` and takes a presence mask next to the image
@@ -17,8 +17,18 @@ Two attention modes:
 * ``"mask"`` (deployment variant): the weights come from the mask alone. For a
   fixed band subset the mixed kernel is a constant, so ``fold`` turns the
   module into a plain ``nn.Conv2d`` over just the present bands, and
-  ``folded_model`` turns the whole network into a plain ResNet-34 that costs
-  no more than the baseline (less, with fewer bands).
+  ``folded_model`` turns the whole network into the plain backbone over those
+  bands (a plain ``cnn_attn`` or ResNet-34), which costs no more than the baseline.
+
+One mechanism for every backbone (``with_dynamic_stem``): the backbone's first
+``nn.Conv2d`` is replaced, in place and under its own name, by a DynamicConv2D of the
+same geometry, and the backbone's ``forward(x, mask=None)`` hands the mask to it. The
+state-dict keys stay the backbone's own (``conv1.*`` for ResNet, ``features.0.0.*`` for
+``cnn_attn``), so a folded model is the plain model, keys and all.
+
+For runtimes the stem has a second, static form (``StaticStem``, see there): the
+kernel mixing moves onto the input, so the one convolution has a stored weight that
+XNNPACK and OpenVINO delegate and INT8 quantizes per channel.
 
 Missing bands are compensated by scaling the mixed kernel by
 ``bands / present``, as inverted dropout does: the stem's output keeps its
@@ -34,6 +44,7 @@ so ``torch.export.export(model, (x, mask))`` keeps the mask as a graph input.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -42,7 +53,7 @@ from torch import Tensor, nn
 
 from edgecnn.data.bands import all_subsets, presence_mask, subset_name
 from edgecnn.errors import UserError
-from edgecnn.models.resnet import ResNet
+from edgecnn.models.surgery import swap
 
 ATTENTION_MODES = ("input", "mask")
 
@@ -54,7 +65,9 @@ class DynamicConv2D(nn.Module):
         bands: input bands of the full set (3 for RGB).
         out_channels: output channels.
         kernel_size: square kernel side.
-        stride: convolution stride (zero padding is ``kernel_size // 2``: ResNet's stem, 7 x 7 stride 2 pad 3).
+        stride: convolution stride.
+        padding: zero padding (default ``kernel_size // 2``: ResNet's stem 7 x 7 pad 3, cnn_attn's 3 x 3 pad 1).
+        bias: a bias after the convolution (one per output channel, not mixed), as the conv it replaces has.
         num_kernels: kernel sets ``K`` mixed by the attention.
         attention: ``"input"`` (weights from the image and mask, per sample) or
             ``"mask"`` (weights from the mask only; foldable).
@@ -80,6 +93,8 @@ class DynamicConv2D(nn.Module):
         attention: str = "input",
         reduction: int = 4,
         temperature: float = 1.0,
+        padding: int | None = None,
+        bias: bool = False,
     ):
         super().__init__()
         if attention not in ATTENTION_MODES:
@@ -93,7 +108,7 @@ class DynamicConv2D(nn.Module):
         self.out_channels = out_channels
         self.kernel_size = kernel_size
         self.stride = stride
-        self.padding = kernel_size // 2
+        self.padding = kernel_size // 2 if padding is None else padding
         self.attention_mode = attention
         self.temperature = temperature
 
@@ -101,6 +116,8 @@ class DynamicConv2D(nn.Module):
         for k in range(num_kernels):
             # Same init as ResNet's plain stem, so each set alone is a normal conv1.
             nn.init.kaiming_normal_(self.weight.data[k], mode="fan_out", nonlinearity="relu")
+
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
         # "input" sees per-band means of the masked image plus the mask; "mask" sees only the mask.
         features = 2 * bands if attention == "input" else bands
@@ -119,7 +136,7 @@ class DynamicConv2D(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"bands={self.bands}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, num_kernels={self.num_kernels}, "
+            f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}, num_kernels={self.num_kernels}, "
             f"attention={self.attention_mode!r}, temperature={self.temperature}"
         )
 
@@ -185,7 +202,7 @@ class DynamicConv2D(nn.Module):
         if self.attention_mode == "mask" and mask.dim() == 1:
             # One subset for the whole batch and weights from the mask only: one kernel, one
             # plain convolution. (A branch on static facts, never on mask values.)
-            return F.conv2d(x, kernels[0], None, self.stride, self.padding)
+            return F.conv2d(x, kernels[0], self.bias, self.stride, self.padding)
         # One kernel per image: fold the batch into the channel axis and convolve once with
         # groups=B, so each image meets only its own kernel (never K separate convolutions).
         batch, _, height, width = x.shape
@@ -194,7 +211,8 @@ class DynamicConv2D(nn.Module):
             kernels.reshape(batch * self.out_channels, self.bands, self.kernel_size, self.kernel_size),
             None, self.stride, self.padding, groups=batch,
         )
-        return out.reshape(batch, self.out_channels, out.shape[-2], out.shape[-1])
+        out = out.reshape(batch, self.out_channels, out.shape[-2], out.shape[-1])
+        return out if self.bias is None else out + self.bias[:, None, None]
 
     # -- measuring, pruning and folding -------------------------------------------------
 
@@ -272,7 +290,7 @@ class DynamicConv2D(nn.Module):
                     "this DynamicConv2D picks its kernels from each image (attention='input'), so no plain "
                     "convolution reproduces it exactly; export it unfolded with the mask as an input, pass "
                     "attention_weights (e.g. from kernel_usage) for an approximate fold, or train the "
-                    "attention='mask' variant (resnet34_dynconv_mask)"
+                    "attention='mask' variant (cnn_attn_dynconv_mask, resnet34_dynconv_mask)"
                 )
             attn = torch.as_tensor(attention_weights, dtype=self.weight.dtype, device=self.weight.device)
             if attn.shape != (self.num_kernels,):
@@ -285,9 +303,12 @@ class DynamicConv2D(nn.Module):
 
         present = mask.nonzero().flatten()
         kernel = self._mixed_kernels(attn, mask)[0][:, present]
-        conv = nn.Conv2d(len(present), self.out_channels, self.kernel_size, self.stride, self.padding, bias=False)
+        conv = nn.Conv2d(len(present), self.out_channels, self.kernel_size, self.stride, self.padding,
+                         bias=self.bias is not None)
         conv = conv.to(kernel.device, kernel.dtype)
         conv.weight.copy_(kernel)
+        if self.bias is not None:
+            conv.bias.copy_(self.bias)
         return conv
 
 
@@ -301,7 +322,7 @@ def kernel_usage(stem: DynamicConv2D, x: Tensor, bands: list[str]) -> dict[str, 
     dataset-wide figure.
 
     Args:
-        stem: the module (``model.conv1`` of a ``BandResNet``).
+        stem: the model's DynamicConv2D (``band_stem(model)``).
         x: images ``[B, bands, H, W]``, normalised as the model sees them.
         bands: band names, in order (``len(bands) == stem.bands``).
 
@@ -333,90 +354,139 @@ def kernels_to_keep(usage: dict[str, Tensor], min_share: float = 0.05) -> list[i
     return keep or [int(best.argmax())]
 
 
-class BandResNet(nn.Module):
-    """ResNet with a ``DynamicConv2D`` stem: ``forward(x, mask=None)``.
+class StemGains(nn.Module):
+    """The float half of ``StaticStem``: the input repeated once per kernel set and scaled by its mixing weight.
 
-    It reuses a ``ResNet``'s layers under the same names (``conv1`` is the
-    dynamic stem; ``bn1``, ``layer1``..``layer4``, ``fc`` are ResNet's), so
-    ``folded_model`` copies everything but the stem into a plain ``ResNet``
-    by state-dict keys.
-
-    Args:
-        num_classes: size of the head.
-        bands: input bands of the full set.
-        num_kernels: kernel sets in the stem.
-        attention: ``"input"`` or ``"mask"`` (see ``DynamicConv2D``).
-        layers: blocks per stage ((3, 4, 6, 3) is ResNet-34).
-
-    Raises:
-        UserError: see ``DynamicConv2D``.
+    Returns ``[B, K * bands, H, W]`` where channel ``k * bands + b`` is band ``b``
+    times ``a_k * mask_b * bands / present`` (``a`` the attention over the kernel
+    sets). Everything here is a few hundred multiplies on the mask plus one
+    broadcast multiply of the input, so it stays in float: quantizing the
+    mixing weights per tensor to 8 bits is what cost the first mask-input INT8
+    artifacts their agreement (see ``docs/quantization.md``). Only ops the
+    XNNPACK delegate takes (linear, mm, clamp, div, softmax, cat, mul, mean).
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        bands: int = 3,
-        num_kernels: int = 4,
-        attention: str = "input",
-        layers: tuple[int, ...] = (3, 4, 6, 3),
-    ):
+    def __init__(self, dyn: DynamicConv2D):
         super().__init__()
-        self.layers = tuple(layers)
-        stem = DynamicConv2D(bands, 64, 7, 2, num_kernels=num_kernels, attention=attention)
-        net = ResNet(self.layers, num_classes, bands, stem_conv=stem)
-        self.conv1 = stem
-        self.bn1, self.relu, self.maxpool = net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.avgpool, self.fc = net.avgpool, net.fc
+        self.bands, self.kernels, self.mode = dyn.bands, dyn.num_kernels, dyn.attention_mode
+        self.temperature = dyn.temperature
+        self.attention = copy.deepcopy(dyn.attention)
+        # mask @ ones counts the present bands as a matrix product (XNNPACK has no sum); the band
+        # count is a tensor so that count / present is a division, not a reciprocal (no XNNPACK op).
+        self.register_buffer("ones", torch.ones(dyn.bands, 1), persistent=False)
+        self.register_buffer("count", torch.full((1, 1), float(dyn.bands)), persistent=False)
+        self.register_buffer("all_bands", torch.ones(dyn.bands), persistent=False)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Logits ``[B, num_classes]``.
+        n, bands, height, width = x.shape
+        rows = (self.all_bands if mask is None else mask).reshape(-1, bands)  # [1 or B, bands]
+        if self.mode == "input":
+            features = torch.cat([x.mean(dim=(2, 3)) * rows, rows.expand(n, bands)], dim=1)
+        else:
+            features = rows
+        attn = torch.softmax(self.attention(features) / self.temperature, dim=-1)  # [R, K]
+        scale = self.count / torch.clamp(rows @ self.ones, min=1.0)  # [R, 1]
+        # Reshapes, not indexing with None: unsqueeze_copy has no XNNPACK op.
+        gains = (attn * scale).reshape(-1, self.kernels, 1) * rows.reshape(-1, 1, bands)  # [R, K, bands]
+        # One broadcast multiply makes the K scaled copies (a cat of one tensor K times is not
+        # delegated: XNNPACK's partitioner counts distinct inputs).
+        copies = x.reshape(n, 1, bands, height, width) * gains.reshape(-1, self.kernels, bands, 1, 1)
+        return copies.reshape(n, self.kernels * bands, height, width)
 
-        Args:
-            x: ``[B, bands, H, W]``, missing bands zero-filled (or anything: they are zeroed).
-            mask: presence mask ``[bands]`` or ``[B, bands]``; ``None``: every band present.
-        """
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x, mask))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+
+class StaticStem(nn.Module):
+    """A ``DynamicConv2D`` as one convolution with a stored weight: what the mask-input artifacts run.
+
+    A convolution is linear in its kernel and in its input, so mixing the K
+    kernel sets by weights ``a_k`` equals convolving the K copies of the input,
+    each scaled by ``a_k``, with the K sets side by side:
+    ``conv(x, sum_k a_k W_k) = conv(cat_k(a_k x), cat_k(W_k))``. The mixing moves
+    onto the input (``StemGains``: ``K x bands`` channels, a few at full
+    resolution) and the convolution gets a stored ``[out, K * bands, k, k]``
+    weight, which the XNNPACK and OpenVINO delegates take and INT8 quantizes per
+    channel like any other. Mixing the outputs instead would cost K full-width
+    convolution outputs; mixing the kernel in the graph (``DynamicConv2D``'s
+    own forward) leaves the convolution outside the delegate. It costs K times
+    the stem's MACs; ``edgecnn prune`` lowers K. Exact in float (up to rounding).
+    """
+
+    def __init__(self, dyn: DynamicConv2D):
+        super().__init__()
+        self.gains = StemGains(dyn)
+        k, out, bands, ks = dyn.weight.shape[0], dyn.out_channels, dyn.bands, dyn.kernel_size
+        self.conv = nn.Conv2d(k * bands, out, ks, dyn.stride, dyn.padding, bias=dyn.bias is not None)
+        with torch.no_grad():
+            # [K, out, bands, k, k] -> [out, K * bands, k, k]: input channel k * bands + b is set k's band b.
+            self.conv.weight.copy_(dyn.weight.transpose(0, 1).reshape(out, k * bands, ks, ks))
+            if dyn.bias is not None:
+                self.conv.bias.copy_(dyn.bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.conv(self.gains(x, mask))
+
+
+# -- the stem on any backbone ----------------------------------------------------------------
+
+
+def with_dynamic_stem(backbone: nn.Module, path: str, num_kernels: int = 4, attention: str = "input") -> nn.Module:
+    """Replace ``backbone``'s convolution at ``path`` by a ``DynamicConv2D`` of the same geometry, in place.
+
+    The backbone's ``forward(x, mask=None)`` must hand ``mask`` to that module
+    (``ResNet`` and ``CNNAttention`` do). The new stem keeps the name, so the
+    state-dict keys are the backbone's. Each kernel set starts as ResNet's stem would (Kaiming).
+
+    Raises:
+        UserError: ``path`` is not an ``nn.Conv2d`` with square kernel, stride and padding.
+    """
+    conv = backbone.get_submodule(path)
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and len(set(conv.kernel_size)) == 1
+            and len(set(conv.stride)) == 1 and len(set(conv.padding)) == 1):
+        raise UserError(f"{path} of {type(backbone).__name__} is not a plain square nn.Conv2d; "
+                        "DynamicConv2D replaces only such a first convolution")
+    dyn = DynamicConv2D(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
+                        num_kernels=num_kernels, attention=attention, padding=conv.padding[0],
+                        bias=conv.bias is not None)
+    backbone.set_submodule(path, dyn)
+    return backbone
+
+
+def band_stem(model: nn.Module) -> DynamicConv2D | None:
+    """The model's DynamicConv2D stem, or ``None`` for a plain model."""
+    return next((m for m in model.modules() if isinstance(m, DynamicConv2D)), None)
+
+
+def _stem_path(model: nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if isinstance(m, DynamicConv2D))
 
 
 @torch.no_grad()
-def folded_model(model: BandResNet, mask: Tensor | Sequence[float], attention_weights: Tensor | None = None) -> ResNet:
-    """A plain ``ResNet`` over only the present bands, equal to ``model`` for that subset.
+def folded_model(model: nn.Module, mask: Tensor | Sequence[float], attention_weights: Tensor | None = None) -> nn.Module:
+    """The plain backbone over only the present bands, equal to ``model`` for that subset.
 
     ``folded_model(model, mask)(x[:, present])`` equals ``model(x, mask)`` in
-    eval mode (exactly, up to float rounding, for ``attention="mask"``). The
-    result is a standalone copy in ``model``'s train/eval mode; its input has
-    ``mask.sum()`` bands in the canonical order.
+    eval mode (exactly, up to float rounding, for ``attention="mask"``): a copy
+    of the model whose stem is the folded ``nn.Conv2d``, so a band-robust
+    ``cnn_attn`` folds into a plain ``cnn_attn`` over ``mask.sum()`` bands (same
+    class, same keys, the plain model's MACs), in the canonical band order.
 
     Args:
-        model: the band-robust network.
+        model: a model with a DynamicConv2D stem (``band_stem``).
         mask: presence mask ``[bands]`` (``edgecnn.data.bands.presence_mask``).
         attention_weights: see ``DynamicConv2D.fold`` (approximate fold of "input" mode).
 
     Raises:
-        UserError: see ``DynamicConv2D.fold``.
+        UserError: no DynamicConv2D stem; see ``DynamicConv2D.fold``.
     """
-    stem = model.conv1.fold(mask, attention_weights)
-    # ResNet's default stem is exactly the folded conv's shape (present -> 64, 7x7, stride 2,
-    # pad 3, no bias). Passing the folded conv as stem_conv would not do: ResNet re-initialises
-    # every Conv2d it holds. Built on the meta device it allocates and initialises nothing;
-    # loading by state-dict keys (strict) then fills every tensor and proves the names match.
-    with torch.device("meta"):
-        plain = ResNet(model.layers, model.fc.out_features, in_chans=stem.in_channels)
-    state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("conv1.")}
-    plain.load_state_dict({**state, "conv1.weight": stem.weight}, strict=True, assign=True)
+    if band_stem(model) is None:
+        raise UserError(f"{type(model).__name__} has no DynamicConv2D stem to fold")
+    conv = band_stem(model).fold(mask, attention_weights)
+    plain = copy.deepcopy(model)
+    plain.set_submodule(_stem_path(plain), conv)
     return plain.train(model.training)
 
 
-def resnet34_dynconv(num_classes: int, in_chans: int = 3, num_kernels: int = 4,
-                     layers: tuple[int, ...] = (3, 4, 6, 3)) -> nn.Module:
-    """ResNet-34 with the paper's DynamicConv2D stem: attention from each image and the band mask."""
-    return BandResNet(num_classes, in_chans, num_kernels, attention="input", layers=tuple(layers))
-
-
-def resnet34_dynconv_mask(num_classes: int, in_chans: int = 3, num_kernels: int = 4,
-                          layers: tuple[int, ...] = (3, 4, 6, 3)) -> nn.Module:
-    """ResNet-34 with a mask-attention DynamicConv2D stem: folds into a plain ResNet-34 per band subset."""
-    return BandResNet(num_classes, in_chans, num_kernels, attention="mask", layers=tuple(layers))
+@torch.no_grad()
+def static_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose DynamicConv2D stem is its ``StaticStem``: same outputs, every weight stored."""
+    out = copy.deepcopy(model)
+    return swap(out, lambda m, name: isinstance(m, DynamicConv2D), lambda m, name: StaticStem(m).train(m.training))

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from edgecnn.models import dynamic_conv
 from edgecnn.models.cnn_attn import CNNAttention
+from edgecnn.models.dynamic_conv import band_stem, with_dynamic_stem
 from edgecnn.models.resnet import ResNet
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -48,13 +48,34 @@ def resnet34(num_classes: int, in_chans: int = 3, layers: tuple[int, ...] = (3, 
     return ResNet(tuple(layers), num_classes, in_chans)
 
 
-register("resnet34_dynconv")(dynamic_conv.resnet34_dynconv)  # paper-faithful: attention from the image
-register("resnet34_dynconv_mask")(dynamic_conv.resnet34_dynconv_mask)  # attention from the mask: foldable
+# The first convolution of each plain backbone: where a band-robust model puts its DynamicConv2D.
+STEMS = {"cnn_attn": "features.0.0", "cnn": "features.0.0", "resnet34": "conv1"}
+
+
+def _band_robust(base: str, attention: str, doc: str) -> Callable[..., nn.Module]:
+    """A builder for ``base`` with a DynamicConv2D first convolution (``attention``: "input" or "mask")."""
+
+    def build(num_classes: int, in_chans: int = 3, num_kernels: int = 4, **settings: Any) -> nn.Module:
+        return with_dynamic_stem(build_model(base, num_classes, in_chans, **settings), STEMS[base],
+                                 num_kernels, attention)
+
+    build.__doc__ = doc
+    return build
+
+
+# "input": the paper's attention, from the image and the mask. "mask": from the mask alone, so
+# for one band subset the stem folds into a plain convolution (``--channels``): the plain model.
+register("resnet34_dynconv")(_band_robust("resnet34", "input", "ResNet-34, DynamicConv2D stem (paper)"))
+register("resnet34_dynconv_mask")(_band_robust("resnet34", "mask", "ResNet-34, mask-attention DynamicConv2D stem"))
+register("cnn_attn_dynconv")(_band_robust("cnn_attn", "input", "CNN + Self-Attention, DynamicConv2D stem"))
+register("cnn_attn_dynconv_mask")(_band_robust("cnn_attn", "mask",
+                                               "CNN + Self-Attention, mask-attention DynamicConv2D stem: the edge model"))
+register("cnn_dynconv_mask")(_band_robust("cnn", "mask", "the ablation (no attention block), mask-attention stem"))
 
 
 def takes_mask(model: nn.Module) -> bool:
-    """Band-aware models take a presence mask as a second input: ``model(x, mask)``."""
-    return "mask" in inspect.signature(model.forward).parameters
+    """Band-aware models (a DynamicConv2D stem) take a presence mask as a second input: ``model(x, mask)``."""
+    return band_stem(model) is not None
 
 
 def build_model(name: str, num_classes: int, in_chans: int = 3, **settings: Any) -> nn.Module:
@@ -72,4 +93,6 @@ def build_model(name: str, num_classes: int, in_chans: int = 3, **settings: Any)
     """
     fn = _REGISTRY[name]
     accepted = inspect.signature(fn).parameters
-    return fn(num_classes=num_classes, in_chans=in_chans, **{k: v for k, v in settings.items() if k in accepted})
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):  # a band-robust builder passes them on
+        settings = {k: v for k, v in settings.items() if k in accepted}
+    return fn(num_classes=num_classes, in_chans=in_chans, **settings)

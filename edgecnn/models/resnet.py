@@ -36,8 +36,11 @@ class ResNet(nn.Module):
         layers: blocks per stage ((3, 4, 6, 3) is ResNet-34).
         num_classes: size of the head.
         in_chans: input bands of the default stem.
-        stem_conv: replaces the 7x7 stride-2 input convolution (used by the
-            band-robust models); it must map the input to 64 channels at half resolution.
+        stem_conv: replaces the 7x7 stride-2 input convolution; it must map the
+            input to 64 channels at half resolution.
+
+    ``forward(x, mask=None)`` hands ``mask`` to ``conv1``: with a DynamicConv2D
+    there (``dynamic_conv.with_dynamic_stem``) it is the band presence mask.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class ResNet(nn.Module):
         stem_conv: nn.Module | None = None,
     ):
         super().__init__()
+        self.layers = tuple(layers)
         self.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -72,7 +76,8 @@ class ResNet(nn.Module):
         if stem_conv is not None:  # after the init above, which would overwrite its weights
             self.conv1 = stem_conv
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.conv1(x) if mask is None else self.conv1(x, mask)
+        x = self.maxpool(self.relu(self.bn1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))

@@ -25,14 +25,14 @@ from edgecnn.train.checkpoint import atomic_write_text, save_checkpoint
 from edgecnn.train.loop import EvalSettings, evaluate_subsets, prepare
 from edgecnn.data import build_datasets, collate
 from edgecnn.data.bands import all_subsets, presence_mask, subset_name
-from edgecnn.models.dynamic_conv import BandResNet, kernel_usage, kernels_to_keep
+from edgecnn.models.dynamic_conv import band_stem, kernel_usage, kernels_to_keep
 
 
 def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, images: int = 512) -> dict:
     """Prune the kernel sets of a run's DynamicConv2D stem into a new run folder.
 
     Args:
-        run: a trained ``resnet34_dynconv`` / ``resnet34_dynconv_mask`` run.
+        run: a trained run of a DynamicConv2D model (``*_dynconv``, ``*_dynconv_mask``).
         out: the new run folder (default ``<run>_pruned`` beside it).
         min_share: least mean attention (0..1) a set needs for some subset to stay.
         images: training images used to measure the attention.
@@ -54,7 +54,7 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
     subsets = all_subsets(bands)
     kw = dict(how=EvalSettings(batch_size=recipe.train.batch_size, workers=cfg.workers, device=torch.device("cpu")))
     before = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands, subsets, **kw)
-    model.conv1.prune(keep)
+    band_stem(model).prune(keep)
     after = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands, subsets, **kw)
 
     record = {
@@ -78,8 +78,8 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
 def _checked(run: Path, out: Path, min_share: float) -> tuple:
     """The run's (recipe, model, classes, checkpoint), refused before any work if it cannot be pruned."""
     recipe, model, classes, state = R.load_trained(run)
-    if not isinstance(model, BandResNet):
-        raise UserError(f"{run} holds a {recipe.model.name}; prune works on DynamicConv2D models (resnet34_dynconv*)")
+    if band_stem(model) is None:
+        raise UserError(f"{run} holds a {recipe.model.name}; prune works on DynamicConv2D models (*_dynconv*)")
     if not 0 <= min_share < 1:
         raise UserError(f"--min-share {min_share}: give a share of attention between 0 and 1, e.g. 0.05")
     if R.is_run(out) or (out / R.BEST).exists():
@@ -94,7 +94,7 @@ def _attention(model, train_ds, cfg, images: int) -> tuple[dict, int]:
     n = min(images, len(train_ds))
     idx = torch.linspace(0, len(train_ds) - 1, n).long().tolist()
     x, _ = collate([train_ds[i] for i in idx])
-    return kernel_usage(model.conv1, prepare(x, torch.device("cpu"), cfg.mean, cfg.std), cfg.bands), n
+    return kernel_usage(band_stem(model), prepare(x, torch.device("cpu"), cfg.mean, cfg.std), cfg.bands), n
 
 
 def _near_zero_filters(model, subsets: list[list[str]], bands: list[str]) -> dict[str, int]:
@@ -102,9 +102,9 @@ def _near_zero_filters(model, subsets: list[list[str]], bands: list[str]) -> dic
 
     They cannot be removed without narrowing layer1's residual path, so this is measured, not pruned."""
     near_zero = {}
-    if model.conv1.attention_mode == "mask":
+    if band_stem(model).attention_mode == "mask":
         for s in subsets:
-            w = model.conv1.fold(presence_mask(s, bands)).weight.abs().sum(dim=(1, 2, 3))
+            w = band_stem(model).fold(presence_mask(s, bands)).weight.abs().sum(dim=(1, 2, 3))
             near_zero[subset_name(s, bands)] = int((w < 0.01 * w.max()).sum())
     return near_zero
 

@@ -53,7 +53,7 @@ from edgecnn.config.load import parse_overrides, validate_recipe
 from edgecnn.data.bands import parse_subset, presence_mask
 from edgecnn.errors import UserError
 from edgecnn.models.deployable import deployable
-from edgecnn.models.dynamic_conv import BandResNet, folded_model
+from edgecnn.models.dynamic_conv import band_stem, folded_model
 from edgecnn.models.registry import takes_mask
 from edgecnn.quantize.calibration import calibration_samples
 from edgecnn.quantize.qat_openvino import FixedFakeQuantize, OpenvinoNNCF  # noqa: F401 (importable from here)
@@ -200,13 +200,14 @@ class BandSubset(nn.Module):
 
 
 def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Module:
-    """``resnet34_dynconv_mask`` folded into a plain ResNet for ``channels`` (``BandSubset``), what QAT fine-tunes.
+    """A mask-attention DynamicConv2D model folded into its plain backbone for ``channels`` (``BandSubset``),
+    what QAT fine-tunes.
 
     Raises:
         UserError: not a mask-attention DynamicConv2D model, or an invalid subset.
     """
-    if not (isinstance(model, BandResNet) and model.conv1.attention_mode == "mask"):
-        raise UserError("qat --channels: only resnet34_dynconv_mask (mask attention) folds into a plain model "
+    if getattr(band_stem(model), "attention_mode", None) != "mask":
+        raise UserError("qat --channels: only mask-attention DynamicConv2D models (*_dynconv_mask) fold into a plain model "
                         "per band subset; drop --channels for other models")
     present = parse_subset(channels, bands)
     return BandSubset(folded_model(model, presence_mask(present, bands)), [bands.index(b) for b in present],
