@@ -19,14 +19,25 @@ def synth(
     seed: Annotated[int, typer.Option()] = 0,
     format: Annotated[str, typer.Option(help="png: RGB PNGs; tiff: uint16 GeoTIFFs with nodata 0 and about one "
                                              "image in five with a lost band (needs edgecnn[geo])")] = "png",
-    bands: Annotated[int, typer.Option(min=1, help="bands of the tiff form (R, G, B, NIR for 4)")] = 4,
+    bands: Annotated[Optional[int], typer.Option(min=1, help="bands of the tiff form (R, G, B, NIR for 4, the "
+                                                              "default)")] = None,
+    sensor: Annotated[Optional[str], typer.Option(
+        help="tiff: material scenes (vegetation, water, soil, snow, ...) seen through a sensor's bands, the same "
+             "scenes for every sensor at one seed: a preset (sentinel2, landsat8, planetscope, ...) or a pick "
+             "(sentinel2:B04,B03,B02,B08); see docs/multispectral.md")] = None,
 ) -> None:
     """Write the built-in dataset as OUT/train/<class>/* and OUT/val/<class>/* (PNG or GeoTIFF)."""
     from edgecnn.data import write_synth
+    from edgecnn.errors import UserError
 
+    if sensor is not None and bands is not None:
+        raise UserError(f"--bands {bands} and --sensor {sensor}: the sensor's bands are the files' bands; "
+                        f"drop --bands, or pick bands with --sensor {sensor.partition(':')[0]}:NAME,NAME")
     counts = write_synth(out, classes, train_per_class, val_per_class, image_size, seed, format,
-                         bands if format == "tiff" else 3)
+                         (bands or 4) if format == "tiff" else 3, sensor)
     print(f"wrote {out}: {counts}")
+    if sensor is not None:
+        print(f"read it with data.root={out} data.bands={sensor} (reflectance x 10,000, nodata 0)")
 
 
 @app.command("stats")
