@@ -106,3 +106,23 @@ def test_validate_prints_the_band_error_and_exits_2():
     output = res.stdout + res.stderr
     assert res.returncode == 2 and len(output.strip().splitlines()) == 1
     assert "unknown sensor preset 'landsat'; did you mean 'landsat7' or 'landsat8' or 'landsat9'?" in output
+
+
+def test_statistics_interpolated_by_wavelength():
+    from edgecnn.core.sensors import interpolate_stats
+
+    s2 = resolve_bands("sentinel2:B02,B04,B8A,B11")  # 492.4, 664.6, 864.7, 1613.7 nm
+    mean, std = [400.0, 300.0, 2800.0, 1800.0], [100.0, 150.0, 900.0, 700.0]
+    got_mean, got_std, notes = interpolate_stats(s2, mean, std, resolve_bands("landsat8:B2,B4,B5,B1"))
+    # L8 B4 (654.6 nm) lies between S2 B02 and B04: 10 nm short of B04 on a 172.2 nm segment.
+    assert got_mean[1] == pytest.approx(300.0 + (400.0 - 300.0) * 10.0 / 172.2)
+    assert got_mean[2] == pytest.approx(2800.0) and got_std[2] == pytest.approx(900.0)  # same centre as B8A
+    # Beyond the known range: the nearest band's values, and a note naming the gap.
+    assert got_mean[3] == 400.0 and got_std[3] == 100.0
+    assert notes == ["B2 at 482 nm is 10.4 nm outside the known bands (492.4-1613.7 nm): given B02's statistics",
+                     "B1 at 443 nm is 49.4 nm outside the known bands (492.4-1613.7 nm): given B02's statistics"]
+    # Known bands in any order give the same answer.
+    shuffled = interpolate_stats(s2[::-1], mean[::-1], std[::-1], resolve_bands("landsat8:B2,B4,B5,B1"))
+    assert shuffled == (got_mean, got_std, notes)
+    with pytest.raises(BandError, match="wanted band NIR has no wavelength"):
+        interpolate_stats(s2, mean, std, [Band("NIR")])

@@ -197,3 +197,44 @@ def _number(value: Any, name: str, key: str) -> float:
 def bands_text(bands: list[Band]) -> str:
     """``B04 664.6 nm, B08 832.8 nm`` (names alone for bands without a wavelength), for messages."""
     return ", ".join(b.name if b.center_nm is None else f"{b.name} {b.center_nm:g} nm" for b in bands)
+
+
+def interpolate_stats(known: list[Band], mean: list[float], std: list[float],
+                      wanted: list[Band]) -> tuple[list[float], list[float], list[str]]:
+    """Per-band mean and std for ``wanted`` bands from those of ``known`` bands, by wavelength.
+
+    For normalising a sensor the run never saw, when its own files cannot be measured. Between two
+    known centres the values are interpolated linearly in wavelength; beyond the known range they
+    are the nearest known band's, and the band is named in the notes with its distance in nm. Only
+    meaningful when both sensors' files are in one unit (e.g. reflectance x 10,000): a sensor stored
+    otherwise needs its own statistics (``edgecnn data stats``).
+
+    Returns:
+        ``(mean, std, notes)``: one mean and std per wanted band, and one line per wanted band
+        that lies outside the known range.
+
+    Raises:
+        BandError: a band on either side has no wavelength, or ``mean``/``std`` do not match ``known``.
+    """
+    import numpy as np
+
+    if len(mean) != len(known) or len(std) != len(known):
+        raise BandError(f"{len(known)} known bands but {len(mean)} means and {len(std)} stds; give one per band")
+    for side, bands in (("known", known), ("wanted", wanted)):
+        missing = [b.name for b in bands if b.center_nm is None]
+        if missing:
+            raise BandError(f"{side} band {missing[0]} has no wavelength; interpolating by wavelength needs a "
+                            f"centre for every band (a sensor preset or {{name, center_nm}} items)")
+    order = np.argsort([b.center_nm for b in known], kind="stable")
+    x = np.array([known[i].center_nm for i in order])
+    at = np.array([b.center_nm for b in wanted])
+    m = np.interp(at, x, np.asarray(mean, dtype=float)[order])
+    s = np.interp(at, x, np.asarray(std, dtype=float)[order])
+    notes = []
+    for b in wanted:
+        gap = max(x[0] - b.center_nm, b.center_nm - x[-1])
+        if gap > 0:
+            edge = known[order[0]] if b.center_nm < x[0] else known[order[-1]]
+            notes.append(f"{b.name} at {b.center_nm:g} nm is {round(gap, 1):g} nm outside the known bands "
+                         f"({x[0]:g}-{x[-1]:g} nm): given {edge.name}'s statistics")
+    return [float(v) for v in m], [float(v) for v in s], notes
