@@ -143,3 +143,22 @@ def test_synth_sensor_errors_are_one_line_exit_2(tmp_path, args, match):
               "--val-per-class", "1", "--image-size", "8", *args)
     assert res.returncode == 2 and match in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_data_stats_on_a_folder_without_labels(tmp_path):
+    write_synth(tmp_path / "ps", 2, 3, 1, 8, 0, "tiff", sensor="planetscope")
+    flat = tmp_path / "flat"  # any layout: files straight in a folder, no train/val, no classes
+    flat.mkdir()
+    for i, p in enumerate(sorted((tmp_path / "ps").rglob("*.tif"))):
+        p.rename(flat / f"{i}.tif")
+    res = cli("data", "stats", str(flat), "--bands", "planetscope", "--image-size", "8")
+    assert res.returncode == 0, res.stderr
+    assert "in file values" in res.stdout and "│ nir" in res.stdout
+    with rasterio.open(flat / "0.tif") as src:
+        assert src.count == 4
+    pixels = np.stack([RA.read(p, RA.RasterSpec(4, 8)) for p in sorted(flat.glob("*.tif"))])
+    printed = res.stdout.strip().splitlines()[-1]  # data.mean=[...] data.std=[...]
+    mean = [float(v) for v in printed.split("data.mean=[")[1].split("]")[0].split(",")]
+    assert mean == pytest.approx(np.nanmean(pixels, axis=(0, 2, 3)).tolist(), rel=1e-5)
+    wrong = cli("data", "stats", str(flat), "--bands", "R,G,B")
+    assert wrong.returncode == 2 and "has 4 bands but --bands names 3: R, G, B" in wrong.stderr
