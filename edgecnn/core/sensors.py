@@ -146,11 +146,10 @@ def _pick(preset: str, pick: list | None) -> list[Band]:
         name = str(item).strip()
         band = p.sensor.band(name)
         if band is None:
-            names = [b.name for b in p.sensor.bands]
-            close = difflib.get_close_matches(name, names, n=1, cutoff=0.5) or \
-                difflib.get_close_matches(name.upper(), [n.upper() for n in names], n=1, cutoff=0.5)
-            hint = f"did you mean '{names[[n.upper() for n in names].index(close[0].upper())]}'? " if close else ""
-            raise BandError(f"{preset} has no band '{name}'; {hint}its bands: {', '.join(names)}")
+            names = {b.name.upper(): b.name for b in p.sensor.bands}  # matched without case, as band() matches
+            close = difflib.get_close_matches(name.upper(), list(names), n=1, cutoff=0.5)
+            hint = f"did you mean '{names[close[0]]}'? " if close else ""
+            raise BandError(f"{preset} has no band '{name}'; {hint}its bands: {', '.join(names.values())}")
         out.append(band)
     return out
 
