@@ -88,6 +88,7 @@ def test_names_and_explicit_wavelengths():
     ({"preset": "modis", "bands": ["B1"]}, "a mapping in data.bands takes preset and pick"),
     ([{"name": "red", "centre_nm": 665}], "a band has name, center_nm and optionally fwhm_nm"),
     ([], "no bands"),
+    (["sentinel2"], "for the preset write it without brackets"),
 ])
 def test_bad_band_lists_are_one_line_errors(bands, match):
     with pytest.raises(BandError, match=match) as e:

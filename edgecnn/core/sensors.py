@@ -110,6 +110,11 @@ def resolve_bands(value: Any) -> list[Band]:
         pick = value.get("pick")
         bands = _pick(str(value["preset"]), pick.split(",") if isinstance(pick, str) else pick)
     elif isinstance(value, (list, tuple)):
+        for item in value:
+            # [sentinel2] is a one-band list to YAML, but a preset to whoever wrote it.
+            if isinstance(item, str) and item.partition(":")[0].strip() in presets():
+                raise BandError(f"'{item}' in a list is read as a band name; for the preset write it without "
+                                f"brackets (data.bands: {item}), or name the band otherwise")
         bands = [_one_band(item, i) for i, item in enumerate(value)]
     else:
         raise BandError(f"expected band names, a sensor preset ({_preset_list()}) or {{name, center_nm, fwhm_nm}} "
