@@ -14,6 +14,9 @@ Everything else is nuisance a classifier has to learn to ignore: the
 shape's position, size and rotation, a textured background with a random
 per-band offset, a smooth illumination field, a small jitter of the
 signature and pixel noise.
+
+``data synth --sensor NAME`` writes another dataset instead: material scenes seen through a sensor's
+bands (``scenes.py``, ``spectra.py``), whose classes are told apart by their spectra alone.
 """
 
 from __future__ import annotations
