@@ -201,9 +201,11 @@ def test_bad_files_are_skipped_and_counted(tmp_path):
 def test_no_file_with_the_recipes_band_count_names_file_and_counts(tmp_path):
     tiff(tmp_path / "train" / "a" / "x.tif", np.ones((3, 6, 6), dtype=np.uint16) * 9)
     (tmp_path / "val" / "a").mkdir(parents=True)
-    with pytest.raises(UserError, match=r"x.tif has 3 bands but data.bands names 4") as e:
+    with pytest.raises(UserError, match=r"x.tif has 3 bands but data.bands names 4: R, G, B, NIR") as e:
         build_datasets(folder_cfg(tmp_path), 0, 4)
     assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"x.tif has 3 bands but data.bands names 10: B02, B03, B04, B05, B06"):
+        build_datasets(folder_cfg(tmp_path, bands="sentinel2"), 0, 10)
 
 
 def test_missing_rasterio_names_the_pip_command(monkeypatch, tmp_path):

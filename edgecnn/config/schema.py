@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, field_validator, model_validator
+
+from edgecnn.core.sensors import Band, BandError, resolve_bands
 
 
 class Section(BaseModel):
@@ -60,7 +62,11 @@ class DataConfig(Section):
     classes: list[str] | None = Field(None, description="folder: explicit class folder names")
     train_per_class: int = Field(200, ge=1, description="synth: training images per class")
     val_per_class: int = Field(50, ge=1, description="synth: validation images per class")
-    bands: list[str] = Field(["R", "G", "B"], min_length=1, description="names of the input bands, in order")
+    bands: list[str] = Field(
+        ["R", "G", "B"], min_length=1,
+        description="the input bands in file order: names ([R, G, B, NIR]), a sensor preset (sentinel2), a pick "
+                    "from one (sentinel2:B04,B03,B02,B08) or {name, center_nm, fwhm_nm} items "
+                    "(docs/multispectral.md); read as the list of names, wavelengths in band_specs")
     mean: list[float] | None = Field(None, min_length=1, description="per band; unset: 0.5 for synth and 8-bit "
                                      "photos (in 0..1), computed from the training split for multi-band files")
     std: list[float] | None = Field(None, min_length=1, description="per band; unset: as mean (0.25 for photos)")
@@ -72,6 +78,45 @@ class DataConfig(Section):
                                                      "(default <data.root>/.edgecnn-cache, else ~/.cache/edgecnn)")
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     on_device: bool = Field(False, description="synth on a GPU: keep the whole dataset in GPU memory")
+
+    # The bands with their wavelengths, parallel to ``bands`` (the names the rest of the code reads).
+    _band_specs: tuple[Band, ...] | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_wavelengths(cls, data: Any, handler: Any) -> DataConfig:
+        # The field validator below reduces data.bands to names; the wavelengths are resolved here, around it,
+        # because a field validator cannot keep anything beside its field. A bad band list is reported by the
+        # field validator, at data.bands.
+        if not isinstance(data, dict):
+            return handler(data)  # an already validated config keeps its own
+        specs = None
+        if "bands" in data:
+            try:
+                specs = tuple(resolve_bands(data["bands"]))
+            except BandError:
+                pass
+        self = handler(data)
+        # Always set, so that two configs with the same bands compare equal however they were written.
+        self._band_specs = specs if specs is not None else tuple(Band(name) for name in self.bands)
+        return self
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _band_names(cls, bands: Any) -> list[str]:
+        return [b.name for b in resolve_bands(bands)]
+
+    @field_serializer("bands")
+    def _write_wavelengths(self, bands: list[str]) -> list[str | dict[str, Any]]:
+        # A run's recipe.yaml keeps the wavelengths (so eval and export know them); a list of names stays names.
+        return [b.as_dict() if b.center_nm is not None else b.name for b in self.band_specs]
+
+    @property
+    def band_specs(self) -> list[Band]:
+        """``bands`` with their centre wavelengths and widths (``center_nm`` None for a band given by name only)."""
+        if self._band_specs is None or [b.name for b in self._band_specs] != self.bands:
+            return [Band(name) for name in self.bands]
+        return list(self._band_specs)
 
     @field_validator("root", "cache_dir")
     @classmethod

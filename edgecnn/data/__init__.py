@@ -83,8 +83,9 @@ def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3,
         raise UserError(f"{val_dir} lacks class folders that train has: {shown}; val needs every training class")
     # One reader for both splits, decided by the training files: both must normalise alike.
     paths = [p for p, _ in scan_files(root / "train", classes)]
-    spec = RasterSpec(bands, data_cfg.image_size, data_cfg.nodata) if needs_raster(paths, bands, data_cfg.nodata) \
-        else None
+    names = tuple(data_cfg.bands) if len(data_cfg.bands) == bands else ()
+    spec = RasterSpec(bands, data_cfg.image_size, data_cfg.nodata, names) \
+        if needs_raster(paths, bands, data_cfg.nodata) else None
     train = ImageFolder(root / "train", classes, data_cfg.image_size, spec)
     val = ImageFolder(val_dir, classes, data_cfg.image_size, spec)
     if cache and data_cfg.cache == "disk":

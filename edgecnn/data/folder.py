@@ -208,7 +208,8 @@ def _unusable(path: Path, raster: RasterSpec | None) -> str | None:
     except ReadError as e:
         return str(e)
     if h.bands != raster.bands:
-        return f"{h.bands} bands but data.bands names {raster.bands}"
+        named = f": {', '.join(raster.names)}" if raster.names else ""
+        return f"{h.bands} bands but data.bands names {raster.bands}{named}"
     return None
 
 

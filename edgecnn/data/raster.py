@@ -46,6 +46,7 @@ class RasterSpec:
     bands: int  # band count every file must have
     size: int  # side of the square output
     nodata: float | None = None  # the recipe's data.nodata, on top of the file's own
+    names: tuple[str, ...] = ()  # data.bands, for messages only (the cache key does not see it)
 
 
 def rasterio():

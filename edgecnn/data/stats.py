@@ -79,3 +79,59 @@ def _merge(n: float, mean: float, m2: float, v: np.ndarray) -> tuple[float, floa
 def is_photo(ds: Dataset) -> bool:
     """A split that yields uint8 photos (the fixed normalisation applies), not multi-band values."""
     return getattr(ds, "dtype", "uint8") == "uint8"
+
+
+class UnlabelledFiles(Dataset):
+    """Every multi-band file under a folder, in any layout, read as ``RasterSpec`` says; label 0.
+
+    For the statistics of data without labels (``edgecnn data stats FOLDER --bands ...``): a sensor's
+    files that a run will be evaluated on, say. Files with another band count, or that cannot be read,
+    are skipped and counted.
+
+    Raises:
+        UserError: no file in the folder has the band count (one line naming a file, both counts and the bands).
+    """
+
+    def __init__(self, root, spec):
+        from pathlib import Path
+
+        from edgecnn.core.contracts import CACHE_DIR
+        from edgecnn.data import raster as RA
+        from edgecnn.errors import UserError
+
+        root = Path(root).expanduser()
+        self.raster, self.samples, self.skip_reasons = spec, [], {}
+        for path in sorted(root.rglob("*")):
+            parts = path.relative_to(root).parts
+            if path.suffix.lower() not in RA.RASTER_EXTENSIONS or not path.is_file() or \
+                    any(p.startswith(".") or p == CACHE_DIR for p in parts):
+                continue
+            try:
+                h = RA.header(path)
+            except RA.ReadError as e:
+                self.skip_reasons[path] = str(e)
+                continue
+            if h.bands != spec.bands:
+                self.skip_reasons[path] = f"{h.bands} bands but --bands names {spec.bands}: {', '.join(spec.names)}"
+                continue
+            self.samples.append((path, 0))
+        if not self.samples:
+            if self.skip_reasons:
+                path, reason = next(iter(self.skip_reasons.items()))
+                raise UserError(f"{path} has {reason} (none of the {len(self.skip_reasons)} files in {root} can "
+                                f"serve); give the files' bands, in file order")
+            raise UserError(f"{root} holds no {', '.join(sorted(RA.RASTER_EXTENSIONS))} files")
+        self.skipped = list(self.skip_reasons)
+
+    dtype = "float32"
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from edgecnn.data import raster as RA
+
+        try:
+            return torch.from_numpy(RA.read(self.samples[i][0], self.raster)), 0
+        except RA.ReadError:
+            return None

@@ -14,6 +14,9 @@ Everything else is nuisance a classifier has to learn to ignore: the
 shape's position, size and rotation, a textured background with a random
 per-band offset, a smooth illumination field, a small jitter of the
 signature and pixel noise.
+
+``data synth --sensor NAME`` writes another dataset instead: material scenes seen through a sensor's
+bands (``scenes.py``, ``spectra.py``), whose classes are told apart by their spectra alone.
 """
 
 from __future__ import annotations
@@ -267,7 +270,7 @@ class SynthFiles:
 
 def write_synth(
     out: Path, num_classes: int, train_per_class: int, val_per_class: int, image_size: int, seed: int,
-    format: str = "png", bands: int = 3,
+    format: str = "png", bands: int = 3, sensor: str | None = None,
 ) -> dict:
     """Write the synthetic dataset as an ImageNet-mini style folder.
 
@@ -278,12 +281,17 @@ def write_synth(
     ``out/lost.json``). It is written into a sibling ``<out>.tmp-*`` folder and
     renamed at the end, so an interrupted write never leaves a folder that looks complete.
 
+    With ``sensor`` (a ``data.bands`` preset or pick, e.g. ``landsat8`` or ``sentinel2:B04,B03,B02``) the
+    images are instead material scenes seen through that sensor's bands (``data/scenes.py``):
+    reflectance x 10,000, band names and wavelengths in the files' tags and in ``out/sensor.json``,
+    the same scenes for every sensor at one seed; ``bands`` is then unused.
+
     Returns:
         ``{"train": images, "val": images, "classes": num_classes}`` (and ``"lost"`` for tiff).
 
     Raises:
         UserError: ``out`` exists and is not an empty folder, an argument is out of range,
-            or tiff is asked for and rasterio is missing.
+            tiff is asked for and rasterio is missing, or ``sensor`` is not a band list the spectra cover.
     """
     spec = SynthFiles(num_classes, train_per_class, val_per_class, image_size, seed, format, bands)
     out = Path(out)
@@ -293,6 +301,7 @@ def write_synth(
         raise UserError(f"--format {format}: choose png or tiff")
     if format == "png" and bands != 3:
         raise UserError(f"--bands {bands}: PNGs hold RGB; use --format tiff for other band counts")
+    sensor_bands = _sensor_bands(sensor, format) if sensor is not None else None
     if format == "tiff":
         from edgecnn.data.raster import rasterio
 
@@ -305,12 +314,25 @@ def write_synth(
     try:
         lost = {}
         for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+            if sensor_bands is not None:
+                lost |= _write_sensor_split(tmp / split, num_classes, per_class, spec, sensor, sensor_bands)
+                continue
             ds = SynthDataset(num_classes, per_class, image_size, seed, split, bands)
             lost |= _write_split(tmp / split, ds, spec)
         counts = {"train": num_classes * train_per_class, "val": num_classes * val_per_class, "classes": num_classes}
         if format == "tiff":
             (tmp / "lost.json").write_text(json.dumps(lost, indent=1, sort_keys=True))
             counts["lost"] = len(lost)
+        if sensor_bands is not None:
+            from edgecnn.data.scenes import REFLECTANCE_SCALE, material_classes
+            from edgecnn.data.spectra import MATERIALS
+
+            names, shares = material_classes(num_classes)
+            record = {"sensor": sensor, "bands": [b.as_dict() for b in sensor_bands],
+                      "reflectance_scale": 1 / REFLECTANCE_SCALE, "nodata": TIFF_NODATA,
+                      "classes": {name: {m: round(float(w), 4) for m, w in zip(MATERIALS, row) if w > 0}
+                                  for name, row in zip(names, shares)}}
+            (tmp / "sensor.json").write_text(json.dumps(record, indent=1))
         if out.exists():
             out.rmdir()  # empty, checked above; rename cannot replace a folder on every OS
         os.replace(tmp, out)
@@ -344,8 +366,61 @@ def _write_split(folder: Path, ds: SynthDataset, spec: SynthFiles) -> dict[str, 
     return lost
 
 
-def write_geotiff(path: Path, values, nodata: float | None, compress: str = "deflate") -> None:
-    """A GeoTIFF of ``values`` ``[bands, H, W]`` (a 10 m UTM grid: the files look like a sensor's tiles)."""
+def _sensor_bands(sensor: str, format: str) -> list:
+    """The bands of ``--sensor``, checked before any work (one-line errors)."""
+    from edgecnn.core.sensors import resolve_bands
+    from edgecnn.data.spectra import responses
+
+    if format != "tiff":
+        raise UserError(f"--sensor {sensor}: sensor renderings are GeoTIFFs of reflectance; add --format tiff")
+    try:
+        bands = resolve_bands(sensor)
+        responses(bands)  # a thermal band or one without a wavelength fails here, not mid-write
+    except ValueError as e:  # BandError included
+        raise UserError(f"--sensor {sensor}: {e}") from None
+    return bands
+
+
+def _write_sensor_split(folder: Path, num_classes: int, per_class: int, spec: SynthFiles, sensor: str,
+                        bands: list) -> dict[str, int]:
+    """One split of material scenes through ``bands``; lost bands drawn as ``_write_split`` draws them."""
+    from edgecnn.data.scenes import REFLECTANCE_SCALE, Scenes, material_classes
+
+    classes, shares = material_classes(num_classes)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    scenes = Scenes(labels, shares, spec.image_size, spec.seed, folder.name)
+    for name in classes:
+        (folder / name).mkdir(parents=True)
+    width = len(str(len(labels)))
+    gen = torch.Generator().manual_seed(_split_seed(spec.seed, folder.name) + 1)
+    lose = torch.rand(len(labels), generator=gen) < 1 / LOST_EVERY
+    which = torch.randint(0, len(bands), (len(labels),), generator=gen)
+    tags = {"sensor": sensor, "bands": ",".join(b.name for b in bands),
+            "center_nm": ",".join(f"{b.center_nm:g}" for b in bands),
+            "fwhm_nm": ",".join(f"{b.fwhm_nm:g}" if b.fwhm_nm else "" for b in bands),
+            "scale": f"reflectance x {REFLECTANCE_SCALE}"}
+    band_tags = [{"center_nm": f"{b.center_nm:g}", **({"fwhm_nm": f"{b.fwhm_nm:g}"} if b.fwhm_nm else {})}
+                 for b in bands]
+    lost = {}
+    for s, values in scenes.render(bands, sensor):
+        for i, image in zip(range(s.start, s.stop), values):
+            label = int(labels[i])
+            rel = f"{folder.name}/{classes[label]}/{i:0{width}d}.tif"
+            if lose[i]:
+                image[int(which[i])] = TIFF_NODATA
+                lost[rel] = int(which[i])
+            write_geotiff(folder.parent / rel, image, TIFF_NODATA, descriptions=[b.name for b in bands],
+                          tags=tags, band_tags=band_tags)
+    return lost
+
+
+def write_geotiff(path: Path, values, nodata: float | None, compress: str = "deflate",
+                  descriptions: list[str] | None = None, tags: dict | None = None,
+                  band_tags: list[dict] | None = None) -> None:
+    """A GeoTIFF of ``values`` ``[bands, H, W]`` (a 10 m UTM grid: the files look like a sensor's tiles).
+
+    ``descriptions`` name the bands (GDAL band descriptions, what ``gdalinfo`` and QGIS show); ``tags``
+    go on the dataset and ``band_tags[i]`` on band ``i + 1`` (GDAL metadata)."""
     from edgecnn.data.raster import rasterio
 
     rio = rasterio()
@@ -357,3 +432,9 @@ def write_geotiff(path: Path, values, nodata: float | None, compress: str = "def
                "transform": Affine(10, 0, 500000, 0, -10, 5000000)}
     with rio.open(path, "w", **profile) as dst:
         dst.write(values)
+        for i, text in enumerate(descriptions or []):
+            dst.set_band_description(i + 1, text)
+        if tags:
+            dst.update_tags(**tags)
+        for i, t in enumerate(band_tags or []):
+            dst.update_tags(i + 1, **t)
