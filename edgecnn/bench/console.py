@@ -31,16 +31,25 @@ def _pm(value: float | None, low: float | None, high: float | None, ratio: bool 
     return f"{text} ±{max(high - value, value - low):.{digits}f}"
 
 
+# Which figure is which: the table shows two, and only one of them is the one to compare across runs on a
+# shared machine.
+FLOOR_LEGEND = ("median: of every timed call, ± its 95% interval (what this run saw); floor: the lower quartile of "
+                "the round medians, ± its interval: the host's noise moves it least, compare runs with it "
+                "(docs/precision.md)")
+
+
 def print_rows(console, rows: list[dict]) -> None:
     """The table (fits 100 columns), then the device, the notes and the instrument's own figures.
 
-    Every latency is the median with its 95% interval; ``x ref`` is the
+    Two latencies with their intervals: the median of every call and the floor (``FLOOR_LEGEND``); ``x ref`` is the
     ratio to the reference row with its interval, marked ``≈`` where the two
     medians' intervals overlap (the rows cannot be told apart).
     """
     ref = reference(rows)
     ran = [r for r in rows if r["latency_ms_p50"] is not None]
     console.print(_latency_table(rows))
+    if ran:
+        console.print(FLOOR_LEGEND, highlight=False)
     for desc in sorted({r["device_desc"] for r in rows if r["device_desc"]}):
         console.print(f"device: {desc}", highlight=False)
     if ref:
@@ -86,8 +95,8 @@ def _latency_table(rows: list[dict]):
     else:
         how = f"{first['rounds'] or '?'} rounds of ≥{first['min_time_s'] or '?'} s"
     table = Table(title=f"latency on {', '.join(devices)}: {_threads(first['threads'])}, batch {first['batch']}, "
-                        f"{how} (median ±95% interval)", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    for col, just in (("name", "left"), ("p50 ms", "right"), ("p99 ms", "right"), ("x ref", "right"),
+                        f"{how}", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for col, just in (("name", "left"), ("median ms", "right"), ("floor ms", "right"), ("p99 ms", "right"), ("x ref", "right"),
                       ("GMAC/s", "right"), ("peak", "right"), ("RSS MB", "right"), ("size MB", "right"),
                       ("", "left")):
         table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", min_width=len(col),
@@ -96,6 +105,7 @@ def _latency_table(rows: list[dict]):
         same = r.get("distinguishable_from_ref") is False
         table.add_row(
             r["name"], _pm(r["latency_ms_p50"], r.get("latency_ms_p50_ci_low"), r.get("latency_ms_p50_ci_high")),
+            _pm(r.get("latency_ms_floor"), r.get("latency_ms_floor_ci_low"), r.get("latency_ms_floor_ci_high")),
             _ms(r["latency_ms_p99"]),
             _pm(r["ratio_vs_ref"], r.get("ratio_ci_low"), r.get("ratio_ci_high"), ratio=True) + (" ≈" if same else ""),
             f"{r['gmacs_per_s']:.1f}" if r.get("gmacs_per_s") else "-",
