@@ -322,3 +322,33 @@ def test_floor_interval_closes_with_rounds_and_never_excludes_the_floor():
     slowed[rng.permutation(60)[:24]] *= 1.4
     moved = stats.floor_ci(slowed)[0] / stats.floor_ci(many)[0] - 1
     assert 0 <= moved < 0.02 and moved < np.median(slowed) / np.median(many) - 1
+
+
+def test_time_budget_stops_rows_and_says_so(monkeypatch):
+    from edgecnn.bench import api
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    # The rounds get what the budget left: a row still going when it is spent stops by "time budget", not max time.
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=0.01, max_time=600, time_left=0.0)
+    (row,) = _jobs((1.0, 0.3))
+    api._rounds([row], plan, 30)
+    assert row.stopped_by == "time budget" and len(row.rounds) == 1
+    # max_time still applies when it is the smaller limit.
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=0.01, max_time=0.0, time_left=600)
+    (row,) = _jobs((1.0, 0.3))
+    api._rounds([row], plan, 30)
+    assert row.stopped_by == "max time"
+
+
+def test_time_budget_needs_adaptive_rounds():
+    from edgecnn.bench.api import BenchRequest, _check_request
+    from edgecnn.config.schema import BenchStage
+    from edgecnn.errors import UserError
+
+    with pytest.raises(UserError, match="--time-budget 60: a budget for adaptive rounds"):
+        _check_request(BenchRequest(rounds=10, time_budget=60))
+    with pytest.raises(UserError, match="--time-budget 0.5: must be at least 1"):
+        _check_request(BenchRequest(time_budget=0.5))
+    with pytest.raises(ValueError, match="time_budget_s=60 bounds adaptive rounds"):
+        BenchStage(rounds=10, time_budget_s=60)
+    assert BenchStage(time_budget_s=60).time_budget_s == 60

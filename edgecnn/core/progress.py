@@ -14,7 +14,7 @@ Always on stderr: stdout stays the command's own output (its table, or JSON that
     with Progress("export executorch int8") as p:
         p.update("converting")
         ...
-        p.update(f"parity {i}/{n} images")
+        say(f"parity {i}/{n} images")   # from deeper code: updates the innermost open Progress, if any
 
 Only one rich live display may run at a time: do not open one inside another (or inside training's bars).
 """
@@ -27,6 +27,14 @@ import threading
 import time
 
 EVERY_S = 5.0  # plain lines: at most one this often (a CI log gets ~12 lines a minute of a long step)
+_OPEN: list[Progress] = []  # the Progress objects entered and not yet left, innermost last (say() updates it)
+
+
+def say(text: str) -> None:
+    """What the step is doing now, from code that was not handed the Progress (a target's export, parity):
+    updates the innermost open one; nothing when none is open (a library call, a test)."""
+    if _OPEN:
+        _OPEN[-1].update(text)
 
 
 def enabled() -> bool:
@@ -41,21 +49,26 @@ class Progress:
         every_s: plain lines: at most one this often, the first after this long.
         file: where to write (default ``sys.stderr``, looked up on entry so tests can capture it).
         terminal: force the terminal (True) or plain (False) mode; None: ask the stream.
+        show: False: print nothing (a process that is not the main one of several).
     """
 
-    def __init__(self, what: str, every_s: float = EVERY_S, file=None, terminal: bool | None = None):
-        self.what, self.every_s, self.file, self.terminal = what, every_s, file, terminal
+    def __init__(self, what: str, every_s: float = EVERY_S, file=None, terminal: bool | None = None,
+                 show: bool = True):
+        self.what, self.every_s, self.file, self.terminal, self.show = what, every_s, file, terminal, show
         self.text = ""
         self._live = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._outer: Progress | None = None  # opened inside another step: its line shows this one's text
 
     # -- what callers use -------------------------------------------------------------------------
 
     def update(self, text: str) -> None:
         with self._lock:
             self.text = text
+        if self._outer is not None:
+            self._outer.update(f"{self.what}: {text}")
         if self._live is not None:
             self._live.refresh()
 
@@ -71,7 +84,9 @@ class Progress:
 
     def __enter__(self) -> Progress:
         self.t0 = time.monotonic()
-        if not enabled():
+        self._outer = _OPEN[-1] if _OPEN else None
+        _OPEN.append(self)
+        if not (self.show and enabled()) or self._outer is not None:  # inside another step: the outer line shows it
             return self
         file = self.file or sys.stderr
         terminal = self.terminal if self.terminal is not None else _is_terminal(file)
@@ -83,6 +98,8 @@ class Progress:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self in _OPEN:
+            _OPEN.remove(self)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
@@ -101,8 +118,9 @@ class Progress:
             def __rich__(self):
                 return Text(progress.line(), style="dim", no_wrap=True, overflow="ellipsis")
 
-        self._live = Live(_Line(), console=Console(file=file, stderr=file is sys.stderr), refresh_per_second=2,
-                          transient=True, redirect_stdout=True, redirect_stderr=False)
+        # stdout printed meanwhile goes above the line, where stdout is the same terminal (never into a pipe).
+        self._live = Live(_Line(), console=Console(file=file), refresh_per_second=2, transient=True,
+                          redirect_stdout=_is_terminal(sys.stdout), redirect_stderr=False)
         try:
             self._live.start()
         except Exception:  # another live display is running (rich allows one): stay quiet rather than garble it

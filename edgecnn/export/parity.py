@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from edgecnn.core.progress import say
 from edgecnn.data import file_mask
 from edgecnn.export.artifact import Runner
 from edgecnn.models.deployable import Deployable
@@ -34,7 +35,9 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
     cm_artifact = torch.zeros(num_classes, num_classes, dtype=torch.long)
     cm_torch = torch.zeros_like(cm_artifact)
     agree, n, max_diff, sum_diff = 0, 0, 0.0, 0.0
-    for x, y in make_loader(ds, [[i] for i in range(len(ds))], workers, cpu):
+    for i, (x, y) in enumerate(make_loader(ds, [[i] for i in range(len(ds))], workers, cpu)):
+        if i % 50 == 0:
+            say(f"parity: {i}/{len(ds)} validation images through the artifact and PyTorch")
         if len(y) == 0:  # an unreadable image
             continue
         own = file_mask(x)  # a band lost in this file is masked, as eval and predict mask it
