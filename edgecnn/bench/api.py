@@ -615,16 +615,18 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress,
             job.fail(_pip_hint(job.transport, str(e)))
             continue
         _take_ready(job.row, ready, req.wait_cool)
-    for i, job in enumerate(_alive(jobs)):
-        progress.update(f"warming up {i + 1}/{len(_alive(jobs))}: {job.row['name']}")
+    alive = _alive(jobs)
+    for i, job in enumerate(alive):
+        progress.update(f"warming up {i + 1}/{len(alive)}: {job.row['name']}")
         _warm_up(job, plan, req.step_timeout)
     deadline = None
     if req.time_budget is not None:
         deadline = t0 + req.time_budget
         plan = replace(plan, time_left=deadline - time.monotonic() - FINISH_RESERVE_S * len(_alive(jobs)))
     _rounds(jobs, plan, req.step_timeout, progress)
-    for i, job in enumerate(_alive(jobs)):
-        progress.update(f"finishing {i + 1}/{len(_alive(jobs))}: {job.row['name']} (memory, harness overhead)")
+    alive = _alive(jobs)  # finishing a job stops its worker: count them once
+    for i, job in enumerate(alive):
+        progress.update(f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)")
         _finish(job, req, deadline)
 
 
