@@ -34,6 +34,7 @@ from edgecnn.bench.console import print_rows
 from edgecnn.config import Recipe
 from edgecnn.config.schema import QAT_FOR_TARGET
 from edgecnn.core import contracts as C
+from edgecnn.core.progress import Progress
 from edgecnn.errors import UserError
 from edgecnn.export.api import export_run
 from edgecnn.export.artifact import check_sidecar, max_drop_of, read_sidecar
@@ -161,7 +162,7 @@ def _bench_stage(chain: Chain, recipe: Recipe, artifacts: list[Path]) -> None:
         rows = bench(BenchRequest(tuple(artifacts), eager=out if eager else None, device=b.device, threads=b.threads,
                                   warmup=b.warmup, iters=b.iters, rounds=b.rounds, precision=b.precision,
                                   max_time=b.max_time, max_rounds=b.max_rounds, budget_ms=b.budget_ms,
-                                  min_time=b.min_time, cooldown=b.cooldown))
+                                  min_time=b.min_time, cooldown=b.cooldown, time_budget=b.time_budget_s))
         print_rows(chain.console, rows)
         save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
         chain.state["bench"] = stamp
@@ -247,7 +248,9 @@ def _evaluate(run: Path, console: Console) -> None:
     if result.is_file() and result.stat().st_mtime_ns >= _checkpoint(run).stat().st_mtime_ns:
         return
 
-    r = evaluate_any(run)
+    with Progress(f"evaluate {run.name}") as progress:  # tens of seconds for a QAT run's fake-quantized model
+        progress.update("the validation split, with MACs and parameters")
+        r = evaluate_any(run)
     console.print(f"{run}: val accuracy {r['accuracy']:.1%}, F1 {r['f1']:.1%}, {r['macs'] / 1e9:.3f} GMACs, "
                   f"{r['params'] / 1e6:.3f} M params -> {result}", highlight=False)
 

@@ -220,3 +220,135 @@ def test_overhead_check_stops_when_judged_when_noisy_and_when_it_outgrows_the_ro
     api._overhead(short, 30)  # rounds of 10 ms: one 50 ms pass already cost more, so one pass and no interval
     assert short.worker.asked == 1 and short.row["harness_overhead_pct"] == 0.1
     assert short.row["harness_overhead_ci_low"] is None and short.row["harness_overhead_judged"] is False
+
+
+# -- the floor (latency_ms_floor): what survives the host's noise ------------------------------------------------
+# The recorded rounds above come from a busy VM: their spread is mostly the host's noise, so they cannot stand for a
+# quiet machine. The quiet process here is stated instead: the recorded row's level, round-to-round drift of
+# QUIET_SD (AR(1), phi 0.5, as above; about what the quiet Zen 3 benches showed: round medians 4-6% apart over 5-8
+# rounds), calls lognormal 3% around their round's level with one in 100 3x slow. The host's noise is then added on
+# top, never subtracted (Chen and Revels 2016): bursts that slow every call of a round by 5-60% of the level.
+QUIET_SD = 0.02
+FLOOR_SIMS = 100
+NOISE = {  # name: (chance a round starts a burst, chance a burst goes on into the next round)
+    "quiet": (0.0, 0.0),
+    "bursts in 1 round of 4": (0.25, 0.0),
+    "episodes of ~3 rounds": (0.15, 0.6),
+}
+
+
+def _quiet_plus_noise(level: float, start: float, stay: float, rng: np.random.Generator):
+    phi = 0.5
+
+    def draw(n_rounds: int, calls: int, noise: bool = True) -> np.ndarray:
+        z = np.empty(n_rounds)
+        z[0] = rng.normal(0, QUIET_SD)
+        for i in range(1, n_rounds):
+            z[i] = phi * z[i - 1] + rng.normal(0, QUIET_SD * np.sqrt(1 - phi * phi))
+        x = level * np.exp(z)[:, None] * rng.lognormal(0, 0.03, (n_rounds, calls))
+        x = np.where(rng.random(x.shape) < 0.01, 3 * x, x)
+        if noise:
+            burst, on = np.zeros(n_rounds, bool), False
+            for i in range(n_rounds):
+                on = rng.random() < (stay if on else start)
+                burst[i] = on
+            slow = np.where(burst, rng.uniform(0.05, 0.6, n_rounds), 0.0)
+            x = x + level * slow[:, None] * rng.uniform(0.5, 1.5, x.shape)
+        return x
+
+    return draw
+
+
+def floor_simulation(seed: int = 0) -> dict[str, dict]:
+    """Per noise model: how often the floor's interval (at the stopping look, adaptive rounds stopping on the
+    median at +-3%) covers the quiet process's floor, and how often two runs' floors agree within 5%."""
+    level = float(np.median([np.median(r) for r in next(iter(json.loads(RECORDED.read_text())["rows"].values()))]))
+    schedule = stats.looks(MAX_ROUNDS)
+    level_at_look = 1 - stats.look_alpha(len(schedule))
+    out = {}
+    for name, (start, stay) in NOISE.items():
+        rng = np.random.default_rng(seed)
+        draw = _quiet_plus_noise(level, start, stay, rng)
+        quiet = draw(20_000, CALLS, noise=False)
+        truth = float(np.quantile(np.median(quiet, axis=1), stats.FLOOR_Q))  # the quiet machine's floor
+        hits, agree, rounds, medians_apart = 0, 0, [], 0
+        for _ in range(FLOOR_SIMS):
+            floors, p50s = [], []
+            for run in range(2):
+                data = draw(MAX_ROUNDS, CALLS)
+                low, high, r = _one_bench(lambda n, c, d=data: d, schedule, 3.0)
+                value, f_low, f_high = stats.floor_ci(np.median(data[:r], axis=1), level_at_look)
+                floors.append(value)
+                p50s.append(float(np.median(data[:r])))
+                if run == 0:
+                    hits += f_low <= truth <= f_high
+                    rounds.append(r)
+            agree += abs(floors[1] / floors[0] - 1) <= 0.05
+            medians_apart += abs(p50s[1] / p50s[0] - 1) > 0.05
+        out[name] = {"coverage": hits / FLOOR_SIMS, "agree_5pct": agree / FLOOR_SIMS,
+                     "median_apart_5pct": medians_apart / FLOOR_SIMS, "rounds": float(np.mean(rounds)),
+                     "floor_vs_quiet_median": truth / float(np.median(quiet))}
+    return out
+
+
+def test_floor_covers_the_quiet_machine_and_two_runs_agree():
+    """The floor's interval covers the quiet process's floor under additive noise, and two runs' floors agree
+    within 5% (the issue's criterion), where the pooled medians often do not."""
+    result = floor_simulation()
+    for name, r in result.items():
+        print(f"{name}: floor interval covers the quiet floor in {r['coverage']:.0%}, two runs' floors within 5% in "
+              f"{r['agree_5pct']:.0%} (medians more than 5% apart in {r['median_apart_5pct']:.0%}), "
+              f"{r['rounds']:.1f} rounds; quiet floor = {r['floor_vs_quiet_median']:.3f} x quiet median")
+        assert r["coverage"] >= 0.95, (name, r)
+        assert r["agree_5pct"] >= 0.95, (name, r)
+        assert 0.95 < r["floor_vs_quiet_median"] < 1.0  # what it estimates: just below the quiet median
+    # The noise is strong enough to matter: without it the medians agree, with it they often do not.
+    assert result["quiet"]["median_apart_5pct"] < 0.05
+    assert max(r["median_apart_5pct"] for r in result.values()) > 0.1
+
+
+def test_floor_interval_closes_with_rounds_and_never_excludes_the_floor():
+    rng = np.random.default_rng(3)
+    few = np.exp(rng.normal(0, 0.02, 5))
+    many = np.exp(rng.normal(0, 0.02, 60))
+    for medians in (few, many):
+        value, low, high = stats.floor_ci(medians)
+        assert low <= value <= high
+        assert value == pytest.approx(np.quantile(medians, 0.25))
+    # More rounds, narrower interval; noise only raises values, so slowing 40% of the rounds by 40% moves the
+    # floor less than the median, and by less than 2%.
+    assert np.subtract(*stats.floor_ci(many)[2:0:-1]) < np.subtract(*stats.floor_ci(few)[2:0:-1])
+    slowed = many.copy()
+    slowed[rng.permutation(60)[:24]] *= 1.4
+    moved = stats.floor_ci(slowed)[0] / stats.floor_ci(many)[0] - 1
+    assert 0 <= moved < 0.02 and moved < np.median(slowed) / np.median(many) - 1
+
+
+def test_time_budget_stops_rows_and_says_so(monkeypatch):
+    from edgecnn.bench import api
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    # The rounds get what the budget left: a row still going when it is spent stops by "time budget", not max time.
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=0.01, max_time=600, time_left=0.0)
+    (row,) = _jobs((1.0, 0.3))
+    api._rounds([row], plan, 30)
+    assert row.stopped_by == "time budget" and len(row.rounds) == 1
+    # max_time still applies when it is the smaller limit.
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=0.01, max_time=0.0, time_left=600)
+    (row,) = _jobs((1.0, 0.3))
+    api._rounds([row], plan, 30)
+    assert row.stopped_by == "max time"
+
+
+def test_time_budget_needs_adaptive_rounds():
+    from edgecnn.bench.api import BenchRequest, _check_request
+    from edgecnn.config.schema import BenchStage
+    from edgecnn.errors import UserError
+
+    with pytest.raises(UserError, match="--time-budget 60: a budget for adaptive rounds"):
+        _check_request(BenchRequest(rounds=10, time_budget=60))
+    with pytest.raises(UserError, match="--time-budget 0.5: must be at least 1"):
+        _check_request(BenchRequest(time_budget=0.5))
+    with pytest.raises(ValueError, match="time_budget_s=60 bounds adaptive rounds"):
+        BenchStage(rounds=10, time_budget_s=60)
+    assert BenchStage(time_budget_s=60).time_budget_s == 60

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from edgecnn.bench.runner import COOL_WAIT_MAX_S  # a runner may sleep this long
 from edgecnn.bench.transport import Local, open_transport
 from edgecnn.bench.worker import RUNNER, RunnerFailed
 from edgecnn.core.contracts import ARTIFACT_SUFFIXES, run_model_name, sidecar_path
+from edgecnn.core.progress import Progress, eta
 from edgecnn.export.artifact import check_sidecar, read_sidecar
 from edgecnn.files import atomic_write_text
 from edgecnn.core.stats import MIN_ROUNDS, half_width_pct, looks, overlap, ratio_ci, sequential_ci, summarize, \
@@ -89,6 +90,10 @@ OVERHEAD_MIN_PASSES = 3
 OVERHEAD_MAX_PASSES = 8
 OVERHEAD_HALF_PP = 0.5
 THROTTLE_FREQ = 0.9  # a round whose clock is below this share of the maximum counts as throttled
+# A time budget (--time-budget, pipeline.bench.time_budget_s) is the whole bench's: loading and warm-up run first
+# and are measured; the rounds get what is left, less this reserve per row for its finish (one overhead-check
+# pass of about a second, the memory and device questions); the passes after the first stop at the budget.
+FINISH_RESERVE_S = 2.0
 
 
 # -- what to bench ---------------------------------------------------------------------------------
@@ -308,6 +313,8 @@ class BenchRequest:
         timeout: seconds to connect to a device and for each short command there.
         step_timeout: seconds a runner may take to load, plus the base of each round's limit.
         check: also send this many validation images through each artifact on the device (bench/check.py).
+        time_budget: adaptive rounds: seconds for the whole bench, loading to finish; the rounds get what loading
+            and warm-up leave, less ``FINISH_RESERVE_S`` per row (rows that stop early leave theirs to the rest).
     """
 
     artifacts: tuple[Path, ...] = ()
@@ -331,6 +338,7 @@ class BenchRequest:
     timeout: float = 30
     step_timeout: float = 300
     check: int | None = None
+    time_budget: float | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -348,6 +356,7 @@ def bench(req: BenchRequest) -> list[dict]:
             an unreachable device, ``eager`` not a run folder or asked for on a remote device.
     """
     _check_request(req)
+    t0 = time.monotonic()
     paths, sidecars = _read_artifacts(list(req.artifacts), req.eager)
     common = _common_fields(req)
     if req.device.startswith("adb://") or req.runner is not None:  # executor_runner: no Python on the device
@@ -355,11 +364,13 @@ def bench(req: BenchRequest) -> list[dict]:
     else:
         jobs = _jobs(paths, sidecars, req, common)
     try:
-        _measure(jobs, Plan.of(req), req)
+        with Progress("bench") as progress:
+            _measure(jobs, Plan.of(req), req, progress, t0)
     finally:  # no runner process or device folder outlives the bench, whatever happened
         _release(jobs)
     for job in jobs:
         _fill_latencies(job, req)
+        job.row["bench_seconds"] = round(time.monotonic() - t0, 1)
     return finish_rows([j.row for j in jobs])
 
 
@@ -386,7 +397,7 @@ def _common_fields(req: BenchRequest) -> dict:
     return dict(threads=req.threads, batch=req.batch, warmup=req.warmup, iters=req.iters, timestamp=created,
                 edgecnn_version=__version__, min_time_s=None if req.iters is not None else req.min_time,
                 cooldown_s=req.cooldown, precision_target_pct=req.precision if req.adaptive else None,
-                budget_ms=req.budget_ms if req.adaptive else None)
+                budget_ms=req.budget_ms if req.adaptive else None, time_budget_s=req.time_budget)
 
 
 def _jobs(paths: list[Path], sidecars: list[dict], req: BenchRequest, common: dict) -> list[Job]:
@@ -420,7 +431,7 @@ def _check_request(req: BenchRequest) -> None:
     """
     minimum = {"threads": 1, "iters": 1, "warmup": 0, "batch": 1, "rounds": 1, "profile_iters": 1,
                "min_time": 0.001, "cooldown": 0, "precision": 0.01, "max_time": 0, "max_rounds": MIN_ROUNDS,
-               "budget_ms": 1e-9}
+               "budget_ms": 1e-9, "time_budget": 1}
     for key, least in minimum.items():
         value = getattr(req, key)
         if value is not None and value < least:
@@ -437,6 +448,9 @@ def _check_request(req: BenchRequest) -> None:
     if runner is not None and not device.startswith(("adb://", "ssh://")):
         raise UserError(f"--runner is an executor_runner for adb:// and ssh:// devices; --device {device} uses the "
                         "built-in runner: leave --runner out")
+    if req.time_budget is not None and not req.adaptive:
+        raise UserError(f"--time-budget {req.time_budget:g}: a budget for adaptive rounds; with --rounds or --iters "
+                        "the count is fixed: drop one or the other")
     if check is not None and check < 1:
         raise UserError(f"--check {check}: must be at least 1 (images sent through each artifact on the device)")
 
@@ -561,6 +575,7 @@ class Plan:
     precision: float = PRECISION_PCT
     max_time: float = MAX_TIME_S
     budget_ms: float | None = None
+    time_left: float | None = None  # a time budget: seconds the rounds may take (set once warm-up is over)
 
     @classmethod
     def of(cls, req: BenchRequest) -> "Plan":
@@ -583,14 +598,16 @@ class Plan:
         return max(MIN_CALLS, int(self.min_time / (job.call_s or self.min_time)) + 1)
 
 
-def _measure(jobs: list[Job], plan: Plan, req: BenchRequest) -> None:
+def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress, t0: float) -> None:
     """Start, warm up, interleave the rounds, finish; failures land in each job's row.
 
     The one driver of every device: a job's worker is a runner process (local, ssh://) or
     ``adb.ExecutorRunner`` (adb://, ``--runner``); both answer the same messages (``worker.py``).
+    ``t0``: when the bench began (a time budget counts from there).
     """
     load_limit = req.step_timeout + (COOL_WAIT_MAX_S if req.wait_cool is not None else 0)
-    for job in jobs:  # one at a time: loads do not compete, and a failed start costs nothing else
+    for i, job in enumerate(jobs):  # one at a time: loads do not compete, and a failed start costs nothing else
+        progress.update(f"loading {i + 1}/{len(jobs)}: {job.row['name']}")
         try:
             job.worker, job.transport = job.start()
             ready = job.worker.receive(load_limit, "loading")
@@ -598,27 +615,42 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest) -> None:
             job.fail(_pip_hint(job.transport, str(e)))
             continue
         _take_ready(job.row, ready, req.wait_cool)
-    for job in _alive(jobs):
+    alive = _alive(jobs)
+    for i, job in enumerate(alive):
+        progress.update(f"warming up {i + 1}/{len(alive)}: {job.row['name']}")
         _warm_up(job, plan, req.step_timeout)
-    _rounds(jobs, plan, req.step_timeout)
-    for job in _alive(jobs):
-        _finish(job, req)
+    deadline = None
+    if req.time_budget is not None:
+        deadline = t0 + req.time_budget
+        plan = replace(plan, time_left=deadline - time.monotonic() - FINISH_RESERVE_S * len(_alive(jobs)))
+    _rounds(jobs, plan, req.step_timeout, progress)
+    alive = _alive(jobs)  # finishing a job stops its worker: count them once
+    for i, job in enumerate(alive):
+        progress.update(f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)")
+        _finish(job, req, deadline)
 
 
 def _alive(jobs: list[Job]) -> list[Job]:
     return [j for j in jobs if j.worker is not None]
 
 
-def _rounds(jobs: list[Job], plan: Plan, step_timeout: float) -> None:
-    """The interleaved rounds, who goes first rotating; adaptive: each row stops once its look decides it."""
+def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress | None = None) -> None:
+    """The interleaved rounds, who goes first rotating; adaptive: each row stops once its look decides it.
+
+    A row a limit stops says which: ``max rounds``, ``max time``, or ``time budget`` (the smaller of
+    ``max_time`` and the budget's ``time_left`` is the one that applies)."""
     schedule = looks(plan.rounds) if plan.adaptive else []
     t0 = time.monotonic()
+    by_budget = plan.time_left is not None and plan.time_left < plan.max_time
+    max_time = min(plan.max_time, plan.time_left) if plan.time_left is not None else plan.max_time
     for r in range(plan.rounds):
         order = [j for j in _alive(jobs) if j.stopped_by is None]
         if not order:
             return
         order = order[r % len(order):] + order[: r % len(order)]
         for job in order:
+            if progress is not None:
+                progress.update(_round_progress(jobs, plan, r, schedule, time.monotonic() - t0, max_time))
             time.sleep(max(SETTLE_S, plan.cooldown))
             _round(job, plan, r, step_timeout)
         if not plan.adaptive:
@@ -629,8 +661,9 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float) -> None:
                 _look(job, schedule.index(r + 1) + 1, len(schedule))
             for job in going:
                 _judge(job, plan, jobs)
-        limit = "max rounds" if r + 1 >= plan.rounds else "max time" if time.monotonic() - t0 >= plan.max_time \
-            else None
+        limit = "max rounds" if r + 1 >= plan.rounds else None
+        if limit is None and time.monotonic() - t0 >= max_time:
+            limit = "time budget" if by_budget else "max time"
         if limit:
             for job in (j for j in going if j.stopped_by is None):
                 # The last interval is one more look unless this round was one: it spends the share of the
@@ -638,6 +671,32 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float) -> None:
                 job.look = job.look if r + 1 in schedule else (job.look or 0) + 1
                 job.stopped_by = limit
             return
+
+
+def _round_progress(jobs: list[Job], plan: Plan, r: int, schedule: list[int], spent: float,
+                    max_time: float) -> str:
+    """The bench's progress: the round, the time left, and per row its rounds, its ± at the last look and
+    whether it is still going."""
+    per_round = spent / max(1, r) if r else None  # seconds a round of every row still going took so far
+    if plan.adaptive:
+        left = max_time - spent
+        if per_round is not None:
+            left = min(left, per_round * (plan.rounds - r))
+        head = f"round {r + 1} (at most {plan.rounds}), at most {eta(left)} left"
+    else:
+        head = f"round {r + 1}/{plan.rounds}, about {eta(per_round * (plan.rounds - r)) if per_round else '?'} left"
+    lines = [head]
+    width = max(len(j.row["name"]) for j in jobs)
+    for j in jobs:
+        if j.row["error"] is not None:
+            state = "error"
+        else:
+            pm = f"±{(j.ci[2] - j.ci[1]) / 2 / j.ci[0] * 100:.1f}% at round {schedule[j.look - 1]}" \
+                if j.ci and j.look and j.look <= len(schedule) else "± at the first look"
+            state = f"{len(j.rounds)} rounds, {pm if plan.adaptive else ''}".rstrip(", ") + \
+                (f", stopped: {j.stopped_by}" if j.stopped_by else "")
+        lines.append(f"  {j.row['name']:<{width}}  {state}")
+    return "\n".join(lines)
 
 
 def _look(job: Job, look: int, n_looks: int) -> None:
@@ -691,7 +750,7 @@ def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
     job.means_only = job.means_only or bool(answer.get("mean_only"))
 
 
-def _finish(job: Job, req: BenchRequest) -> None:
+def _finish(job: Job, req: BenchRequest, deadline: float | None = None) -> None:
     """Ask a job's worker for what it knows at the end (overhead, memory, device state, profile); stop it.
 
     The overhead check runs in a runner process (executor_runner has no plain loop to compare with), and not
@@ -699,7 +758,7 @@ def _finish(job: Job, req: BenchRequest) -> None:
     """
     profile, profile_iters, step_timeout = req.profile, req.profile_iters, req.step_timeout
     if job.batches and req.budget_ms is None:
-        _overhead(job, step_timeout)
+        _overhead(job, step_timeout, deadline)
     calls = profile_iters + 2 if profile else 0
     try:
         done = job.worker.ask({"cmd": "finish", "overhead_iters": 0, "per": job.per,
@@ -713,7 +772,7 @@ def _finish(job: Job, req: BenchRequest) -> None:
     job.worker = None
 
 
-def _overhead(job: Job, step_timeout: float) -> None:
+def _overhead(job: Job, step_timeout: float, deadline: float | None = None) -> None:
     """The harness-overhead check, adaptive: ABBA passes of eight short blocks until the mean's 95% interval
     is within ``OVERHEAD_HALF_PP`` (judged), or ``OVERHEAD_MAX_PASSES`` ran, or the passes took as long as the
     row's timed rounds (reported, not judged)."""
@@ -723,7 +782,7 @@ def _overhead(job: Job, step_timeout: float) -> None:
     t0 = time.monotonic()
     while len(figures) < OVERHEAD_MAX_PASSES and not (len(figures) >= OVERHEAD_MIN_PASSES
                                                       and half <= OVERHEAD_HALF_PP):
-        if figures and time.monotonic() - t0 >= job.timed_s:
+        if figures and (time.monotonic() - t0 >= job.timed_s or deadline is not None and time.monotonic() >= deadline):
             break
         try:
             answer = job.worker.ask({"cmd": "overhead", "iters": n, "per": job.per}, job.limit(2 * n, step_timeout),
@@ -828,8 +887,9 @@ def _adaptive_fields(job: Job, req: BenchRequest) -> None:
     row = job.row
     half = half_width_pct(row)
     row.update(precision_pct=half, look=job.look, stopped_by=job.stopped_by)
-    if job.stopped_by in ("max time", "max rounds") and half is not None:
-        flag = "--max-time" if job.stopped_by == "max time" else "--max-rounds"
+    if job.stopped_by in ("max time", "max rounds", "time budget") and half is not None:
+        flag = {"max time": "--max-time", "max rounds": "--max-rounds",
+                "time budget": f"the time budget ({req.time_budget:g} s for the bench)"}[job.stopped_by]
         _warn(row, f"stopped by {flag} after {len(job.rounds)} rounds at ±{half:.1f}% "
                    f"(target ±{req.precision:g}%)")
 

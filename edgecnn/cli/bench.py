@@ -27,6 +27,9 @@ def bench(
              "interval: docs/precision.md)", metavar="P")] = 3.0,
     max_time: Annotated[float, typer.Option(help="adaptive rounds: stop every row after this many seconds")] = 300.0,
     max_rounds: Annotated[int, typer.Option(help="adaptive rounds: stop a row after this many rounds")] = 60,
+    time_budget: Annotated[Optional[float], typer.Option(
+        help="adaptive rounds: seconds for the whole bench, loading to finish (the rounds get what loading and "
+             "warm-up leave)", metavar="S")] = None,
     min_time: Annotated[float, typer.Option(help="seconds each round measures at least (without --iters)")] = 1.0,
     cooldown: Annotated[float, typer.Option(help="seconds of pause before each round (lets a board cool)")] = 0.0,
     batch: Annotated[int, typer.Option(help="batch size (artifacts exported for batch 1 take only 1)")] = 1,

@@ -231,6 +231,16 @@ class BenchStage(Section):
     cooldown: float = Field(0.0, ge=0, description="seconds of pause before each round")
     eager: bool = Field(True, description="the run's PyTorch fp32 model as the reference row "
                                           "(on this machine; left out when device is ssh:// or adb://)")
+    time_budget_s: float | None = Field(
+        None, ge=1, description="adaptive rounds: seconds for the whole bench stage, loading to finish; the rounds "
+                                "get what loading and warm-up leave (docs/precision.md); unset: only max_time")
+
+    @model_validator(mode="after")
+    def _budget_needs_adaptive(self) -> BenchStage:
+        if self.time_budget_s is not None and (self.rounds is not None or self.iters is not None):
+            raise ValueError(f"time_budget_s={self.time_budget_s:g} bounds adaptive rounds; with rounds or iters the "
+                             "count is fixed: drop time_budget_s, or rounds/iters")
+        return self
 
 
 class PipelineConfig(Section):

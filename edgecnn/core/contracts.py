@@ -113,7 +113,9 @@ EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_p50_spread_pct", *BOARD_FIELDS
 # The instrument's fields (edgecnn/core/stats.py, bench/peak.py): intervals, how they were obtained, the
 # heat of each round, and how much of the CPU's arithmetic peak the row reached.
 STAT_FIELDS = (
-    "latency_ms_p50_ci_low", "latency_ms_p50_ci_high", "latency_ms_p90_ci_low", "latency_ms_p90_ci_high",
+    "latency_ms_p50_ci_low", "latency_ms_p50_ci_high",
+    # The floor: the lower quartile of the round medians, the figure the host's noise moves least (stats.py).
+    "latency_ms_floor", "latency_ms_floor_ci_low", "latency_ms_floor_ci_high", "latency_ms_p90_ci_low", "latency_ms_p90_ci_high",
     "latency_ms_p99_ci_low", "latency_ms_p99_ci_high", "ratio_ci_low", "ratio_ci_high", "distinguishable_from_ref",
     "indistinguishable_from", "calls", "samples", "calls_per_sample", "ci_method", "percentile_basis", "stat_notes",
     "warmup_calls", "warmup_s", "warmup_settled", "min_time_s", "cooldown_s", "round_temp_c", "round_freq_mhz",
@@ -121,6 +123,8 @@ STAT_FIELDS = (
     "cpu_vendor", "cpu_family", "max_freq_mhz",
     # Adaptive rounds (--precision): the target, the half-width reached, the look it stopped at and why.
     "precision_target_pct", "precision_pct", "look", "stopped_by", "budget_ms",
+    # A time budget for the whole bench (pipeline.bench.time_budget_s, --time-budget): its seconds and use.
+    "time_budget_s", "bench_seconds",
     # The harness-overhead check with its own interval; judged only when that interval is narrow enough.
     "harness_overhead_ci_low", "harness_overhead_ci_high", "harness_overhead_judged",
 )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.core import contracts as C
+from edgecnn.core.progress import Progress, say
 from edgecnn.errors import UserError
 from edgecnn.quantize.calibration import calibration_samples, held_out_images  # noqa: F401
 from edgecnn.export.runtimes import target_module
@@ -81,10 +82,18 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
     """
     module = target_module(target)  # an unknown target fails before anything loads
     _check_request(module, target, int8, calib, max_drop)
-    run = Path(run)
+    # One progress line for the whole export: loading, calibration, conversion, lowering, parity each say so.
+    with Progress(f"export {target} {'int8' if int8 else 'fp32'}") as progress:
+        return _export(module, Path(run), target, int8, channels, calib, out, max_drop, progress)
+
+
+def _export(module, run: Path, target: str, int8: bool, channels: str | None, calib: int, out: Path | None,
+            max_drop: float | None, progress: Progress) -> dict:
+    progress.update(f"loading {run}")
     src = _load(run, target, int8, channels, max_drop)
     calibration = []
     if int8 and src.quantized is None:  # a QAT run brings its own ranges
+        progress.update(f"reading {calib} calibration images")
         calibration = calibration_samples(src.graph, src.train_ds, src.cfg.mean, src.cfg.std, calib,
                                           src.recipe.seed, src.cfg.workers)
 
@@ -93,6 +102,7 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
     path = artifact_path(out, run, name, module.SUFFIX)
     runtime = module.runtime()
     if max_drop is None:
+        progress.update("converting")
         sections, budget = module.export(src.graph, path, int8, calibration, quantized=src.quantized), None
         parity = _parity(module, path, runtime, src)
     else:
@@ -178,6 +188,7 @@ def _parity(module, path: Path, runtime: dict, src: _Source) -> dict:
     """The artifact on the validation split, opened with the runtime itself, configured as later stages run it."""
     from edgecnn.export.parity import measure
 
+    say("parity: loading the artifact with its runtime")
     runner = module.load(path, runtime.get("config"))
     parity = measure(runner, src.graph, src.val_ds, src.cfg.mean, src.cfg.std, len(src.classes), src.cfg.workers)
     if src.quantized is not None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgecnn.export.artifact import Runner, export_failed, temp_names, torch_export
 from edgecnn import backends
+from edgecnn.core.progress import say
 from edgecnn.files import native_stderr_to
 
 NAME = "executorch"
@@ -80,15 +81,19 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     else:
         module = for_xnnpack(graph.module)
         if int8:
+            say(f"quantizing (PT2E, calibrating on {len(calibration)} images)")
             try:
                 module, sections["quantization"] = ptq.pt2e_xnnpack(module, graph.example, calibration,
                                                                     (*graph.keep_float, *KEEP_FLOAT), float_layers)
             except Exception as e:
                 raise export_failed("executorch int8", "quantizing with PT2E (XNNPACKQuantizer)", e) from None
+    say("torch.export")
     program = torch_export(module, graph.example)
     try:
+        say("lowering to XNNPACK")
         edge = et.to_edge_transform_and_lower(program, partitioner=[et.XnnpackPartitioner()])
         sections["delegation"] = delegation_summary(edge.exported_program().graph_module)
+        say("writing the ExecuTorch program")
         buffer = edge.to_executorch().buffer
     except Exception as e:
         raise export_failed("executorch export", "lowering to XNNPACK", e) from None

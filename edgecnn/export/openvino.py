@@ -93,10 +93,13 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     backends.require("openvino", purpose="the openvino target")
     import openvino as ov
 
+    from edgecnn.core.progress import say
     from edgecnn.quantize import ptq
 
+    say("torch.export")
     program = torch_export(graph.module if quantized is None else quantized[0], graph.example)
     try:
+        say("converting to OpenVINO IR")
         model, ignored = _converted(program, float_layers if int8 and quantized is None else ())
     except Exception as e:
         raise export_failed("openvino export", "converting the torch.export program (convert_model)", e) from None
@@ -114,6 +117,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     if quantized is not None:
         sections["quantization"] = quantized[1]
     elif int8:
+        say(f"quantizing (NNCF, calibrating on {len(calibration)} images)")
         try:
             model, sections["quantization"] = ptq.nncf_openvino(model, calibration, ignored, float_layers)
         except Exception as e:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from edgecnn.core.progress import say
 from edgecnn.data import combine_masks, file_mask
 from edgecnn.data.bands import all_subsets, presence_mask, subset_name
 from edgecnn.export.artifact import Runner
@@ -46,7 +47,10 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
     agree, n, max_diff, sum_diff = 0, 0, 0.0, 0.0
     per_subset: dict[str, list[int]] = {}  # name -> [agree, right, images]
     per_group: dict[str, list[int]] = {}
-    for x, y in make_loader(ds, [[i] for i in range(len(ds))], workers, cpu):
+    for i, (x, y) in enumerate(make_loader(ds, [[i] for i in range(len(ds))], workers, cpu)):
+        if i % 50 == 0:
+            say(f"parity: {i}/{len(ds)} validation images through the artifact and PyTorch"
+                + (f", each on {len(subsets)} band subsets" if len(subsets) > 1 else ""))
         if len(y) == 0:  # an unreadable image
             continue
         own = file_mask(x)  # a band lost in this file is masked, as eval and predict mask it

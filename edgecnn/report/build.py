@@ -37,6 +37,8 @@ def build(paths: list[Path], out: Path) -> dict:
     sources = collect(paths)
     rows = build_rows(sources)
     notes = sweep.notes(sweeps) + sources.notes + _gap_notes(rows, sources)
+    if any(r.get("latency_ms_floor") is not None for r in rows):
+        notes.append(tables.FLOOR_NOTE)
     drawn = [sweep.plot(folder, doc) for folder, doc in sweeps] + plots.draw_all(rows, list(sources.runs.values()))
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     sections = tables.section_tables(rows)

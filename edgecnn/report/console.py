@@ -12,7 +12,8 @@ def print_result(console, result: dict) -> None:
     head = result["headline"]
     table = Table(title=f"accuracy vs cost: {len(head['rows'])} results", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)
-    short = {"Accuracy": "Acc", "F1-score": "F1", "p50 (ms)": "p50 ms", "Size (MB)": "MB"}  # 80 columns
+    short = {"Accuracy": "Acc", "F1-score": "F1", "p50 (ms)": "p50 ms", "Floor (ms)": "floor",
+             "Size (MB)": "MB"}  # 80 columns
     for col in head["columns"]:
         # Names and figures are never folded; a long device URL gives way.
         table.add_column(short.get(col, col), justify="left" if col in ("Model", "Role", "Device") else "right",

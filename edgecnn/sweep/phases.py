@@ -13,6 +13,7 @@ from rich.console import Console
 from edgecnn.bench.transport import open_transport
 from edgecnn.config.load import validate_recipe
 from edgecnn.core.contracts import TARGET_MODULE
+from edgecnn.core.progress import Progress
 from edgecnn.errors import UserError
 from edgecnn.files import atomic_write_text
 from edgecnn.pipeline import run as run_pipeline
@@ -299,7 +300,10 @@ def _probe(v: Variant, grid: Grid, out: Path, bench: dict, console: Console) -> 
     t0 = time.perf_counter()
     try:
         _write_random_run(recipe, folder)
-        run_pipeline(recipe, folder, console=_quiet())
+        # The probe's own output is quiet; its exports' and bench's progress show on this line instead.
+        with Progress(f"latency probe {v.name}") as progress:
+            progress.update(f"{len(needed)} candidates: export, then bench")
+            run_pipeline(recipe, folder, console=_quiet())
     except UserError as e:
         result["error"] = " ".join(e.lines)
         console.print(f"[red]{v.name}: latency probe failed: {result['error']}[/]")

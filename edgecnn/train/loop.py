@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from edgecnn.config import Recipe, dump_recipe
 from edgecnn.core import contracts as C
+from edgecnn.core import progress as P
 from edgecnn.errors import UserError
 from edgecnn.models.deployable import forward  # noqa: F401 (the masked call; used below and by bench.training)
 from edgecnn.train import run as R
@@ -315,21 +316,27 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
     log = net = None
     try:
         _setup_ranks(out, recipe, resume, dist)
-        data = _setup_data(recipe, device)
-        recipe = steps.recipe = data.recipe
-        state = _resume_state(out, data.classes, tc.epochs) if resume else None
-        if state is not None and state[C.CKPT_EPOCH] >= tc.epochs:
-            console.print(f"[green]{out} is already finished ({state[C.CKPT_EPOCH]} epochs); nothing to do.[/]")
-            return list(state[C.CKPT_HISTORY])
-        model = steps.setup_model(data.classes, data.train, state).to(device)
-        if tc.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        opts = _setup_optimizer(model, recipe, steps, state)
-        net = _setup_net(model, device, dist, tc.compile)
-        if dist.main:
-            log = _setup_run_folder(out, recipe, steps, device, dist, data, console, opts.start if resume else None)
-            if data.stats is not None:
-                atomic_write_text(out / C.DATA_STATS, json.dumps(data.stats, indent=2))
+        # Reading the data and (QAT) preparing the quantized graph can take a minute before the first bar:
+        # a progress line says which (stderr; only the main process).
+        with P.Progress("train setup", show=dist.main) as setup:
+            setup.update("reading the data")
+            data = _setup_data(recipe, device)
+            recipe = steps.recipe = data.recipe
+            state = _resume_state(out, data.classes, tc.epochs) if resume else None
+            if state is not None and state[C.CKPT_EPOCH] >= tc.epochs:
+                console.print(f"[green]{out} is already finished ({state[C.CKPT_EPOCH]} epochs); nothing to do.[/]")
+                return list(state[C.CKPT_HISTORY])
+            setup.update("building the model" if type(steps) is Steps else "building the model (QAT: preparing "
+                         "the quantized graph)")
+            model = steps.setup_model(data.classes, data.train, state).to(device)
+            if tc.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            opts = _setup_optimizer(model, recipe, steps, state)
+            net = _setup_net(model, device, dist, tc.compile)
+            if dist.main:
+                log = _setup_run_folder(out, recipe, steps, device, dist, data, console, opts.start if resume else None)
+                if data.stats is not None:
+                    atomic_write_text(out / C.DATA_STATS, json.dumps(data.stats, indent=2))
         ranks = f" x {dist.world} processes" if dist.active else ""
         console.print(f"{steps.banner} on {device}{ranks}: {len(data.train)} train / "
                       f"{len(data.val)} val images, {len(data.classes)} classes -> {out}")
