@@ -34,14 +34,14 @@ def _num_classes(recipe, run: Path | None) -> int:
 def _subset_costs(model, bands: list[str], size: int) -> dict:
     """MACs per band subset for band-aware models: with the mask as input, and
     folded into a plain convolution over the present bands where that is exact."""
-    from edgecnn.data.bands import all_subsets, presence_mask, subset_name
+    from edgecnn.data.bands import judged_subsets, presence_mask, subset_name
     from edgecnn.models.dynamic_conv import band_stem, folded_model
     from edgecnn.models.stats import measure_cost
 
     if band_stem(model) is None:
         return {}
     out = {}
-    for s in all_subsets(bands):
+    for s in judged_subsets(bands):
         mask = presence_mask(s, bands)
         entry = {"macs": measure_cost(model, size, len(bands), mask).macs}
         if band_stem(model).attention_mode == "mask":

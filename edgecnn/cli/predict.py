@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,11 +12,13 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, any mode; GeoTIFF, JPEG2000 or .npy for an artifact trained on multi-band files)")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="classes shown per image")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON list, one object per image")] = False,
+    mask: Annotated[Optional[str], typer.Option(help="mask-input artifacts: one 0/1 per band, e.g. 1,1,0,1; "
+                                                "bands marked 0 are treated as lost")] = None,
 ) -> None:
     """Classify image files with an exported model, run by its own runtime (preprocessing from its sidecar)."""
     from edgecnn.export.predict import predict as run_predict
 
-    results = run_predict(artifact, images, top_k)
+    results = run_predict(artifact, images, top_k, mask)
     if json_out:
         print(json.dumps(results, indent=2))
         return

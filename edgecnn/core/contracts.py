@@ -38,6 +38,7 @@ CKPT_CLASSES = "classes"
 CKPT_BEST_ACCURACY = "best_accuracy"
 CKPT_BANDS = "bands"
 CKPT_QAT = "qat"
+CKPT_MODEL_NAME = "model_name"  # the registry name the weights were trained as (since the band edge model)
 CKPT_PRUNED_FROM = "pruned_from"  # only in a pruned run's best.pt (edgecnn prune)
 
 # -- artifacts (edgecnn export) ---------------------------------------------------------------------

@@ -85,6 +85,19 @@ def all_subsets(bands: list[str]) -> list[list[str]]:
     return [list(c) for size in range(len(bands), 0, -1) for c in itertools.combinations(bands, size)]
 
 
+# Up to 4 bands every subset is judged (15 of them); beyond, 2^n - 1 subsets (1023 for Sentinel-2's
+# 10) cost too much per epoch and per artifact, so the judged ones are the telling cases.
+EVERY_SUBSET_UP_TO = 4
+
+
+def judged_subsets(bands: list[str]) -> list[list[str]]:
+    """The subsets that training, eval and parity report: every one up to ``EVERY_SUBSET_UP_TO``
+    bands; beyond, all bands, each band lost alone, and each band alone (``2n + 1``)."""
+    if len(bands) <= EVERY_SUBSET_UP_TO:
+        return all_subsets(bands)
+    return [list(bands)] + [[b for b in bands if b != lost] for lost in bands] + [[b] for b in bands]
+
+
 def subset_name(subset: list[str], bands: list[str]) -> str:
     """The name ``parse_subset`` reads back: ``"RG"``, or ``"R,G,NIR"`` when a band name is longer than one letter.
 

@@ -7,6 +7,8 @@ Band features are judged per band subset, never on all bands alone: a
 mask-input artifact (one file for every subset) is run on every subset of the
 validation images (``per_subset``), and every artifact's agreement is also
 given per group of files that lost the same bands themselves (``per_file_group``).
+Beyond four bands the judged subsets are ``data.bands.judged_subsets``' (all, each band
+lost alone, each band alone).
 ``min_subset_agreement`` is the worst subset's.
 """
 
@@ -17,7 +19,7 @@ from torch.utils.data import Dataset
 
 from edgecnn.core.progress import say
 from edgecnn.data import combine_masks, file_mask
-from edgecnn.data.bands import all_subsets, presence_mask, subset_name
+from edgecnn.data.bands import judged_subsets, presence_mask, subset_name
 from edgecnn.export.artifact import Runner
 from edgecnn.models.deployable import Deployable
 from edgecnn.train.loop import make_loader, prepare
@@ -41,7 +43,7 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
     cpu = torch.device("cpu")
     bands = graph.bands
     # A mask-input artifact meets every subset in deployment; others have one fixed input.
-    subsets = all_subsets(bands) if graph.mask_input else [None]
+    subsets = judged_subsets(bands) if graph.mask_input else [None]
     cm_artifact = torch.zeros(num_classes, num_classes, dtype=torch.long)
     cm_torch = torch.zeros_like(cm_artifact)
     agree, n, max_diff, sum_diff = 0, 0, 0.0, 0.0
@@ -56,16 +58,19 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
         own = file_mask(x)  # a band lost in this file is masked, as eval and predict mask it
         group = ",".join(b for b, m in zip(bands, [1] * len(bands) if own is None else own[0].tolist()) if m)
         x = prepare(x, cpu, mean, std)
-        for subset in subsets:
-            mask = None if own is None else own[0]
-            if subset is not None:  # this subset, never bringing back a band the file lost
-                mask = combine_masks(presence_mask(subset, bands), own).reshape(len(bands))
-            expected = graph.reference(x, mask)
+        masks = [None if own is None else own[0]]
+        if graph.mask_input:  # each subset, never bringing back a band the file lost
+            masks = [combine_masks(presence_mask(s, bands), own).reshape(len(bands)) for s in subsets]
+        # PyTorch once per image for every subset (eval mode: a batch changes nothing); the artifact
+        # has a static batch of one.
+        reference = graph.reference(x.expand(len(masks), *x.shape[1:]), None if masks[0] is None
+                                    else torch.stack(masks)) if graph.mask_input else graph.reference(x, masks[0])
+        for j, (subset, mask) in enumerate(zip(subsets, masks)):
+            expected = reference[j : j + 1]
             got = torch.from_numpy(run([t.numpy() for t in graph.inputs_for(x, mask)])).reshape(expected.shape)
             same = int((got.argmax(1) == expected.argmax(1)).sum())
             right = int((got.argmax(1) == y).sum())
-            name = "all" if subset is None else subset_name(subset, bands)
-            _add(per_subset, name, same, right, len(y))
+            _add(per_subset, "all" if subset is None else subset_name(subset, bands), same, right, len(y))
             if subset is None or len(subset) == len(bands):  # the artifact's own input: the headline figures
                 diff = (got - expected).abs()
                 max_diff, sum_diff = max(max_diff, float(diff.max())), sum_diff + float(diff.mean())

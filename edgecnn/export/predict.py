@@ -105,13 +105,36 @@ def _raster_inputs(path: Path, sidecar: dict, names: list[str]) -> list[np.ndarr
     return [x[:, [bands.index(b) for b in sidecar["input_bands"]]].contiguous().numpy()]
 
 
-def predict(artifact: Path, images: list[Path], top_k: int = 5) -> list[dict]:
+def _user_mask(mask: str | None, sidecar: dict, artifact: Path) -> np.ndarray | None:
+    """``--mask 1,1,0,1`` as floats, checked against the artifact (a band marked 0 is treated as lost).
+
+    Raises:
+        UserError: not 0/1 values, the wrong count, or an artifact without a mask input.
+    """
+    if mask is None:
+        return None
+    bands = list(sidecar["bands"])
+    if "mask" not in [i["name"] for i in sidecar["inputs"]]:
+        raise UserError(f"--mask: {artifact} takes fixed bands ({','.join(sidecar['input_bands'])}), no presence "
+                        "mask; use an artifact exported without --channels (a band-aware model's mask input)")
+    values = [v.strip() for v in mask.split(",")]
+    if len(values) != len(bands) or any(v not in ("0", "1") for v in values):
+        raise UserError(f"--mask {mask}: give {len(bands)} values of 0 or 1, one per band of the artifact "
+                        f"({','.join(bands)}), e.g. --mask {','.join(['1'] * (len(bands) - 1) + ['0'])}")
+    if not any(v == "1" for v in values):
+        raise UserError(f"--mask {mask}: at least one band must be present")
+    return np.array([float(v) for v in values], dtype=np.float32)
+
+
+def predict(artifact: Path, images: list[Path], top_k: int = 5, mask: str | None = None) -> list[dict]:
     """Classify image files with an exported artifact, through the artifact's runtime.
 
     Args:
         artifact: a ``.pte``, ``.xml`` or ``.onnx`` written by ``edgecnn export``, with its sidecar.
         images: image files (any format and mode Pillow reads).
         top_k: classes reported per image, most probable first.
+        mask: for a mask-input artifact, ``"1,1,0,1"``: bands marked 0 are treated as lost (zeroed,
+            0 in the mask) on top of the bands each file lost itself.
 
     Returns:
         One record per image: ``image``, ``class`` and ``probability`` of the top class,
@@ -126,11 +149,14 @@ def predict(artifact: Path, images: list[Path], top_k: int = 5) -> list[dict]:
     if not images:
         raise UserError("no image files given; pass one or more after the artifact")
     run, sidecar = load_artifact(artifact)
+    user = _user_mask(mask, sidecar, Path(artifact))
     classes = list(sidecar["classes"])
     # Decode every image before running any: a bad file fails the command at once.
     inputs = [(Path(p), _inputs(Path(p), sidecar, Path(artifact))) for p in images]
     results = []
     for path, feed in inputs:
+        if user is not None:  # never brings back a band the file lost: the masks multiply
+            feed = [feed[0] * user[None, :, None, None], feed[1] * user]
         logits = np.asarray(run(feed), dtype=np.float64).reshape(-1)
         if logits.shape[0] != len(classes):
             raise UserError(f"{artifact} gives {logits.shape[0]} outputs but its sidecar lists {len(classes)} "

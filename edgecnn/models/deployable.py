@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from edgecnn.data.bands import all_subsets, parse_subset, presence_mask, subset_name
+from edgecnn.data.bands import judged_subsets, parse_subset, presence_mask, subset_name
 from edgecnn.models.dynamic_conv import StemGains, band_stem, folded_model, static_model
 from edgecnn.models.registry import takes_mask
 
@@ -145,7 +145,7 @@ class Deployable:
         the activations of other subsets (the stem rescales by bands/present).
         """
         if self.mask_input:
-            subsets = all_subsets(self.bands)
+            subsets = judged_subsets(self.bands)
             return self.inputs_for(x, presence_mask(subsets[i % len(subsets)], self.bands))
         return self.inputs_for(x)
 

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgecnn.data.bands import all_subsets, presence_mask, subset_name
+from edgecnn.data.bands import judged_subsets, presence_mask, subset_name
 from edgecnn.errors import UserError
 from edgecnn.models.surgery import swap
 
@@ -333,7 +333,7 @@ def kernel_usage(stem: DynamicConv2D, x: Tensor, bands: list[str]) -> dict[str, 
         raise UserError(f"kernel_usage: the stem has {stem.bands} bands but bands lists {len(bands)} ({', '.join(bands)})")
     return {
         subset_name(subset, bands): stem.attention_weights(x, presence_mask(subset, bands).to(x)).mean(dim=0)
-        for subset in all_subsets(bands)
+        for subset in judged_subsets(bands)
     }
 
 

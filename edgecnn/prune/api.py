@@ -24,7 +24,7 @@ from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text, save_checkpoint
 from edgecnn.train.loop import EvalSettings, evaluate_subsets, prepare
 from edgecnn.data import build_datasets, collate
-from edgecnn.data.bands import all_subsets, presence_mask, subset_name
+from edgecnn.data.bands import judged_subsets, presence_mask, subset_name
 from edgecnn.models.dynamic_conv import band_stem, kernel_usage, kernels_to_keep
 
 
@@ -51,7 +51,7 @@ def prune_run(run: Path, out: Path | None = None, min_share: float = 0.05, image
     usage, n = _attention(model, train_ds, cfg, images)
     keep = kernels_to_keep(usage, min_share)
 
-    subsets = all_subsets(bands)
+    subsets = judged_subsets(bands)
     kw = dict(how=EvalSettings(batch_size=recipe.train.batch_size, workers=cfg.workers, device=torch.device("cpu")))
     before = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, bands, subsets, **kw)
     band_stem(model).prune(keep)
@@ -116,7 +116,8 @@ def _write_pruned(run: Path, out: Path, recipe, model, classes: list[str], state
         "name": out.name, "model": recipe.model.model_copy(update={"num_kernels": kernels})})
     out.mkdir(parents=True, exist_ok=True)
     # Only best.pt: with no optimizer state a pruned run is for eval and export, not for --resume.
-    save_checkpoint(out / R.BEST, {C.CKPT_MODEL: model.state_dict(), C.CKPT_CLASSES: classes,
+    save_checkpoint(out / R.BEST, {C.CKPT_MODEL: model.state_dict(), C.CKPT_MODEL_NAME: recipe.model.name,
+                                   C.CKPT_CLASSES: classes,
                                    C.CKPT_EPOCH: state[C.CKPT_EPOCH], C.CKPT_HISTORY: state.get(C.CKPT_HISTORY, []),
                                    C.CKPT_BANDS: recipe.data.bands, C.CKPT_PRUNED_FROM: str(run)})
     for name in (R.ENV, R.METRICS):

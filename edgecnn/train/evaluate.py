@@ -13,7 +13,7 @@ from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
 from edgecnn.train.loop import EvalSettings, evaluate, evaluate_subsets, is_band_robust, own_subsets
 from edgecnn.data import build_datasets
-from edgecnn.data.bands import all_subsets, parse_subset, presence_mask
+from edgecnn.data.bands import judged_subsets, parse_subset, presence_mask
 from edgecnn.models.registry import takes_mask
 from edgecnn.models.stats import measure_cost
 from rich.table import Table
@@ -94,9 +94,9 @@ def _subsets(channels: str | None, recipe, model) -> list[list[str]]:
     """The band subsets ``channels`` asks for (``None``: every subset for band-robust runs, else none)."""
     bands = recipe.data.bands
     if channels is None:
-        return all_subsets(bands) if is_band_robust(recipe, model) else []
+        return judged_subsets(bands) if is_band_robust(recipe, model) else []
     if channels.strip().lower() == "all":
-        return all_subsets(bands)
+        return judged_subsets(bands)
     return [parse_subset(channels, bands)]
 
 

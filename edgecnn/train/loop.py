@@ -47,7 +47,7 @@ from edgecnn.train import dist as D
 from edgecnn.train.metrics import confusion, summarize
 from edgecnn.data import Augment, build_datasets, collate, combine_masks, file_mask, normalize
 from edgecnn.data.stats import PHOTO_MEAN, PHOTO_STD, band_stats, is_photo
-from edgecnn.data.bands import all_subsets, presence_mask, sample_subset_mask, sample_subset_masks, subset_name
+from edgecnn.data.bands import judged_subsets, presence_mask, sample_subset_mask, sample_subset_masks, subset_name
 from edgecnn.models.registry import takes_mask
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -578,7 +578,8 @@ def _save_epoch(out: Path, ctx: EpochLoop, steps: Steps, record: EpochRecord) ->
         C.CKPT_MODEL: model.state_dict(), C.CKPT_OPTIMIZER: opt.state_dict(), C.CKPT_SCHEDULER: sched.state_dict(),
         C.CKPT_GENERATOR: gen.get_state(), C.CKPT_TORCH_RNG: torch.get_rng_state(),
         C.CKPT_EPOCH: epoch, C.CKPT_HISTORY: history, C.CKPT_CLASSES: classes,
-        C.CKPT_BEST_ACCURACY: best, C.CKPT_BANDS: recipe.data.bands, **steps.checkpoint_extra(model),
+        C.CKPT_BEST_ACCURACY: best, C.CKPT_BANDS: recipe.data.bands, C.CKPT_MODEL_NAME: recipe.model.name,
+        **steps.checkpoint_extra(model),
     }
     # best first: a kill between the two writes then never leaves a
     # "last" that is newer than a best it should have replaced.
@@ -661,7 +662,7 @@ def _validate(model: nn.Module, val_ds: Dataset, num_classes: int, recipe: Recip
     row = {f"val_{k}": round(val[k], 6) for k in ("loss", "accuracy", "precision", "recall", "f1")}
     if robust:  # every subset, every epoch: the point of these runs is all of them
         per_subset = evaluate_subsets(model, val_ds, num_classes, cfg.mean, cfg.std, cfg.bands,
-                                      all_subsets(cfg.bands)[1:], **kw)
+                                      judged_subsets(cfg.bands)[1:], **kw)
         accs = [val["accuracy"]] + [m["accuracy"] for m in per_subset.values()]
         row |= {f"val_accuracy_{name}": round(m["accuracy"], 6) for name, m in per_subset.items()}
         row["val_accuracy_subset_mean"] = round(sum(accs) / len(accs), 6)

@@ -19,7 +19,7 @@ from edgecnn.config.load import safe_load, validate_recipe
 from edgecnn.errors import UserError
 from edgecnn.train.checkpoint import load_checkpoint
 
-from edgecnn.core.contracts import CKPT_CLASSES, CKPT_MODEL
+from edgecnn.core.contracts import CKPT_CLASSES, CKPT_MODEL, CKPT_MODEL_NAME
 from edgecnn.core.contracts import BEST, ENV, EVAL, LAST, LOG, METRICS, RECIPE, is_run  # noqa: F401 (re-exported)
 from edgecnn.models import build_model
 
@@ -67,13 +67,32 @@ def load_trained(run: Path, which: str = "best") -> tuple[Recipe, nn.Module, lis
     state = load_checkpoint(path)
     classes = list(state[CKPT_CLASSES])
     model = build_for_recipe(recipe, len(classes))
-    try:
-        model.load_state_dict(state[CKPT_MODEL])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise UserError(f"{path}: weights do not fit the model in {run / RECIPE} ({first})") from None
+    load_weights(model, state, path, recipe.model.name, run / RECIPE)
     model.eval()
     return recipe, model, classes, state
+
+
+def load_weights(model: nn.Module, state: dict, path: Path, name: str, recipe_path: Path) -> None:
+    """``model.load_state_dict`` of a checkpoint, refused in one line that names both models when they differ.
+
+    Raises:
+        UserError: the checkpoint was trained as another model, or its weights do not fit.
+    """
+    trained_as = state.get(CKPT_MODEL_NAME)
+    if trained_as is not None and trained_as != name:
+        raise UserError(f"{path} holds a {trained_as} but {recipe_path} builds a {name}; point at the run "
+                        f"folder the checkpoint came from, or set model.name: {trained_as}")
+    try:
+        model.load_state_dict(state[CKPT_MODEL])
+    except RuntimeError:
+        have, want = set(state[CKPT_MODEL]), set(model.state_dict())
+        missing, unexpected = sorted(want - have), sorted(have - want)
+        what = "; ".join(part for part in (
+            f"{len(missing)} weights missing (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} not in the model (e.g. {unexpected[0]})" if unexpected else "",
+        ) if part) or "tensor shapes differ (another band count, class count or model size)"
+        raise UserError(f"{path}: weights do not fit the {name} that {recipe_path} builds ({what}); "
+                        "it holds another model's checkpoint: point at the run folder it came from") from None
 
 
 def pick_device(name: str) -> torch.device:
