@@ -35,6 +35,17 @@ class ConvBlock(nn.Sequential):
         return x
 
 
+class Features(nn.Sequential):
+    """The ConvBlocks in order; ``mask`` goes to the first (its convolution may be a DynamicConv2D)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        first, *rest = self
+        x = first(x, mask)
+        for block in rest:
+            x = block(x)
+        return x
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over spatial positions, residual, then LayerNorm.
 
@@ -98,7 +109,7 @@ class CNNAttention(nn.Module):
     ):
         super().__init__()
         chans = (in_chans, *widths)
-        self.features = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(chans, chans[1:])])
+        self.features = Features(*[ConvBlock(a, b) for a, b in zip(chans, chans[1:])])
         self.attention = SelfAttention(widths[-1], heads) if heads else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -106,9 +117,5 @@ class CNNAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits; ``mask`` (band presence) only for a DynamicConv2D first block (``with_dynamic_stem``)."""
-        first, *rest = self.features
-        x = first(x, mask)
-        for block in rest:
-            x = block(x)
-        x = self.attention(x)
+        x = self.attention(self.features(x, mask))
         return self.head(self.dropout(self.pool(x).flatten(1)))
