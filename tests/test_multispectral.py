@@ -18,6 +18,7 @@ from PIL import Image
 
 from edgecnn.config.schema import DataConfig
 from edgecnn.data import build_datasets, combine_masks, file_mask, load_image
+from edgecnn.data.bands import all_subsets, subset_name
 from edgecnn.data import raster as RA
 from edgecnn.data.cache import CachedFolder
 from edgecnn.data.folder import ImageFolder, needs_raster
@@ -248,7 +249,7 @@ MS_TINY = [
     "data.image_size=16", "model.layers=[1,1,1,1]", "train.epochs=2", "train.batch_size=8", "train.threads=1",
     "pipeline.export=[{target: executorch}, {target: executorch, int8: ptq}, {target: openvino, int8: ptq}]",
     "pipeline.calib=8", "pipeline.bench.iters=4", "pipeline.bench.warmup=1", "pipeline.bench.rounds=2",
-    "pipeline.bench.threads=1", "pipeline.bench.eager=false",
+    "pipeline.bench.threads=1", "pipeline.bench.eager=false", "pipeline.bench.time_budget_s=null",
 ]
 
 
@@ -275,12 +276,16 @@ def test_multispectral_chain_and_predict_on_a_lost_band(ms_chain):
     assert "R,G,B" in ev["subsets"] and ev["file_subsets"]  # artificial subsets, and the files' own
     stats = json.loads((out / "data_stats.json").read_text())
     assert len(stats["mean"]) == 4 and stats["mean"][0] > 100  # file values, not 0..1
-    fp32 = out / "export" / "resnet34_dynconv_mask-executorch-fp32.pte"
-    for name in (fp32.name, "resnet34_dynconv_mask-executorch-int8.pte", "resnet34_dynconv_mask-openvino-int8.xml"):
+    fp32 = out / "export" / "cnn_attn_dynconv_mask-executorch-fp32.pte"
+    for name in (fp32.name, "cnn_attn_dynconv_mask-executorch-int8.pte", "cnn_attn_dynconv_mask-openvino-int8.xml"):
         side = json.loads((out / "export" / f"{name}.json").read_text())
         assert [i["name"] for i in side["inputs"]] == ["image", "mask"]
         assert side["normalization"]["reader"] == "raster" and side["normalization"]["mean"] == stats["mean"]
         assert side["parity"]["top1_agreement"] >= 0.9, name
+        assert set(side["parity"]["per_subset"]) == {subset_name(s, BANDS) for s in all_subsets(BANDS)}, name
+        assert side["parity"]["per_file_group"], name  # the files' own lost-band groups
+    delegation = json.loads((out / "export" / "cnn_attn_dynconv_mask-executorch-int8.pte.json").read_text())
+    assert delegation["delegation"]["ops_outside"] == {}  # the mask-input artifact runs inside XNNPACK
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert rows and all(r["error"] is None for r in rows)
 

@@ -1,82 +1,118 @@
-"""Reproduce the band-robustness comparison (issue: DynamicConv2D) with one command.
+"""The band-robust models side by side on the same files: accuracy per band subset and per lost-band group,
+params, MACs, INT8 size and INT8 latency.
 
-    python tools/band_table.py [--out runs/bands] [overrides...]
+    python tools/band_table.py [--recipe recipes/quickstart_multispectral.yaml] [--out runs/bands] [overrides...]
 
-Trains, on the same data and budget (recipes/quickstart_dynconv.yaml plus any
-overrides you give):
-
-1. plain ResNet-34 on full RGB, evaluated with missing bands zero-filled;
-2. plain ResNet-34 trained on random band subsets, zero-filled;
-3. the paper-faithful DynamicConv2D (attention from image and mask);
-4. the deployment DynamicConv2D (attention from the mask only: foldable);
-5. that model after `edgecnn prune`.
-
-then prints one table with MACs and parameters at 96x96 (the paper's Task A
-size) and the accuracy on every band subset. Runs that already exist are
-reused, so an interrupted table resumes. Uses only the edgecnn CLI.
+Trains (or reuses, resuming an interrupted one) one run per model on the recipe's data with the same
+budget (``resnet34_dynconv_mask``, the paper's backbone, and ``cnn_attn_dynconv_mask``, the edge model),
+evaluates each on every band subset and on each group of validation files that lost the same bands
+themselves, exports each as one ExecuTorch INT8 artifact with the mask input (every subset), and
+benches the two artifacts in one ``edgecnn bench`` run (ratios measured together mean something on a
+shared machine). Prints a Markdown table stamped with the CPU, the commit and the versions. Uses only
+the edgecnn CLI.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
-RECIPE = "recipes/quickstart_dynconv.yaml"
-ROWS = [
-    # (run name, label, overrides)
-    ("resnet34_rgb", "ResNet-34, trained on RGB, zero-fill", ["model.name=resnet34", "train.band_subsets=none"]),
-    ("resnet34_subsets", "ResNet-34, band-subset training, zero-fill", ["model.name=resnet34"]),
-    ("dynconv", "DynamicConv2D (paper: input attention)", ["model.name=resnet34_dynconv"]),
-    ("dynconv_mask", "DynamicConv2D (mask attention, foldable)", ["model.name=resnet34_dynconv_mask"]),
-]
+MODELS = ("resnet34_dynconv_mask", "cnn_attn_dynconv_mask")
 
 
 def edgecnn(*args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        sys.exit(f"edgecnn {' '.join(args)} failed:\n{proc.stderr}")
+        sys.exit(f"edgecnn {' '.join(args)} failed:\n{proc.stderr.strip()[-2000:]}")
     return proc.stdout
+
+
+def cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return (proc.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="recipes/quickstart_multispectral.yaml")
     ap.add_argument("--out", type=Path, default=Path("runs/bands"))
+    ap.add_argument("--bench-budget", type=float, default=60.0, help="seconds for the bench of both artifacts")
     ap.add_argument("overrides", nargs="*", help="dotted.key=value applied to every run")
     args = ap.parse_args()
-    table = []
-    for name, label, overrides in ROWS + [("dynconv_mask_pruned", "  ... pruned (edgecnn prune --min-share 0.15)", None)]:
-        run = args.out / name
-        if overrides is not None:  # --resume finishes an interrupted run and is a no-op on a finished one
-            resume = ["--resume"] if (run / "last.pt").exists() else []
-            print(f"training {name} ...", flush=True)
-            edgecnn("train", RECIPE, *overrides, *args.overrides, f"name={name}", "--out", str(run), *resume)
-        elif not (run / "prune.json").exists():
-            print("pruning ...", flush=True)
-            # 0.15: drops the sets that no subset gives more than 15% of its attention
-            # (the default 0.05 keeps every set of this model); prune.json has the shares.
-            edgecnn("prune", str(args.out / "dynconv_mask"), "--out", str(run), "--min-share", "0.15")
-        ev = json.loads(edgecnn("eval", str(run), "--channels", "all", "--json"))
-        info = json.loads(edgecnn("info", str(run), "--input-size", "96", "--json"))
-        subsets = info["per_subset"]
-        if subsets:  # band-aware: the deployed cost per subset (folded where exact)
-            macs = [s.get("macs_folded", s["macs"]) for s in subsets.values()]
-        else:
-            macs = [info["macs"]]
-        table.append((label, info["params"], min(macs), max(macs), ev["subsets"]))
 
-    base = table[0][3]
-    names = list(table[0][4])
-    print(f"\nBuilt-in dataset, {RECIPE} {' '.join(args.overrides)}; MACs at 96x96 (range over subsets as deployed)\n")
-    print("| model | params | MACs @96 | vs ResNet-34 | " + " | ".join(names) + " | mean |")
-    print("|---|---:|---:|---:|" + "---:|" * (len(names) + 1))
-    for label, params, lo, hi, subs in table:
-        accs = [subs[n]["accuracy"] for n in names]
-        macs = f"{lo / 1e9:.4f} G" if lo == hi else f"{lo / 1e9:.4f}-{hi / 1e9:.4f} G"
-        print(f"| {label} | {params / 1e6:.3f} M | {macs} | {100 * (hi / base - 1):+.3f}% | "
-              + " | ".join(f"{100 * a:.1f}" for a in accs) + f" | {100 * sum(accs) / len(accs):.1f} |")
+    rows = {}
+    for model in MODELS:
+        run = args.out / model
+        if not (run / "eval.json").exists() or json.loads((run / "eval.json").read_text()).get("model") != model:
+            resume = ["--resume"] if (run / "last.pt").exists() else []
+            print(f"training {model} ...", flush=True)
+            edgecnn("train", args.recipe, f"model.name={model}", *args.overrides, f"name={model}", "--out", str(run),
+                    *resume)
+            edgecnn("eval", str(run))
+        artifact = run / "export" / f"{model}-executorch-int8.pte"
+        if not artifact.exists():
+            print(f"exporting {model} (ExecuTorch INT8, mask input) ...", flush=True)
+            edgecnn("export", str(run), "--target", "executorch", "--int8")
+        info = json.loads(edgecnn("info", str(run), "--json"))
+        rows[model] = {"eval": json.loads((run / "eval.json").read_text()), "info": info,
+                       "sidecar": json.loads(Path(f"{artifact}.json").read_text()), "artifact": artifact}
+
+    print("benching both INT8 artifacts in one run ...", flush=True)
+    bench_json = args.out / "bench.json"
+    edgecnn("bench", *(str(r["artifact"]) for r in rows.values()), "--threads", "2",
+            "--time-budget", str(args.bench_budget), "--json", str(bench_json))
+    bench = {Path(r["artifact"]).name: r for r in json.loads(bench_json.read_text())["rows"]}
+
+    first = rows[MODELS[0]]["eval"]
+    subsets = list(first["subsets"])
+    groups = list(first.get("file_subsets", {}))
+    size = first["input_size"]
+    side = rows[MODELS[-1]]["sidecar"]
+    versions = {"torch": side["source"]["torch"], **{side["runtime"].get("name", "runtime"): side["runtime"].get("version")}}
+    print(f"\n{args.recipe} {' '.join(args.overrides)}; {first['bands']} at {size} px; "
+          f"{cpu()}, commit {commit()}, "
+          + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + "\n")
+    print("| model | params | MACs (model, per subset) | MACs (INT8 artifact, mask input) | INT8 .pte | INT8 p50 ms "
+          "| floor ms | parity (worst subset) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for model, r in rows.items():
+        b = bench.get(r["artifact"].name, {})
+        p = r["sidecar"]["parity"]
+        print(f"| {model} | {r['info']['params'] / 1e6:.3f} M | {r['info']['macs'] / 1e6:.1f} M | "
+              f"{r['sidecar']['macs'] / 1e6:.1f} M | "
+              f"{r['artifact'].stat().st_size / 1e6:.2f} MB | {_ms(b.get('latency_ms_p50'))} | "
+              f"{_ms(b.get('latency_ms_floor'))} | {p.get('min_subset_agreement', p['top1_agreement']):.1%} |")
+    print("\nAccuracy (%) per band subset (the subset's bands present, the rest zero-filled and masked):\n")
+    print("| model | " + " | ".join(subsets) + " |")
+    print("|---|" + "---:|" * len(subsets))
+    for model, r in rows.items():
+        print(f"| {model} | " + " | ".join(f"{100 * r['eval']['subsets'][s]['accuracy']:.1f}" for s in subsets) + " |")
+    if groups:
+        print("\nAccuracy (%) per lost-band group of the validation files (the bands each file carries; images):\n")
+        print("| model | " + " | ".join(f"{g} ({first['file_subsets'][g]['images']})" for g in groups) + " |")
+        print("|---|" + "---:|" * len(groups))
+        for model, r in rows.items():
+            fs = r["eval"]["file_subsets"]
+            print(f"| {model} | " + " | ".join(f"{100 * fs[g]['accuracy']:.1f}" for g in groups) + " |")
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 if __name__ == "__main__":
