@@ -156,7 +156,7 @@ def _read_photo(path: Path) -> np.ndarray:
     """A JPEG/PNG in a multi-band dataset: its 0..255 values as float, bands first."""
     from PIL import Image
 
-    from edgecnn.data.folder import to_rgb
+    from edgecnn.data.photo import to_rgb
 
     try:
         with Image.open(path) as im:
