@@ -57,5 +57,8 @@ def stats(
     Console().print(table)
     skipped = getattr(train, "skipped", [])
     if skipped:
-        print(f"skipped {len(skipped)} files that cannot serve (e.g. {skipped[0]})")
+        from edgecnn.data import skip_summary
+
+        reasons = getattr(train, "skip_reasons", {})
+        print(f"{skip_summary(skipped, reasons, cfg.max_pixels)} (e.g. {skipped[0]}: {reasons.get(skipped[0], '?')})")
     print(f"data.mean={list(s.mean)} data.std={list(s.std)}".replace(" ", "").replace("data.std", " data.std"))

@@ -44,7 +44,8 @@ from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_ch
 from edgecnn.train.env import environment
 from edgecnn.train import dist as D
 from edgecnn.train.metrics import confusion, summarize
-from edgecnn.data import Augment, build_datasets, collate, combine_masks, file_mask, normalize
+from edgecnn.data import (Augment, build_datasets, collate, combine_masks, file_mask, normalize, skip_record,
+                          skip_summary)
 from edgecnn.data.stats import PHOTO_MEAN, PHOTO_STD, band_stats, is_photo
 from edgecnn.data.bands import all_subsets, presence_mask, sample_subset_mask, sample_subset_masks, subset_name
 from edgecnn.models.registry import takes_mask
@@ -557,9 +558,13 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
     if skipped:
         reasons = getattr(train_ds, "skip_reasons", {}) | getattr(val_ds, "skip_reasons", {})
-        log.info("skipped %d unreadable files: %s", len(skipped),
+        summary = skip_summary(skipped, reasons, recipe.data.max_pixels)
+        log.info("%s: %s", summary,
                  ", ".join(f"{p} ({reasons[p]})" if p in reasons else str(p) for p in skipped[:20]))
-        console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
+        atomic_write_text(out / C.SKIPPED, json.dumps(skip_record(skipped, reasons), indent=1))
+        console.print(f"[yellow]{summary} (listed in {out / C.SKIPPED})[/]", markup=True, highlight=False)
+    else:
+        (out / C.SKIPPED).unlink(missing_ok=True)  # a resumed run's data may have been fixed since
     return log
 
 
