@@ -332,8 +332,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
             if data.stats is not None:
                 atomic_write_text(out / C.DATA_STATS, json.dumps(data.stats, indent=2))
         ranks = f" x {dist.world} processes" if dist.active else ""
-        console.print(f"{steps.banner} on {device}{ranks}: {len(data.train)} train / "
-                      f"{len(data.val)} val images, {len(data.classes)} classes -> {out}")
+        console.print(f"{steps.banner} on {device}{ranks}: {_images(data.train)} train / "
+                      f"{_images(data.val)} val images, {len(data.classes)} classes -> {out}")
 
         robust = is_band_robust(recipe, model)
         aug = Augment(**recipe.augment.model_dump())
@@ -554,7 +554,7 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     log = _logger(out)
     log.info("%s epoch %d of %d on %s x %d: %d train / %d val images, %d classes",
              "started at" if resumed_at is None else "resumed at", resumed_at or 0, recipe.train.epochs, device,
-             dist.world, len(train_ds), len(val_ds), len(data.classes))
+             dist.world, _images(train_ds), _images(val_ds), len(data.classes))
     skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
     if skipped:
         reasons = getattr(train_ds, "skip_reasons", {}) | getattr(val_ds, "skip_reasons", {})
@@ -566,6 +566,12 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     else:
         (out / C.SKIPPED).unlink(missing_ok=True)  # a resumed run's data may have been fixed since
     return log
+
+
+def _images(ds: Dataset) -> int:
+    """The images a split serves: a cached split keeps the files its build could not decode as invalid rows."""
+    valid = getattr(ds, "valid", None)
+    return int(valid.sum()) if valid is not None else len(ds)
 
 
 def _save_epoch(out: Path, ctx: EpochLoop, steps: Steps, record: EpochRecord) -> None:
