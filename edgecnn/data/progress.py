@@ -26,7 +26,7 @@ class FileProgress:
 
     def __init__(self, what: str, total: int, period: float = 5.0):
         self.what, self.total, self.period = what, total, period
-        self.done, self.printed = 0, False
+        self.done, self.printed = 0, None  # printed: the count the last plain line showed
         self._live = None
         self._task = None
 
@@ -62,13 +62,15 @@ class FileProgress:
         if self._live is not None:
             self._live.update(self._task, rate=self._rate(now))
             self._live.stop()
-        elif self.printed and exc[0] is None:
-            self._plain(now)
+        elif self.printed is not None and self.printed != self.done and exc[0] is None:
+            self._plain(now)  # the end, when the last periodic line did not already show it
 
     def _rate(self, now: float) -> str:
-        return f"{self.done / max(now - self.t0, 1e-9):.1f} files/s"
+        rate = self.done / max(now - self.t0, 1e-9)
+        # Slow files (a Sentinel-2 tile takes seconds) read better as seconds per file.
+        return f"{rate:.3g} files/s" + (f" ({1 / rate:.1f} s a file)" if 0 < rate < 1 else "")
 
     def _plain(self, now: float) -> None:
         print(f"{self.what}: {self.done}/{self.total} files, {self._rate(now)}, {now - self.t0:.0f} s",
               file=sys.stderr, flush=True)
-        self.printed = True
+        self.printed = self.done
