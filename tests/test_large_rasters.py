@@ -337,6 +337,21 @@ def test_predict_refuses_the_bomb_and_the_all_nodata_file_in_one_line(bomb_root)
     assert x.shape == (1, 4, 16, 16)
 
 
+def test_predict_refuses_a_photo_over_the_runs_pixel_limit(tmp_path):
+    from edgecnn.export.predict import _inputs
+
+    Image.new("RGB", (300, 200), (10, 20, 30)).save(tmp_path / "big.png")
+    sidecar = {"bands": ["R", "G", "B"], "input_bands": ["R", "G", "B"], "image_size": 16,
+               "inputs": [{"name": "image"}], "normalization": {"reader": "photo", "mean": [0.5] * 3,
+                                                                "std": [0.25] * 3, "max_pixels": 50_000}}
+    with pytest.raises(UserError, match=r"big.png: over the pixel limit \(300x200: 60,000 pixels; the run's "
+                                        r"data.max_pixels is 50,000\); pass a smaller image") as e:
+        _inputs(tmp_path / "big.png", sidecar, Path("a.onnx"))
+    assert "\n" not in str(e.value)
+    sidecar["normalization"]["max_pixels"] = 60_000
+    assert _inputs(tmp_path / "big.png", sidecar, Path("a.onnx"))[0].shape == (1, 3, 16, 16)
+
+
 @pytest.mark.slow
 def test_train_on_the_bomb_folder_stays_under_2_gb_then_predict_exits_2(bomb_root, tmp_path):
     """The issue's done-criterion: `edgecnn train` finishes with both files skipped and counted, its peak RSS

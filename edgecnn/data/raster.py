@@ -47,8 +47,9 @@ GEO_EXTENSIONS = frozenset({".tif", ".tiff", ".jp2"})  # read with rasterio when
 NPY_EXTENSIONS = frozenset({".npy"})
 RASTER_EXTENSIONS = GEO_EXTENSIONS | NPY_EXTENSIONS
 _GDAL_NODATA_TAG = 42113  # the ASCII TIFF tag GDAL keeps the nodata value in
-# GDAL's block cache defaults to 5% of the machine's memory (6 GB on a 128 GB machine), and a decimated read
-# without overviews passes every tile of the file through it: capped, the read's memory is the same everywhere.
+# GDAL's block cache defaults to 5% of the machine's memory (6 GB on a 128 GB machine) and keeps every tile a
+# read passes through. Strips cut on block rows never need a tile twice: capped, a read's memory is the same on
+# every machine.
 _GDAL_CACHE_MB = 64
 _STRIP_BYTES = 64 << 20  # float32 source pixels a full-resolution read holds at once
 
