@@ -73,7 +73,7 @@ def stats(
             names = [b.name for b in resolve_bands(spec)]
         except BandError as e:
             raise UserError(f"--bands {bands}: {e}") from None
-        train = UnlabelledFiles(recipe, RasterSpec(len(names), image_size, nodata, tuple(names)))
+        train = UnlabelledFiles(recipe, RasterSpec(len(names), image_size, nodata, names=tuple(names)))
         s = band_stats(train, names)
         title = f"{recipe}: {s.images} files, in file values"
     else:
@@ -104,5 +104,8 @@ def _print_stats(s, title: str, skipped: list) -> None:
                       f"{s.lost_share[i]:.2%}")
     Console().print(table)
     if skipped:
-        print(f"skipped {len(skipped)} files that cannot serve (e.g. {skipped[0]})")
+        from edgecnn.data import skip_summary
+
+        reasons = getattr(train, "skip_reasons", {})
+        print(f"{skip_summary(skipped, reasons, cfg.max_pixels)} (e.g. {skipped[0]}: {reasons.get(skipped[0], '?')})")
     print(f"data.mean={list(s.mean)} data.std={list(s.std)}".replace(" ", "").replace("data.std", " data.std"))

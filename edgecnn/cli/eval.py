@@ -37,3 +37,6 @@ def eval_run(
         console.print(paper_table(rows, title="per band subset the files themselves carry (lost bands masked)",
                                   first="bands"))
     console.print("MACs are multiply-accumulates (the paper's 'FLOPs' column counts the same thing).")
+    if result.get("skipped"):
+        console.print(f"{result['skipped']['summary']} of the val split (listed in {run}/eval.json)",
+                      markup=False, highlight=False)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
 from edgecnn.core.sensors import Band, BandError, resolve_bands
 
+from edgecnn.core.contracts import MAX_PIXELS
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -72,6 +74,9 @@ class DataConfig(Section):
     std: list[float] | None = Field(None, min_length=1, description="per band; unset: as mean (0.25 for photos)")
     nodata: float | None = Field(None, description="folder: a value that means nodata in every band (on top of "
                                                    "the files' own nodata value or mask, and NaN)")
+    max_pixels: int = Field(MAX_PIXELS, ge=1, description="folder: the most pixels (width x height) one file may "
+                            "decode; a GeoTIFF/JPEG2000 counts the overview it is read from. A file over it is "
+                            "skipped (predict: an error); Pillow refuses photos over this default on its own")
     cache: Literal["disk", "off"] = Field("disk", description="folder: decode each file once into a memory-mapped "
                                                              "cache (off: decode every epoch)")
     cache_dir: Path | None = Field(None, description="folder: where the decoded cache lives "

@@ -21,10 +21,16 @@ EXPORT_DIR = "export"  # edgecnn export's default folder inside a run
 PIPELINE = "pipeline.json"  # edgecnn run: what each stage did, from which inputs
 BENCH = "bench.json"  # edgecnn run's bench stage
 DATA_STATS = "data_stats.json"  # per-band mean/std/nodata share of the training split, when training computed them
+SKIPPED = "skipped.json"  # the data files training left out and why (run folder), or a cache build (its folder)
 
 # -- data folders --------------------------------------------------------------------------------------
 CACHE_DIR = ".edgecnn-cache"  # decoded-image caches, inside data.root (edgecnn/data/cache.py)
 STATS_KEYS = ("bands", "mean", "std", "nodata_share", "lost_share", "images", "source")  # DATA_STATS's keys
+# data.max_pixels' default: width x height a reader may decode from one file (of the level it reads: an
+# overview when the file has one near the training size). Pillow's own guard refuses twice its
+# Image.MAX_IMAGE_PIXELS (89,478,485), this same figure: one limit for photos and rasters. About 13377^2:
+# a Sentinel-2 tile (10980^2, 120.6 M) still reads at full resolution; a 60000^2 file without overviews does not.
+MAX_PIXELS = 178_956_970
 
 # -- checkpoint keys (torch.save of a dict; loaded with weights_only=True) ---------------------------
 CKPT_MODEL = "model"

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
-from edgecnn.data.folder import IMAGE_EXTENSIONS, ImageFolder, list_classes, load_image, needs_raster, scan_files, to_rgb
+from edgecnn.data.folder import (IMAGE_EXTENSIONS, ImageFolder, list_classes, load_image, needs_raster, scan_files,
+                                 skip_record, skip_summary, to_rgb)
 from edgecnn.data.raster import RasterSpec
 from edgecnn.data.synth import SHAPES, SynthDataset, class_signatures, synth_class_names, write_synth
 from edgecnn.data.transforms import Augment, collate, combine_masks, file_mask, normalize
@@ -41,6 +42,8 @@ __all__ = [
     "list_classes",
     "load_image",
     "normalize",
+    "skip_record",
+    "skip_summary",
     "synth_class_names",
     "to_rgb",
     "write_synth",
@@ -84,10 +87,10 @@ def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3,
     # One reader for both splits, decided by the training files: both must normalise alike.
     paths = [p for p, _ in scan_files(root / "train", classes)]
     names = tuple(data_cfg.bands) if len(data_cfg.bands) == bands else ()
-    spec = RasterSpec(bands, data_cfg.image_size, data_cfg.nodata, names) \
+    spec = RasterSpec(bands, data_cfg.image_size, data_cfg.nodata, data_cfg.max_pixels, names) \
         if needs_raster(paths, bands, data_cfg.nodata) else None
-    train = ImageFolder(root / "train", classes, data_cfg.image_size, spec)
-    val = ImageFolder(val_dir, classes, data_cfg.image_size, spec)
+    train = ImageFolder(root / "train", classes, data_cfg.image_size, spec, data_cfg.max_pixels)
+    val = ImageFolder(val_dir, classes, data_cfg.image_size, spec, data_cfg.max_pixels)
     if cache and data_cfg.cache == "disk":
         from edgecnn.data.cache import cached, default_dirs
 

@@ -3,12 +3,13 @@
 A folder split is decoded the first time a run needs it (the "decoding epoch",
 with the recipe's DataLoader workers) into ``images.npy`` (``[N, C, S, S]``,
 uint8 for photos, float32 with NaN at nodata for multi-band data) and
-``valid.npy`` (False where a file failed to decode). Every later epoch, and
+``valid.npy`` (False where a file failed to decode, with the reason in
+``skipped.json``: truncated, every band nodata, ...). Every later epoch, and
 every later run on the same files, reads batches as slices of it: one copy
 per batch, no decoding. Augmentation still runs per batch after the loader.
 
 The key is a hash of every file's path, size and mtime, the image size, the
-band count, the nodata value, the output dtype and the reader version: any
+band count, the nodata value, the pixel limit, the output dtype and the reader version: any
 change gives a new key, so a stale cache is never read. A cache is built in a
 temporary folder, fsynced, then renamed into place; a kill -9 mid-build
 leaves only a ``.tmp-*`` folder, which is never read (and is removed by the
@@ -17,6 +18,8 @@ next build of the same key).
 Where: ``<data.root>/.edgecnn-cache/`` (``data.cache_dir`` overrides), falling
 back to ``$XDG_CACHE_HOME/edgecnn`` (``~/.cache/edgecnn``) when the data folder
 is read-only. ``data.cache: off`` decodes every epoch, as before.
+
+The build reports its progress in files per second on stderr (``progress.FileProgress``).
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from edgecnn.core import contracts as C
+from edgecnn.data.progress import FileProgress
 from edgecnn.errors import UserError
 
-READER_VERSION = 1  # bump when a reader's output changes, so old caches are not reused
+# Bump when a reader's output changes, so old caches are not reused.
+# 2: large rasters read decimated (GDAL's average, nodata left out of averages); all-nodata files skipped.
+READER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,8 @@ def cache_key(ds, split: str) -> str:
     h = hashlib.sha256()
     spec = ds.raster
     head = {"split": split, "size": ds.image_size, "dtype": ds.dtype, "reader": READER_VERSION,
-            "bands": spec.bands if spec else 3, "nodata": spec.nodata if spec else None}
+            "bands": spec.bands if spec else 3, "nodata": spec.nodata if spec else None,
+            "max_pixels": getattr(ds, "max_pixels", None)}
     h.update(json.dumps(head, sort_keys=True).encode())
     for path, label in ds.samples:
         st = path.stat()
@@ -68,7 +75,10 @@ def default_dirs(root: Path) -> list[Path]:
 
 
 class CachedFolder(Dataset):
-    """An ``ImageFolder`` served from its decoded cache; same ``samples``, ``classes``, ``skipped``.
+    """An ``ImageFolder`` served from its decoded cache; same ``samples`` and ``classes``.
+
+    ``skipped`` and ``skip_reasons`` are the folder's (found at scan) plus the files the build could not
+    decode (``skipped.json``): those stay in ``samples``, marked invalid, and no batch holds them.
 
     Args:
         ds: the folder split.
@@ -78,9 +88,14 @@ class CachedFolder(Dataset):
     def __init__(self, ds, folder: Path):
         self.base = ds
         self.folder = Path(folder)
-        self.classes, self.samples, self.skipped = ds.classes, ds.samples, ds.skipped
-        self.skip_reasons = getattr(ds, "skip_reasons", {})
+        self.classes, self.samples = ds.classes, ds.samples
+        decoded = json.loads((self.folder / C.SKIPPED).read_text())["files"] if \
+            (self.folder / C.SKIPPED).is_file() else {}
+        at_decode = {Path(p): why for p, why in decoded.items()}
+        self.skipped = list(ds.skipped) + list(at_decode)
+        self.skip_reasons = {**getattr(ds, "skip_reasons", {}), **at_decode}
         self.image_size, self.raster, self.dtype = ds.image_size, ds.raster, ds.dtype
+        self.max_pixels = getattr(ds, "max_pixels", None)
         self.labels = torch.tensor([label for _, label in ds.samples], dtype=torch.int64)
         self.valid = np.load(self.folder / "valid.npy")
         self._images = None  # opened per process: DataLoader workers each map the file themselves
@@ -155,7 +170,7 @@ def build(ds, parent: Path, key: str, workers: int) -> Path:
     tmp = parent / f".tmp-{key}-{os.getpid()}"
     os.mkdir(tmp)  # plain mkdir: the folder follows the umask (mkdtemp's is 0700)
     try:
-        _fill(ds, tmp, workers)
+        _fill(ds, tmp, workers, f"decoding {key.split('-')[0]} into the cache")
         _fsync(tmp)
         try:
             os.rename(tmp, final)
@@ -170,23 +185,50 @@ def build(ds, parent: Path, key: str, workers: int) -> Path:
     return final
 
 
-def _fill(ds, tmp: Path, workers: int) -> None:
-    """The decoding pass: ``images.npy`` and ``valid.npy`` in ``tmp``, flushed to disk."""
+class _Decoding(Dataset):
+    """``ds`` item by item as ``(item, None)`` or ``(None, why)``: the build records why a file was left out."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        if hasattr(self.ds, "try_decode"):
+            return self.ds.try_decode(i)
+        item = self.ds[i]
+        return item, None if item is not None else "could not be decoded"
+
+
+def _fill(ds, tmp: Path, workers: int, what: str = "decoding") -> None:
+    """The decoding pass: ``images.npy``, ``skipped.json`` and ``valid.npy`` in ``tmp``, flushed to disk."""
     bands = ds.raster.bands if ds.raster else 3
     shape = (len(ds), bands, ds.image_size, ds.image_size)
     images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=ds.dtype, shape=shape)
     valid = np.zeros(len(ds), dtype=bool)
-    loader = DataLoader(ds, batch_size=32, num_workers=workers, collate_fn=list)
+    reasons: dict[str, str] = {}
+    # Small batches: progress moves per file even when one file takes seconds (a Sentinel-2 tile);
+    # in this process one at a time, through workers a few (each batch is one message back).
+    loader = DataLoader(_Decoding(ds), batch_size=1 if workers == 0 else 4, num_workers=workers, collate_fn=list)
     i = 0
-    for batch in loader:
-        for item in batch:
-            if item is not None:
-                images[i] = item[0].numpy()
-                valid[i] = True
-            i += 1
+    with FileProgress(what, len(ds)) as progress:
+        for batch in loader:
+            for item, why in batch:
+                if item is not None:
+                    images[i] = item[0].numpy()
+                    valid[i] = True
+                else:
+                    reasons[str(ds.samples[i][0]) if hasattr(ds, "samples") else str(i)] = why
+                i += 1
+            progress.advance(len(batch))
     images.flush()
     del images
     _fsync(tmp / "images.npy")
+    with open(tmp / C.SKIPPED, "w") as f:
+        json.dump({"files": reasons}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
     with open(tmp / "valid.npy", "wb") as f:  # written last: its presence marks a complete cache
         np.save(f, valid)
         f.flush()

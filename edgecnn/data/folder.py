@@ -15,18 +15,17 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from edgecnn.data.raster import RASTER_EXTENSIONS, RasterSpec, ReadError
+from edgecnn.core.contracts import MAX_PIXELS
 from edgecnn.data import raster as RA
+from edgecnn.data.photo import DECODE_ERRORS as _DECODE_ERRORS
+from edgecnn.data.photo import to_rgb
+from edgecnn.data.raster import RASTER_EXTENSIONS, AllNodata, OverPixelLimit, RasterSpec, ReadError
 from edgecnn.errors import UserError
 
 ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # .jp2 and .npy only ever go through the multi-band readers (data/raster.py).
 IMAGE_EXTENSIONS = PHOTO_EXTENSIONS | RASTER_EXTENSIONS
-
-# What Pillow raises on a broken or hostile file. Anything else is a bug and
-# should surface.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 def _layout_hint(split_dir: Path) -> str:
@@ -84,9 +83,11 @@ class ImageFolder(Dataset):
     class folder) and sorted, so the sample order is the same on every
     machine. Each file's header is opened at scan time (no pixel decode);
     files that cannot serve are left out and listed in ``skipped`` (with the
-    reason in ``skip_reasons``). A file whose pixels turn out to be broken
-    later (a truncated download) yields ``None`` from ``__getitem__``;
-    ``collate`` drops it.
+    reason in ``skip_reasons``): unreadable, another band count, or over the
+    pixel limit (``max_pixels``, judged from the header). A file whose pixels
+    turn out to be unusable later (a truncated download, every band nodata)
+    yields ``None`` from ``__getitem__`` (``try_decode`` says why); ``collate``
+    drops it.
 
     Two readers (see ``needs_raster``): photos (``raster=None``) decode with
     Pillow to uint8 RGB exactly as before multi-band support; multi-band data
@@ -97,6 +98,8 @@ class ImageFolder(Dataset):
         classes: class folder names, from ``list_classes``.
         image_size: side of the square output images.
         raster: how to read multi-band files; ``None`` reads every file as an 8-bit photo.
+        max_pixels: the most pixels (width x height) a photo may decode (``data.max_pixels``); multi-band
+            files use ``raster.max_pixels``.
 
     Attributes:
         classes: the class names, index = label.
@@ -108,16 +111,18 @@ class ImageFolder(Dataset):
             file has the band count the recipe names (the message names one and both counts).
     """
 
-    def __init__(self, split_dir: Path, classes: list[str], image_size: int, raster: RasterSpec | None = None):
+    def __init__(self, split_dir: Path, classes: list[str], image_size: int, raster: RasterSpec | None = None,
+                 max_pixels: int = MAX_PIXELS):
         split_dir = Path(split_dir).expanduser()
         self.classes = list(classes)
         self.image_size = image_size
         self.raster = raster
+        self.max_pixels = raster.max_pixels if raster is not None else max_pixels
         self.samples: list[tuple[Path, int]] = []
         self.skipped: list[Path] = []
         self.skip_reasons: dict[Path, str] = {}
         for path, label in scan_files(split_dir, self.classes):
-            reason = _unusable(path, raster)
+            reason = _unusable(path, raster, self.max_pixels)
             if reason is None:
                 self.samples.append((path, label))
             else:
@@ -135,13 +140,21 @@ class ImageFolder(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
+        return self.try_decode(i)[0]
+
+    def try_decode(self, i: int) -> tuple[tuple[Tensor, int] | None, str | None]:
+        """``((image, label), None)``, or ``(None, why)`` for a file that turned out unusable at decode."""
         path, label = self.samples[i]
         try:
             if self.raster is None:
-                return load_image(path, self.image_size), label
-            return torch.from_numpy(RA.read(path, self.raster)), label
-        except (*_DECODE_ERRORS, ReadError):
-            return None
+                return (load_image(path, self.image_size), label), None
+            return (torch.from_numpy(RA.read(path, self.raster)), label), None
+        except Image.DecompressionBombError as e:
+            return None, f"{OverPixelLimit.kind} (Pillow's decompression-bomb guard: {RA.first_line(e)})"
+        except ReadError as e:
+            return None, str(e)
+        except _DECODE_ERRORS as e:
+            return None, f"not a readable image ({RA.first_line(e)})"
 
 
 def scan_files(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
@@ -195,22 +208,72 @@ def _pillow_mode(path: Path) -> str | None:
         return None
 
 
-def _unusable(path: Path, raster: RasterSpec | None) -> str | None:
-    """Why ``path`` cannot serve as a sample (None when it can)."""
+def _unusable(path: Path, raster: RasterSpec | None, max_pixels: int) -> str | None:
+    """Why ``path`` cannot serve as a sample (None when it can), from its header alone."""
     if raster is None:
         if path.suffix.lower() in RASTER_EXTENSIONS - {".tif", ".tiff"}:
             return "a multi-band file in an 8-bit photo dataset"
-        return None if _readable_header(path) else "not a readable image"
+        return _photo_problem(path, max_pixels)
     if path.suffix.lower() not in RASTER_EXTENSIONS:
-        return None if _readable_header(path) else "not a readable image"
+        return _photo_problem(path, max_pixels)
     try:
         h = RA.header(path)
+        if h.bands != raster.bands:
+            named = f": {', '.join(raster.names)}" if raster.names else ""
+            return f"{h.bands} bands but data.bands names {raster.bands}{named}"
+        RA.check_pixels(path, h, raster)
     except ReadError as e:
         return str(e)
-    if h.bands != raster.bands:
-        named = f": {', '.join(raster.names)}" if raster.names else ""
-        return f"{h.bands} bands but data.bands names {raster.bands}{named}"
     return None
+
+
+def _photo_problem(path: Path, max_pixels: int) -> str | None:
+    """Why a file Pillow reads cannot serve: unreadable, or more pixels than ``max_pixels`` (Pillow decodes
+    whole images; its own decompression-bomb guard refuses twice ``Image.MAX_IMAGE_PIXELS`` whatever the limit)."""
+    try:
+        with Image.open(path) as im:  # reads the header only; pixels are decoded lazily
+            w, h = im.size
+    except Image.DecompressionBombError as e:
+        return f"{OverPixelLimit.kind} (Pillow's decompression-bomb guard: {RA.first_line(e)})"
+    except _DECODE_ERRORS:
+        return "not a readable image"
+    if w * h > max_pixels:
+        return f"{OverPixelLimit.kind} ({w}x{h}: {w * h:,} pixels to decode read whole; the limit is {max_pixels:,})"
+    return None
+
+
+# How skip reasons are grouped in the one-line summary: the kinds a user acts on differently.
+_KINDS = (OverPixelLimit.kind, AllNodata.kind, "with another band count", "unreadable")
+
+
+def skip_kind(reason: str) -> str:
+    """The group of a skip reason: over the pixel limit, all nodata, another band count, or unreadable."""
+    if reason.startswith(OverPixelLimit.kind):
+        return OverPixelLimit.kind
+    if reason.startswith(AllNodata.kind):
+        return AllNodata.kind
+    if " bands but data.bands names " in reason:
+        return "with another band count"
+    return "unreadable"
+
+
+def skip_summary(skipped: list[Path], reasons: dict[Path, str], max_pixels: int | None = None) -> str:
+    """``skipped 2 files: 1 over the pixel limit (data.max_pixels 178,956,970), 1 all nodata``."""
+    counts = dict.fromkeys(_KINDS, 0)
+    for p in skipped:
+        counts[skip_kind(reasons.get(p, ""))] += 1
+    parts = [f"{n} {kind}" + (f" (data.max_pixels {max_pixels:,})" if kind == OverPixelLimit.kind and max_pixels
+                              else "") for kind, n in counts.items() if n]
+    return f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}: {', '.join(parts)}"
+
+
+def skip_record(skipped: list[Path], reasons: dict[Path, str]) -> dict:
+    """What ``skipped.json`` holds: the count per kind and every file with its reason."""
+    files = {str(p): reasons.get(p, "unreadable") for p in skipped}
+    kinds: dict[str, int] = {}
+    for r in files.values():
+        kinds[skip_kind(r)] = kinds.get(skip_kind(r), 0) + 1
+    return {"skipped": len(files), "kinds": kinds, "files": files}
 
 
 def _no_samples(split_dir: Path, reasons: dict[Path, str], raster: RasterSpec | None) -> None:
@@ -226,14 +289,6 @@ def _no_samples(split_dir: Path, reasons: dict[Path, str], raster: RasterSpec | 
         f"{split_dir} has no readable images{extra}; {_layout_hint(split_dir)} "
         f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
     )
-
-
-def _readable_header(path: Path) -> bool:
-    try:
-        with Image.open(path):  # reads the header only; pixels are decoded lazily
-            return True
-    except _DECODE_ERRORS:
-        return False
 
 
 def load_image(path: Path, image_size: int) -> Tensor:
@@ -267,54 +322,3 @@ def load_image(path: Path, image_size: int) -> Tensor:
     # Pillow's resize filters antialias when shrinking.
     square = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
     return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Convert an image of any Pillow mode to 8-bit RGB.
-
-    Transparent images (RGBA, LA, palette with transparency) are composited
-    over white, as a viewer shows them, rather than keeping whatever colour
-    hides under transparent pixels. 16-bit and 32-bit greyscale are scaled
-    to 0..255 (see ``_wide_to_8bit``).
-
-    Raises:
-        OSError: the pixel data is truncated or corrupt.
-    """
-    im.load()  # decode now, while the caller's file is still open
-    if im.mode == "RGB":
-        return im
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")  # the palette alone loses which index is transparent
-    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        return Image.fromarray(_wide_to_8bit(im), "L").convert("RGB")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, im).convert("RGB")
-    # L, 1, P, CMYK (Pillow undoes Adobe's inverted CMYK JPEGs), YCbCr, LAB, HSV.
-    return im.convert("RGB")
-
-
-def _wide_to_8bit(im: Image.Image) -> np.ndarray:
-    """Scale a 16-bit, 32-bit integer or float greyscale image to uint8.
-
-    Fixed scales keep brightness comparable between images where the range
-    is known: 16-bit modes divide by 257 (65535 -> 255). For ``I`` and ``F``
-    the values decide: data already in 0..255 (or 0..1 for floats) keeps its
-    scale, data in 0..65535 is treated as 16-bit, anything else is stretched
-    from its own minimum to maximum.
-    """
-    a = np.nan_to_num(np.asarray(im).astype(np.float64))
-    if im.mode.startswith("I;16"):
-        scaled = a / 257.0
-    else:
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-        if im.mode == "F" and 0.0 <= lo and hi <= 1.0:
-            scaled = a * 255.0
-        elif 0.0 <= lo and hi <= 255.0:
-            scaled = a
-        elif 0.0 <= lo and hi <= 65535.0:
-            scaled = a / 257.0
-        else:
-            scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)

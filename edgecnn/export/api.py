@@ -239,7 +239,7 @@ def _normalization(cfg, train_ds) -> dict:
     """How predict turns a file into the artifact's input, exactly as training did."""
     photo = getattr(train_ds, "dtype", "uint8") == "uint8"
     return {"mean": list(cfg.mean), "std": list(cfg.std), "reader": "photo" if photo else "raster",
-            "nodata": cfg.nodata,
+            "nodata": cfg.nodata, "max_pixels": cfg.max_pixels,
             "formula": "(pixel / 255 - mean) / std per band; a missing band is 0 after this" if photo else
                        "(value - mean) / std per band, the file's values as they are; a nodata pixel is 0 after "
                        "this (the band mean), a band that is nodata in the whole image is 0 and masked"}

@@ -15,6 +15,12 @@ raster``) reads GeoTIFF/JPEG2000/``.npy`` files with every band of the run,
 through the reader training used; a band that is nodata in the whole file is
 zero-filled and, for a mask-input artifact, 0 in the mask: the mask comes from
 the file.
+
+A file with nothing to classify (every band nodata in every pixel), or one
+that would decode more pixels than the run's ``data.max_pixels`` (recorded in
+the sidecar; Pillow's own guard for photos), is one line and exit 2, as any
+bad input: reading it decimated is what training did, and a class for it
+would mean nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.core.contracts import MAX_PIXELS
 from edgecnn.errors import UserError
 from edgecnn.export.runtimes import load_artifact
 
@@ -37,8 +44,11 @@ def _inputs(path: Path, sidecar: dict, artifact: Path) -> list[np.ndarray]:
     """
     import torch
 
+    from PIL import Image
+
     from edgecnn.data import load_image, normalize
     from edgecnn.data.folder import _DECODE_ERRORS
+    from edgecnn.data.raster import first_line
 
     bands = list(sidecar["bands"])
     names = [i["name"] for i in sidecar["inputs"]]
@@ -55,8 +65,17 @@ def _inputs(path: Path, sidecar: dict, artifact: Path) -> list[np.ndarray]:
     if not Path(path).is_file():
         raise UserError(f"{path}: no such image file")
     size = int(sidecar["image_size"])
+    limit = int(sidecar["normalization"].get("max_pixels") or MAX_PIXELS)
     try:
+        with Image.open(path) as im:  # the header: training skips a photo over the limit before decoding it
+            w, h = im.size
+        if w * h > limit:
+            raise UserError(f"{path}: over the pixel limit ({w}x{h}: {w * h:,} pixels; the run's data.max_pixels "
+                            f"is {limit:,}); pass a smaller image")
         rgb = load_image(Path(path), size)  # uint8 [3, S, S], as training decodes
+    except Image.DecompressionBombError as e:
+        raise UserError(f"{path}: over the pixel limit (Pillow's decompression-bomb guard: {first_line(e)}); "
+                        "pass a smaller image") from None
     except _DECODE_ERRORS as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{path}: not a readable image ({reason}); pass a JPEG, PNG or another format Pillow reads") \
@@ -90,9 +109,16 @@ def _raster_inputs(path: Path, sidecar: dict, names: list[str]) -> list[np.ndarr
     bands, norm = list(sidecar["bands"]), sidecar["normalization"]
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    spec = RA.RasterSpec(len(bands), int(sidecar["image_size"]), norm.get("nodata"))
+    spec = RA.RasterSpec(len(bands), int(sidecar["image_size"]), norm.get("nodata"),
+                         int(norm.get("max_pixels") or MAX_PIXELS))
     try:
         raw = torch.from_numpy(RA.read(path, spec))[None]
+    except RA.OverPixelLimit as e:
+        fix = "add overviews (gdaladdo -r average FILE), or export from a run with a larger data.max_pixels" \
+            if path.suffix.lower() in RA.GEO_EXTENSIONS else "pass a smaller file"
+        raise UserError(f"{path}: {e}; {fix}") from None
+    except RA.AllNodata as e:
+        raise UserError(f"{path}: {e}: nothing to classify; pass a file with data") from None
     except RA.ReadError as e:
         fix = f"the artifact takes {len(bands)} bands ({','.join(bands)})" if "bands" in str(e) else \
             "pass a GeoTIFF, JPEG2000 or .npy file"

@@ -12,7 +12,7 @@ from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
 from edgecnn.train.loop import EvalSettings, evaluate, evaluate_subsets, is_band_robust, own_subsets
-from edgecnn.data import build_datasets
+from edgecnn.data import build_datasets, skip_record, skip_summary
 from edgecnn.data.bands import judged_subsets, parse_subset, presence_mask
 from edgecnn.models.registry import takes_mask
 from edgecnn.models.stats import measure_cost
@@ -77,6 +77,9 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         "device": str(device),
         "torch": torch.__version__,
     }
+    if getattr(val_ds, "skipped", None):  # files the split left out (unreadable, over the pixel limit, all nodata)
+        result["skipped"] = skip_record(val_ds.skipped, val_ds.skip_reasons)
+        result["skipped"]["summary"] = skip_summary(val_ds.skipped, val_ds.skip_reasons, cfg.max_pixels)
     atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
     return result
 

@@ -45,7 +45,8 @@ from edgecnn.train.checkpoint import atomic_write_text, load_checkpoint, save_ch
 from edgecnn.train.env import environment
 from edgecnn.train import dist as D
 from edgecnn.train.metrics import confusion, summarize
-from edgecnn.data import Augment, build_datasets, collate, combine_masks, file_mask, normalize
+from edgecnn.data import (Augment, build_datasets, collate, combine_masks, file_mask, normalize, skip_record,
+                          skip_summary)
 from edgecnn.data.stats import PHOTO_MEAN, PHOTO_STD, band_stats, is_photo
 from edgecnn.data.bands import judged_subsets, presence_mask, sample_subset_mask, sample_subset_masks, subset_name
 from edgecnn.models.registry import takes_mask
@@ -338,8 +339,8 @@ def train(recipe: Recipe, out: Path, resume: bool = False, console: Console | No
                 if data.stats is not None:
                     atomic_write_text(out / C.DATA_STATS, json.dumps(data.stats, indent=2))
         ranks = f" x {dist.world} processes" if dist.active else ""
-        console.print(f"{steps.banner} on {device}{ranks}: {len(data.train)} train / "
-                      f"{len(data.val)} val images, {len(data.classes)} classes -> {out}")
+        console.print(f"{steps.banner} on {device}{ranks}: {_images(data.train)} train / "
+                      f"{_images(data.val)} val images, {len(data.classes)} classes -> {out}")
 
         robust = is_band_robust(recipe, model)
         aug = Augment(**recipe.augment.model_dump())
@@ -560,14 +561,24 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
     log = _logger(out)
     log.info("%s epoch %d of %d on %s x %d: %d train / %d val images, %d classes",
              "started at" if resumed_at is None else "resumed at", resumed_at or 0, recipe.train.epochs, device,
-             dist.world, len(train_ds), len(val_ds), len(data.classes))
+             dist.world, _images(train_ds), _images(val_ds), len(data.classes))
     skipped = getattr(train_ds, "skipped", []) + getattr(val_ds, "skipped", [])
     if skipped:
         reasons = getattr(train_ds, "skip_reasons", {}) | getattr(val_ds, "skip_reasons", {})
-        log.info("skipped %d unreadable files: %s", len(skipped),
+        summary = skip_summary(skipped, reasons, recipe.data.max_pixels)
+        log.info("%s: %s", summary,
                  ", ".join(f"{p} ({reasons[p]})" if p in reasons else str(p) for p in skipped[:20]))
-        console.print(f"[yellow]skipped {len(skipped)} unreadable image files (listed in {out / R.LOG})[/]")
+        atomic_write_text(out / C.SKIPPED, json.dumps(skip_record(skipped, reasons), indent=1))
+        console.print(f"[yellow]{summary} (listed in {out / C.SKIPPED})[/]", markup=True, highlight=False)
+    else:
+        (out / C.SKIPPED).unlink(missing_ok=True)  # a resumed run's data may have been fixed since
     return log
+
+
+def _images(ds: Dataset) -> int:
+    """The images a split serves: a cached split keeps the files its build could not decode as invalid rows."""
+    valid = getattr(ds, "valid", None)
+    return int(valid.sum()) if valid is not None else len(ds)
 
 
 def _save_epoch(out: Path, ctx: EpochLoop, steps: Steps, record: EpochRecord) -> None:
