@@ -380,3 +380,26 @@ def test_the_static_stem_computes_what_the_dynamic_one_does(name):
         xin = x if mask is None else x * (mask[:, :, None, None] if mask.dim() == 2 else mask[:, None, None])
         args = (xin,) if mask is None else (xin, mask)
         torch.testing.assert_close(static(*args), model(*args), atol=1e-5, rtol=1e-5)
+
+
+def test_folding_an_input_attention_model_needs_weights():
+    """The paper's attention picks kernels per image: no plain model equals it, so a fold without
+    fixed attention weights is a one-line UserError that names the foldable variant."""
+    model = build_model("cnn_attn_dynconv", 5, 4).eval()
+    with pytest.raises(UserError, match="cnn_attn_dynconv_mask") as e:
+        folded_model(model, presence_mask(["R", "G"], RGBN))
+    assert "\n" not in str(e.value)
+    approx = folded_model(model, presence_mask(["R", "G"], RGBN), attention_weights=torch.full((4,), 0.25))
+    assert type(approx) is CNNAttention and approx.features[0][0].in_channels == 2
+    with pytest.raises(UserError, match="no DynamicConv2D stem"):
+        folded_model(build_model("cnn_attn", 5, 4), presence_mask(["R"], RGBN))
+
+
+def test_judged_subsets_cap_the_count_beyond_four_bands():
+    from edgecnn.data.bands import judged_subsets
+
+    assert judged_subsets(RGBN) == all_subsets(RGBN)  # 15: every one
+    ten = [f"B{i}" for i in range(10)]
+    judged = judged_subsets(ten)
+    assert len(judged) == 21 and judged[0] == ten  # all, each lost alone, each alone
+    assert all(len(s) == 9 for s in judged[1:11]) and all(len(s) == 1 for s in judged[11:])

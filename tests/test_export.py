@@ -156,6 +156,18 @@ def test_errors_exit_2_without_traceback(attn_run: Path):
         assert proc.stderr.startswith("error: ") and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_checkpoint_of_another_model_is_one_line(attn_run: Path, tmp_path: Path):
+    """A run folder whose recipe names another model than the one its checkpoint holds: both named, exit 2."""
+    run = copy_run(attn_run, tmp_path / "other")
+    recipe = (run / "recipe.yaml").read_text()
+    (run / "recipe.yaml").write_text(recipe.replace("name: cnn_attn\n", "name: cnn_attn_dynconv_mask\n", 1))
+    for proc in (export_cli(str(run), "--target", "onnx"), cli("eval", str(run))):
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "holds a cnn_attn but" in proc.stderr and "builds a cnn_attn_dynconv_mask" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (run / "export").exists()  # nothing written half
+
+
 def test_missing_backend_names_the_extra():
     from edgecnn import backends
 

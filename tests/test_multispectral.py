@@ -336,3 +336,18 @@ def test_cache_falls_back_to_the_user_cache_when_the_data_folder_cannot_hold_it(
     assert isinstance(train, CachedFolder) and train.folder.parent == tmp_path / "xdg" / "edgecnn"
     note = capfd.readouterr().err.strip().splitlines()
     assert len(note) == 2 and all(line.startswith("note: decoded cache not written in") for line in note)
+
+
+@pytest.mark.slow
+def test_predict_mask_option_on_the_mask_input_artifact(ms_chain):
+    """--mask marks more bands lost on a mask-input artifact; a wrong length, or an artifact with fixed
+    bands, is one line and exit 2."""
+    out, data, _ = ms_chain
+    artifact = out / "export" / "cnn_attn_dynconv_mask-executorch-int8.pte"
+    tile = next(iter(sorted((data / "val").rglob("*.tif"))))
+    ok = cli("predict", str(artifact), str(tile), "--mask", "1,0,1,1", "--json", check=True)
+    assert json.loads(ok.stdout)[0]["class"]
+    for args, message in [(("--mask", "1,0,1"), "give 4 values of 0 or 1"),
+                          (("--mask", "0,0,0,0"), "at least one band")]:
+        proc = cli("predict", str(artifact), str(tile), *args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
