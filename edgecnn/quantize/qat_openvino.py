@@ -66,7 +66,8 @@ class OpenvinoNNCF:
         # NNCF calls model(*inputs) for a tuple: (image, mask) for a band-aware model.
         dataset = api.nncf.Dataset(calibration, lambda sample: sample[0] if len(sample) == 1 else tuple(sample))
         patterns = float_scopes(model)
-        extra = {"ignored_scope": api.nncf.IgnoredScope(patterns=patterns, validate=False)} if patterns else {}
+        # validate: a pattern that matches no op (NNCF renaming its ops) fails here instead of quantizing the gains.
+        extra = {"ignored_scope": api.nncf.IgnoredScope(patterns=patterns, validate=True)} if patterns else {}
         return api.nncf.quantize(copy.deepcopy(model).eval(), dataset, subset_size=len(calibration), **extra)
 
     def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
@@ -112,5 +113,5 @@ def float_scopes(model: nn.Module) -> list[str]:
     for name, m in model.named_modules():
         if isinstance(m, StemGains):
             tail = "/".join(name.split(".")[-2:])
-            patterns.append(f"(^|/){re.escape(tail)}/")
+            patterns.append(f"(.*/)?{re.escape(tail)}/")  # NNCF matches from the start (re.match)
     return patterns
