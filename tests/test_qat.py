@@ -339,9 +339,11 @@ def test_mask_input_model_qat_serves_every_subset(mask_run: Path, tmp_path: Path
         torch.testing.assert_close(model(x, torch.ones(3)), full)
         torch.testing.assert_close(model(x, torch.ones(3, 3)), full)
         per_image = torch.stack([torch.ones(3), rg, presence_mask(["B"], bands)])
-        mixed = model(x, per_image)
-        torch.testing.assert_close(mixed[1:2], model(x[1:2], rg), atol=1e-5, rtol=0)
-        assert not torch.allclose(mixed[2], full[2])  # the mask changes the answer
+        mixed, alone = model(x, per_image), model(x[1:2], rg)
+        # Not exact: the gains (3/2 here) round differently in a batch of 3 and of 1, by ~1e-7, which can move
+        # an activation across an INT8 rounding boundary (one step of the stem's input, 0.03 in the logits).
+        torch.testing.assert_close(mixed[1:2], alone, atol=0.1, rtol=0)
+        assert (mixed[1] - alone[0]).abs().max() < (mixed[1] - full[1]).abs().max()  # the row's own mask was used
 
     r = export_run(out, export_target, int8=True)
     assert [i["name"] for i in r["inputs"]] == ["image", "mask"] and r["inputs"][1]["shape"] == [3]

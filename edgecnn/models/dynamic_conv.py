@@ -493,7 +493,8 @@ def static_model(model: nn.Module) -> nn.Module:
 
 
 def mask_rows(x: Tensor, mask: Tensor | None) -> Tensor:
-    """The presence mask as one row per image, ``[B, bands]``, from ``None`` (every band), ``[bands]`` or ``[B, bands]``.
+    """The presence mask as one row per image, ``[B, bands]``, from ``None`` (every band), ``[bands]``
+    or ``[B, bands]``.
 
     Branches only on shapes (static under ``torch.export``); a ``[bands]`` mask with a batch of
     one is only reshaped, so an export at batch 1 holds no ``expand`` (which XNNPACK does not take).

@@ -408,7 +408,8 @@ def export_source(run: Path, target: str, int8: bool, channels: str | None) -> t
                         f"({info.get('channels') or 'all bands'}); drop --channels")
     recipe, model, classes, state, _ = load_qat(run)
     # A band-aware model's artifact takes (image [1, bands, S, S], mask [bands]), as PTQ's mask-input ones.
-    example = (torch.zeros(1, *_in_shape(recipe)),) + ((torch.ones(len(recipe.data.bands)),) if takes_mask(model) else ())
+    mask = (torch.ones(len(recipe.data.bands)),) if takes_mask(model) else ()
+    example = (torch.zeros(1, *_in_shape(recipe)), *mask)
     section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get(C.CKPT_EPOCH),
                "float_run": info.get("float_run"), **({"channels": info["channels"]} if info.get("channels") else {}),
                **(_band_aware_settings(b, recipe) if takes_mask(model) else {})}
