@@ -381,7 +381,10 @@ class StemGains(nn.Module):
         n, bands, height, width = x.shape
         rows = (self.all_bands if mask is None else mask).reshape(-1, bands)  # [1 or B, bands]
         if self.mode == "input":
-            features = torch.cat([x.mean(dim=(2, 3)) * rows, rows.expand(n, bands)], dim=1)
+            # XNNPACK's mean is a 4-D mean over the last two dims with keepdim, and it has no expand:
+            # an artifact's one mask row meets its one image without one (a branch on shapes only).
+            means = x.mean(dim=(2, 3), keepdim=True).reshape(n, bands)
+            features = torch.cat([means * rows, rows if rows.shape[0] == n else rows.expand(n, bands)], dim=1)
         else:
             features = rows
         attn = torch.softmax(self.attention(features) / self.temperature, dim=-1)  # [R, K]
