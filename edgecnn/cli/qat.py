@@ -18,10 +18,13 @@ def qat(
     resume: Annotated[bool, typer.Option(help="continue an interrupted QAT run from its last checkpoint")] = False,
     nproc: Annotated[int, typer.Option(min=1, help="data-parallel processes on this machine (launches torchrun)")] = 1,
     channels: Annotated[Optional[str], typer.Option(
-        help="resnet34_dynconv_mask only: fine-tune the plain ResNet folded for this band subset, e.g. RGB")] = None,
+        help="*_dynconv_mask runs: fine-tune the plain model folded for this band subset, e.g. RGB "
+             "(without it a band-aware run is fine-tuned with its mask input, for every subset)")] = None,
 ) -> None:
     """Quantization-aware fine-tuning of a trained run into a new run folder; export it with --int8.
 
+    A band-aware run (DynamicConv2D stem) is fine-tuned as its mask-input model on the recipe's random
+    band subsets: one QAT run, and one artifact taking (image, mask), for every subset.
     Data-parallel like training: `--nproc N`, or `torchrun --nproc_per_node N -m edgecnn qat RUN ...`.
     """
     from edgecnn.quantize.qat import qat_run

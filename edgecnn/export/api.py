@@ -192,7 +192,9 @@ def _parity(module, path: Path, runtime: dict, src: _Source) -> dict:
     runner = module.load(path, runtime.get("config"))
     parity = measure(runner, src.graph, src.val_ds, src.cfg.mean, src.cfg.std, len(src.classes), src.cfg.workers)
     if src.quantized is not None:
-        parity["reference"] = "the run's fake-quantized PyTorch model (QAT, learned ranges), all bands"
+        parity["reference"] = ("the run's fake-quantized PyTorch model (QAT, learned ranges), "
+                               + ("given the same mask on every band subset (per_subset)" if src.graph.mask_input
+                                  else "all bands"))
     return parity
 
 

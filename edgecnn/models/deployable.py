@@ -3,7 +3,7 @@
 Four cases, all exact (the artifact computes what ``edgecnn eval`` measures):
 
 * **all bands, plain model** - the model as is: ``image [1, bands, S, S]``.
-* **all bands, band-aware model** (``takes_mask``) - the model with its
+* **all bands, band-aware model** (``takes_mask``; a QAT run's fake-quantized form too) - the model with its
   presence mask as a second input, ``mask [bands]``: one artifact serves every
   band subset at run time (zero-fill the missing bands, set their mask to 0).
   Its DynamicConv2D is exported in its static form (``dynamic_conv.StaticStem``):
@@ -159,8 +159,10 @@ def deployable(model: nn.Module, bands: list[str], image_size: int, channels: st
     band_aware = takes_mask(model)
     image = torch.zeros(1, len(bands), image_size, image_size)
     if channels is None and band_aware:
+        # A QAT model (``MaskRows``, a PT2E graph) is in its static form already: exported as it is.
+        static = static_model(model) if band_stem(model) is not None else model
         return Deployable(
-            module=static_model(model).eval(), input_names=["image", "mask"], example=(image, torch.ones(len(bands))),
+            module=static.eval(), input_names=["image", "mask"], example=(image, torch.ones(len(bands))),
             subset=None, input_bands=list(bands), mask_input=True, model=model, bands=bands,
             how="all bands; presence mask as second input (0 = band missing, zero-fill its plane)",
         )

@@ -381,7 +381,10 @@ class StemGains(nn.Module):
         n, bands, height, width = x.shape
         rows = (self.all_bands if mask is None else mask).reshape(-1, bands)  # [1 or B, bands]
         if self.mode == "input":
-            features = torch.cat([x.mean(dim=(2, 3)) * rows, rows.expand(n, bands)], dim=1)
+            # XNNPACK's mean is a 4-D mean over the last two dims with keepdim, and it has no expand:
+            # an artifact's one mask row meets its one image without one (a branch on shapes only).
+            means = x.mean(dim=(2, 3), keepdim=True).reshape(n, bands)
+            features = torch.cat([means * rows, rows if rows.shape[0] == n else rows.expand(n, bands)], dim=1)
         else:
             features = rows
         attn = torch.softmax(self.attention(features) / self.temperature, dim=-1)  # [R, K]
@@ -490,3 +493,46 @@ def static_model(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose DynamicConv2D stem is its ``StaticStem``: same outputs, every weight stored."""
     out = copy.deepcopy(model)
     return swap(out, lambda m, name: isinstance(m, DynamicConv2D), lambda m, name: StaticStem(m).train(m.training))
+
+
+def mask_rows(x: Tensor, mask: Tensor | None) -> Tensor:
+    """The presence mask as one row per image, ``[B, bands]``, from ``None`` (every band), ``[bands]``
+    or ``[B, bands]``.
+
+    Branches only on shapes (static under ``torch.export``); a ``[bands]`` mask with a batch of
+    one is only reshaped, so an export at batch 1 holds no ``expand`` (which XNNPACK does not take).
+
+    Raises:
+        UserError: ``mask`` is not ``[bands]`` or ``[B, bands]`` for ``x [B, bands, H, W]``.
+    """
+    batch, bands = x.shape[0], x.shape[1]
+    if mask is None:
+        return torch.ones(batch, bands, dtype=x.dtype, device=x.device)
+    if mask.dim() not in (1, 2) or mask.shape[-1] != bands or (mask.dim() == 2 and mask.shape[0] != batch):
+        raise UserError(f"presence mask must be [{bands}] or [batch, {bands}] but got {list(mask.shape)}; "
+                        "build it with edgecnn.data.bands.presence_mask")
+    mask = mask.to(x)
+    if mask.dim() == 2:
+        return mask
+    mask = mask.reshape(1, bands)
+    return mask if batch == 1 else mask.expand(batch, bands)
+
+
+class MaskRows(nn.Module):
+    """``net(x, mask_rows(x, mask))``: a band-aware model whose graph always sees a ``[B, bands]`` mask.
+
+    QAT captures ``static_model(model)`` once, with a per-image mask and a dynamic
+    batch (PT2E), or hooks it op by op (NNCF); training then feeds it per-batch
+    (``[bands]``) or per-image masks, evaluation none, and the artifact a ``[bands]``
+    mask. Normalising here keeps the captured graph, and NNCF's op names, one and the same.
+    ``band_aware`` tells ``registry.takes_mask`` it takes a mask (its stem is a ``StaticStem``).
+    """
+
+    band_aware = True
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.net(x, mask_rows(x, mask))

@@ -74,8 +74,13 @@ register("cnn_dynconv_mask")(_band_robust("cnn", "mask", "the ablation (no atten
 
 
 def takes_mask(model: nn.Module) -> bool:
-    """Band-aware models (a DynamicConv2D stem) take a presence mask as a second input: ``model(x, mask)``."""
-    return band_stem(model) is not None
+    """Band-aware models take a presence mask as a second input: ``model(x, mask)``.
+
+    A DynamicConv2D stem makes a model band-aware; so does a true ``band_aware`` attribute, which
+    the QAT forms of such a model carry (``dynamic_conv.MaskRows``, the PT2E graph wrapper
+    ``quantize.qat_xnnpack.PT2EModel``): their stem is a ``StaticStem`` or a captured graph.
+    """
+    return bool(getattr(model, "band_aware", False)) or band_stem(model) is not None
 
 
 def build_model(name: str, num_classes: int, in_chans: int = 3, **settings: Any) -> nn.Module:

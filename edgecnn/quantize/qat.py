@@ -25,6 +25,16 @@ Two backends, one class each with the same methods (``Backend``), one file each 
   into PyTorch fake-quantize ops with the learned scales, which
   ``openvino.convert_model`` turns into FakeQuantize nodes.
 
+Band-aware models (a DynamicConv2D stem, ``registry.takes_mask``) are fine-tuned in the
+form their mask-input artifact runs: ``MaskRows(static_model(model))``, the kernel mixing
+moved onto the input and one stored-weight convolution (``dynamic_conv.StaticStem``), with
+two inputs, the image and a per-image presence mask. Its ``StemGains`` stay float on both
+backends, as PTQ leaves them. Training draws the recipe's band subsets
+(``train.band_subsets``, carried over from the float run) and keeps the files' own lost
+bands, so one QAT run, and its one artifact ``(image, mask)``, serves every subset.
+With ``--channels`` a mask-attention model is instead folded for one subset first
+(``BandSubset``): the plain model, one image input.
+
 Checkpoints hold the QAT model's whole ``state_dict`` (weights and quantizer
 state) under ``model``, and under ``qat`` what else restoring needs. Restoring
 (``load_qat``) rebuilds the float architecture from the run's recipe, puts
@@ -53,7 +63,7 @@ from edgecnn.config.load import parse_overrides, validate_recipe
 from edgecnn.data.bands import parse_subset, presence_mask
 from edgecnn.errors import UserError
 from edgecnn.models.deployable import deployable
-from edgecnn.models.dynamic_conv import band_stem, folded_model
+from edgecnn.models.dynamic_conv import MaskRows, band_stem, folded_model, static_model
 from edgecnn.models.registry import takes_mask
 from edgecnn.quantize.calibration import calibration_samples
 from edgecnn.quantize.qat_openvino import FixedFakeQuantize, OpenvinoNNCF  # noqa: F401 (importable from here)
@@ -214,11 +224,19 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
                       len(bands))
 
 
+def qat_form(model: nn.Module, channels: str | None, bands: list[str]) -> nn.Module:
+    """The float module QAT fake-quantizes for ``model``: folded for ``channels``; a band-aware model's
+    static form with its mask as a second input (``MaskRows(static_model(model))``); else the model."""
+    if channels is not None:
+        return fold_for_subset(model, channels, bands)
+    if band_stem(model) is not None:
+        return MaskRows(static_model(model)).train(model.training)
+    return model
+
+
 def _restore(b: Backend, recipe, num_classes: int, state: dict, path: Path, channels: str | None = None) -> nn.Module:
     backends.require(*b.REQUIRES, purpose=f"qat for {b.NAME}")
-    model = R.build_for_recipe(recipe, num_classes)
-    if channels is not None:
-        model = fold_for_subset(model, channels, list(recipe.data.bands))
+    model = qat_form(R.build_for_recipe(recipe, num_classes), channels, list(recipe.data.bands))
     model = b.restore(model, _in_shape(recipe), state.get(C.CKPT_QAT, {}))
     try:
         model.load_state_dict(state[C.CKPT_MODEL])
@@ -249,17 +267,17 @@ def qat_run(run: Path, target: str, epochs: int | None = None, out: Path | None 
         resume: continue an interrupted QAT run from its last checkpoint.
         overrides: ``dotted.key=value`` words applied to the QAT recipe
             (the float recipe with lr x ``LR_SCALE`` and ``EPOCHS`` epochs).
-        channels: a band subset of a ``resnet34_dynconv_mask`` run: fine-tune the plain
-            ResNet folded for it (its QAT recipe trains on full-band images, no band dropping).
-            The mask-input model itself is not supported: its stem mixes its kernel from the
-            mask at run time, and neither backend quantizes a weight computed in the graph.
+        channels: a band subset of a mask-attention DynamicConv2D run (``*_dynconv_mask``): fine-tune
+            the plain model folded for it (its QAT recipe trains on full-band images, no band dropping).
+            Without it a band-aware run is fine-tuned as its mask-input model (static stem, inputs
+            image and mask) on the recipe's random band subsets: one run for every subset.
 
     Returns:
         The per-epoch metric rows (also in ``out/metrics.csv``).
 
     Raises:
-        UserError: not a float run, unknown target, missing backend, a model with
-            a presence-mask input, an existing run without ``resume`` (or nothing
+        UserError: not a float run, unknown target, missing backend, ``channels`` for a model
+            that does not fold, an existing run without ``resume`` (or nothing
             to resume), a recipe mismatch on resume, or data problems.
     """
     run = Path(run)
@@ -294,24 +312,22 @@ def _check_request(run: Path, target: str, epochs: int | None, out: Path | None,
 
 
 def _float_start(run: Path, b: Backend, channels: str | None) -> tuple[dict, nn.Module, list[str]]:
-    """The first ``qat.json`` record, the float model QAT starts from (folded for ``channels``) and its classes.
+    """The first ``qat.json`` record, the float model QAT starts from (``qat_form``: folded for ``channels``,
+    or a band-aware model's static mask-input form) and its classes.
 
     Raises:
-        UserError: the model takes a band presence mask (QAT needs one image input).
+        UserError: ``channels`` for a model that does not fold (``fold_for_subset``).
     """
     float_recipe, float_model, float_classes, float_state = R.load_trained(run)
-    if channels is not None:
-        float_model = fold_for_subset(float_model, channels, list(float_recipe.data.bands)).eval()
-    if takes_mask(float_model):
-        raise UserError(f"qat: {float_recipe.model.name} takes a band presence mask as a second input; "
-                        "QAT supports models with one image input (cnn_attn, cnn, resnet34), or "
-                        "resnet34_dynconv_mask folded for a subset with --channels")
+    float_model = qat_form(float_model, channels, list(float_recipe.data.bands)).eval()
+    band_aware = takes_mask(float_model)
     record = {
         "target": b.NAME, "export_target": b.EXPORT_TARGET,
         "float_run": str(run.resolve()), "float_checkpoint": R.BEST if (run / R.BEST).exists() else R.LAST,
         "float_epoch": float_state.get(C.CKPT_EPOCH), "float_best_accuracy": float_state.get(C.CKPT_BEST_ACCURACY),
         "lr_scale": LR_SCALE, **b.settings(),
         **({"channels": channels} if channels is not None else {}),
+        **(_band_aware_settings(b, float_recipe) if band_aware else {}),
         "packages": {p: backends.version(p) for p in ("torch", "torchao", "executorch", "nncf", "openvino")},
     }
     return record, float_model, list(float_classes)
@@ -391,7 +407,23 @@ def export_source(run: Path, target: str, int8: bool, channels: str | None) -> t
         raise UserError(f"--channels {channels} with a QAT run: its subset was fixed by edgecnn qat "
                         f"({info.get('channels') or 'all bands'}); drop --channels")
     recipe, model, classes, state, _ = load_qat(run)
-    example = (torch.zeros(1, *_in_shape(recipe)),)
+    # A band-aware model's artifact takes (image [1, bands, S, S], mask [bands]), as PTQ's mask-input ones.
+    mask = (torch.ones(len(recipe.data.bands)),) if takes_mask(model) else ()
+    example = (torch.zeros(1, *_in_shape(recipe)), *mask)
     section = {**b.settings(), "qat_run": str(run), "qat_epochs": state.get(C.CKPT_EPOCH),
-               "float_run": info.get("float_run"), **({"channels": info["channels"]} if info.get("channels") else {})}
+               "float_run": info.get("float_run"), **({"channels": info["channels"]} if info.get("channels") else {}),
+               **(_band_aware_settings(b, recipe) if takes_mask(model) else {})}
     return recipe, model, classes, state, (b.for_export(model, example), section)
+
+
+def _band_aware_settings(b: Backend, recipe) -> dict:
+    """What ``qat.json`` and the sidecar add for a band-aware model: its inputs, its float stem gains, its subsets."""
+    kept = b.settings().get("kept_float", [])
+    return {
+        "inputs": "image [B, bands, S, S] and presence mask [B, bands] (the artifact: image [1, bands, S, S], "
+                  "mask [bands])",
+        "stem": "StaticStem (the DynamicConv2D's kernel mixing on the input, one stored-weight convolution); "
+                "its StemGains left in float" + (" (NNCF ignored scope)" if b.NAME == "openvino" else ""),
+        **({"kept_float": [*kept, "StemGains"]} if b.NAME == "xnnpack" else {}),
+        "band_subsets": recipe.train.band_subsets,
+    }

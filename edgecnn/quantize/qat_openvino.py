@@ -3,17 +3,23 @@
 ``OpenvinoNNCF`` is the backend ``quantize.qat`` drives (its ``Backend`` protocol);
 ``FixedFakeQuantize`` holds a learned range at export, so the graph ``torch.export`` captures
 converts to OpenVINO FakeQuantize nodes. Exported with ``edgecnn export --target openvino --int8``.
+
+A band-aware model (``registry.takes_mask``) arrives as ``MaskRows(static_model(model))`` and is
+quantized and stripped with both inputs (image, mask); the ops of its ``StemGains`` (the static stem's
+mask-to-gains arithmetic) are in NNCF's ignored scope, so they stay float as PTQ leaves them.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 
 import torch
 from torch import nn
 
 from edgecnn import backends
+from edgecnn.models.dynamic_conv import StemGains
 from edgecnn.models.surgery import swap
 
 
@@ -57,8 +63,12 @@ class OpenvinoNNCF:
     def prepare(self, model: nn.Module, in_shape: tuple[int, int, int], calibration: list) -> nn.Module:
         """``nncf.quantize``: quantizers placed and their initial ranges set from ``calibration``."""
         api = backends.nncf_torch()
-        dataset = api.nncf.Dataset(calibration, lambda sample: sample[0])
-        return api.nncf.quantize(copy.deepcopy(model).eval(), dataset, subset_size=len(calibration))
+        # NNCF calls model(*inputs) for a tuple: (image, mask) for a band-aware model.
+        dataset = api.nncf.Dataset(calibration, lambda sample: sample[0] if len(sample) == 1 else tuple(sample))
+        patterns = float_scopes(model)
+        # validate: a pattern that matches no op (NNCF renaming its ops) fails here instead of quantizing the gains.
+        extra = {"ignored_scope": api.nncf.IgnoredScope(patterns=patterns, validate=True)} if patterns else {}
+        return api.nncf.quantize(copy.deepcopy(model).eval(), dataset, subset_size=len(calibration), **extra)
 
     def restore(self, model: nn.Module, in_shape: tuple[int, int, int], qat: dict) -> nn.Module:
         """The quantizers of ``qat["nncf_config"]`` put back into ``model``; the caller loads the state dict."""
@@ -73,7 +83,7 @@ class OpenvinoNNCF:
         """A copy with each quantizer replaced by a ``FixedFakeQuantize`` holding its learned range."""
         api = backends.nncf_torch()
         qat_model.eval()
-        stripped = api.strip(qat_model, do_copy=True, example_input=example[0])
+        stripped = api.strip(qat_model, do_copy=True, example_input=example[0] if len(example) == 1 else tuple(example))
 
         storage = api.get_hook_storage(stripped)
         hooks = {name for name, _ in storage.named_hooks()}
@@ -89,3 +99,19 @@ class OpenvinoNNCF:
             "activations": "int8 symmetric per-tensor (unsigned after ReLU), scales learned while fine-tuning",
             "initial_ranges": "min/max over un-augmented training images (nncf.quantize), then learned",
         }
+
+
+def float_scopes(model: nn.Module) -> list[str]:
+    """NNCF ignored-scope patterns for the ops of each ``StemGains`` in ``model``.
+
+    NNCF 3.4 names an op by the modules on the call stack, each by its name in its
+    caller, and the op: ``net/0/gains/softmax/0`` for ``net.features.0.0.gains`` (the
+    ``Sequential`` ``features.0`` is never called itself, so its name is not there). The
+    last two names, the stem's in its parent and ``gains``, are on every path to the op.
+    """
+    patterns = []
+    for name, m in model.named_modules():
+        if isinstance(m, StemGains):
+            tail = "/".join(name.split(".")[-2:])
+            patterns.append(f"(.*/)?{re.escape(tail)}/")  # NNCF matches from the start (re.match)
+    return patterns
