@@ -246,7 +246,7 @@ def test_data_stats_cli_and_a_band_mismatch_exits_2(geo_root):
 # -- the whole chain on GeoTIFFs (slow) -------------------------------------------------------------------
 
 MS_TINY = [
-    "data.image_size=16", "model.layers=[1,1,1,1]", "train.epochs=2", "train.batch_size=8", "train.threads=1",
+    "data.image_size=32", "train.epochs=2", "train.batch_size=8", "train.threads=1",
     "pipeline.export=[{target: executorch}, {target: executorch, int8: ptq}, {target: openvino, int8: ptq}]",
     "pipeline.calib=8", "pipeline.bench.iters=4", "pipeline.bench.warmup=1", "pipeline.bench.rounds=2",
     "pipeline.bench.threads=1", "pipeline.bench.eager=false", "pipeline.bench.time_budget_s=null",
