@@ -171,6 +171,54 @@ def test_adaptive_rounds_stop_on_precision_and_limits(monkeypatch):
     assert len(job.rounds) == 7 and job.stopped_by is None and job.look is None
 
 
+class _Lines:
+    """Stands for the bench's Progress: keeps every text it was given."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def update(self, text: str) -> None:
+        self.texts.append(text)
+
+
+def test_progress_shows_each_rows_current_plus_minus(monkeypatch):
+    from edgecnn.bench import api
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    # One quiet row stops at its first look: the line was drawn only before each round, so the look that ended
+    # the rounds was never shown and the row read "± at the first look" to the end.
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=5.0, max_time=600)
+    (quiet,) = _jobs((1.0, 0.002))
+    lines = _Lines()
+    api._rounds([quiet], plan, 30, lines)
+    assert quiet.stopped_by == "precision" and len(quiet.rounds) == 5
+    assert "± at the first look" in lines.texts[0]
+    last = lines.texts[-1].splitlines()[1]
+    half = (quiet.ci[2] - quiet.ci[1]) / 2 / quiet.ci[0] * 100
+    assert last.endswith(f"5 rounds, ±{half:.1f}% at round 5, stopped: precision"), last
+    # Two rows: each look's ± shows right after that look, not one round later.
+    quiet, noisy = _jobs((1.0, 0.002), (1.0, 0.3))
+    lines = _Lines()
+    api._rounds([quiet, noisy], plan, 30, lines)
+    looks = stats.looks(40)
+    for text in lines.texts:
+        head, q, n = text.splitlines()
+        done = int(n.split()[1])  # the noisy row's rounds: it goes on to the limit
+        if done >= looks[0]:  # once a look has passed, both rows show a ± at the latest look reached
+            latest = max(x for x in looks if x <= done)
+            assert "±" in q and "at round 5" in q and f"at round {latest}," in n + ",", text
+        else:
+            assert "± at the first look" in q and "± at the first look" in n
+    half = (noisy.ci[2] - noisy.ci[1]) / 2 / noisy.ci[0] * 100
+    assert lines.texts[-1].splitlines()[2].endswith(f"40 rounds, ±{half:.1f}% at round 40, stopped: max rounds")
+    # A row a limit stops before its first look has no ± to show, and says so.
+    timed = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=3.0, max_time=0.0)
+    (late,) = _jobs((1.0, 0.3))
+    api._rounds([late], timed, 30, lines)
+    assert late.stopped_by == "max time"
+    assert lines.texts[-1].splitlines()[1].endswith("1 rounds, no ±, stopped: max time")
+
+
 def test_budget_decides_rows(monkeypatch):
     from edgecnn.bench import api
 

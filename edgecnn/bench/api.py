@@ -266,6 +266,7 @@ class Job:
     means_only: bool = False  # samples are whole runs' means (executor_runner older than ExecuTorch 1.3)
     look: int | None = None  # adaptive rounds: the look of its interval (core/stats.sequential_ci)
     ci: tuple[float, float, float] | None = None  # adaptive rounds: (median, low, high) at that look
+    ci_rounds: int | None = None  # the rounds that interval is over (the progress line says so)
     timed_s: float = 0.0  # wall seconds of its timed rounds (the overhead check's time budget)
     stopped_by: str | None = None  # adaptive rounds: precision, above/within budget, max time, max rounds
 
@@ -626,7 +627,9 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress,
     _rounds(jobs, plan, req.step_timeout, progress)
     alive = _alive(jobs)  # finishing a job stops its worker: count them once
     for i, job in enumerate(alive):
-        progress.update(f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)")
+        # The rows' last state stays on the line: a plain log, one line every 5 s, may not have shown it yet.
+        progress.update("\n".join([f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)",
+                                   *_row_lines(jobs, plan)]))
         _finish(job, req, deadline)
 
 
@@ -650,7 +653,7 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
         order = order[r % len(order):] + order[: r % len(order)]
         for job in order:
             if progress is not None:
-                progress.update(_round_progress(jobs, plan, r, schedule, time.monotonic() - t0, max_time))
+                progress.update(_round_progress(jobs, plan, r, time.monotonic() - t0, max_time))
             time.sleep(max(SETTLE_S, plan.cooldown))
             _round(job, plan, r, step_timeout)
         if not plan.adaptive:
@@ -670,33 +673,45 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
                 # next planned look, which never comes (the last look is at max rounds, so one is left).
                 job.look = job.look if r + 1 in schedule else (job.look or 0) + 1
                 job.stopped_by = limit
+        if progress is not None and (r + 1 in schedule or limit):
+            # The look's intervals and stops now: drawn only before the next round, a look's ± came a round
+            # late, and the look (or limit) that ended the rounds was never shown.
+            progress.update(_round_progress(jobs, plan, r + 1, time.monotonic() - t0, max_time))
+        if limit:
             return
 
 
-def _round_progress(jobs: list[Job], plan: Plan, r: int, schedule: list[int], spent: float,
-                    max_time: float) -> str:
-    """The bench's progress: the round, the time left, and per row its rounds, its ± at the last look and
-    whether it is still going."""
+def _round_progress(jobs: list[Job], plan: Plan, r: int, spent: float, max_time: float) -> str:
+    """The bench's progress at round ``r`` (0-based; ``r`` rounds done): the round, the time left, and per row its
+    rounds, its current ± and whether it is still going."""
     per_round = spent / max(1, r) if r else None  # seconds a round of every row still going took so far
     if plan.adaptive:
         left = max_time - spent
         if per_round is not None:
             left = min(left, per_round * (plan.rounds - r))
-        head = f"round {r + 1} (at most {plan.rounds}), at most {eta(left)} left"
+        head = f"round {min(r + 1, plan.rounds)} (at most {plan.rounds}), at most {eta(left)} left"
     else:
         head = f"round {r + 1}/{plan.rounds}, about {eta(per_round * (plan.rounds - r)) if per_round else '?'} left"
-    lines = [head]
+    return "\n".join([head, *_row_lines(jobs, plan)])
+
+
+def _row_lines(jobs: list[Job], plan: Plan) -> list[str]:
+    """One line a row: its rounds, its ± at its latest look (with the rounds that interval is over), why it
+    stopped."""
+    lines = []
     width = max(len(j.row["name"]) for j in jobs)
     for j in jobs:
         if j.row["error"] is not None:
             state = "error"
         else:
-            pm = f"±{(j.ci[2] - j.ci[1]) / 2 / j.ci[0] * 100:.1f}% at round {schedule[j.look - 1]}" \
-                if j.ci and j.look and j.look <= len(schedule) else "± at the first look"
-            state = f"{len(j.rounds)} rounds, {pm if plan.adaptive else ''}".rstrip(", ") + \
-                (f", stopped: {j.stopped_by}" if j.stopped_by else "")
+            pm = ""
+            if plan.adaptive:
+                pm = f"±{(j.ci[2] - j.ci[1]) / 2 / j.ci[0] * 100:.1f}% at round {j.ci_rounds}" if j.ci else \
+                    "no ±" if j.stopped_by else "± at the first look"
+            state = f"{len(j.rounds)} rounds, {pm}".rstrip(", ")
+            state += f", stopped: {j.stopped_by}" if j.stopped_by else ""
         lines.append(f"  {j.row['name']:<{width}}  {state}")
-    return "\n".join(lines)
+    return lines
 
 
 def _look(job: Job, look: int, n_looks: int) -> None:
@@ -705,6 +720,7 @@ def _look(job: Job, look: int, n_looks: int) -> None:
     job.look = look
     if not job.means_only and len(job.rounds) >= MIN_ROUNDS:
         job.ci = sequential_ci(job.rounds, n_looks)
+        job.ci_rounds = len(job.rounds)
 
 
 def _judge(job: Job, plan: Plan, jobs: list[Job]) -> None:
