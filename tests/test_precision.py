@@ -388,6 +388,24 @@ def test_time_budget_stops_rows_and_says_so(monkeypatch):
     assert row.stopped_by == "max time"
 
 
+def test_a_row_a_limit_stopped_says_which_with_or_without_a_budget(monkeypatch):
+    from edgecnn.bench import api
+    from edgecnn.bench.api import BenchRequest
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    for stop, req in (("max rounds", BenchRequest(max_rounds=5)),  # no budget: req.time_budget is None
+                      ("time budget", BenchRequest(max_rounds=40, time_budget=60))):
+        plan = api.Plan(None, None, req.max_rounds, 0.01, 0.0, adaptive=True, precision=0.01, max_time=600,
+                        time_left=0.0 if req.time_budget else None)
+        (row,) = _jobs((1.0, 0.3))
+        row.row.update(warning=None, batch=1)
+        api._rounds([row], plan, 30)
+        api._fill_latencies(row, req)  # an adaptive bench without a budget used to raise TypeError here
+        assert row.stopped_by == stop and row.row["stopped_by"] == stop
+        flag = "--max-rounds" if req.time_budget is None else "the time budget (60 s for the bench)"
+        assert row.row["warning"].startswith(f"stopped by {flag} after {len(row.rounds)} rounds"), row.row["warning"]
+
+
 def test_time_budget_needs_adaptive_rounds():
     from edgecnn.bench.api import BenchRequest, _check_request
     from edgecnn.config.schema import BenchStage

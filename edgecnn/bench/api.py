@@ -904,8 +904,9 @@ def _adaptive_fields(job: Job, req: BenchRequest) -> None:
     half = half_width_pct(row)
     row.update(precision_pct=half, look=job.look, stopped_by=job.stopped_by)
     if job.stopped_by in ("max time", "max rounds", "time budget") and half is not None:
-        flag = {"max time": "--max-time", "max rounds": "--max-rounds",
-                "time budget": f"the time budget ({req.time_budget:g} s for the bench)"}[job.stopped_by]
+        # Formatted only for a budget's stop: without a budget req.time_budget is None (no :g for None).
+        flag = {"max time": "--max-time", "max rounds": "--max-rounds"}.get(job.stopped_by) or \
+            f"the time budget ({req.time_budget:g} s for the bench)"
         _warn(row, f"stopped by {flag} after {len(job.rounds)} rounds at ±{half:.1f}% "
                    f"(target ±{req.precision:g}%)")
 
