@@ -268,6 +268,40 @@ def test_overhead_check_stops_when_judged_when_noisy_and_when_it_outgrows_the_ro
     api._overhead(short, 30)  # rounds of 10 ms: one 50 ms pass already cost more, so one pass and no interval
     assert short.worker.asked == 1 and short.row["harness_overhead_pct"] == 0.1
     assert short.row["harness_overhead_ci_low"] is None and short.row["harness_overhead_judged"] is False
+    assert [j.row["harness_overhead_stopped_by"] for j in (steady, noisy, short)] == \
+        ["judged", "max passes", "rounds' time"]
+
+
+def test_overhead_check_respects_the_time_budget(monkeypatch):
+    from edgecnn.bench import api
+    from edgecnn.bench.console import _overhead_part
+
+    # No time left: not even the first pass runs (it used to, always: a bench overran its budget by a pass a row).
+    spent = _overhead_job([0.1, 0.2, 0.15], 0.0, timed_s=60)
+    api._overhead(spent, 30, deadline=time.monotonic())
+    assert spent.worker.asked == 0 and spent.row.get("harness_overhead_pct") is None
+    assert spent.row["harness_overhead_judged"] is False and spent.row["harness_overhead_stopped_by"] == "time budget"
+    # Less time left than a pass is estimated to take (2n calls of the row's call time: about 1 s here): skipped too.
+    tight = _overhead_job([0.1, 0.2, 0.15], 0.0, timed_s=60)
+    api._overhead(tight, 30, deadline=time.monotonic() + 0.5)
+    assert tight.worker.asked == 0 and tight.row["harness_overhead_stopped_by"] == "time budget"
+    row = {"harness_overhead_pct": None, "harness_overhead_stopped_by": "time budget"}
+    assert _overhead_part([row]) == "harness overhead vs a plain loop: not judged: no time left in the budget"
+    # Passes of 0.1 s estimated at 0.2 s (short blocks): they run while the time left holds one, measured from the
+    # first pass on (about five fit here), and the check ends within the budget, reported as stopped by it.
+    monkeypatch.setattr(api, "OVERHEAD_BLOCK_S", 0.025)
+    noisy = _overhead_job([0, 6, -3, 5, -4, 7, 1, -2], 0.1, timed_s=60)
+    deadline = time.monotonic() + 0.55
+    api._overhead(noisy, 30, deadline=deadline)
+    assert time.monotonic() < deadline + 0.1  # never a whole pass past it (the old check ran one after it)
+    assert 1 <= noisy.worker.asked < api.OVERHEAD_MAX_PASSES
+    assert noisy.row["harness_overhead_stopped_by"] == "time budget" and noisy.row["harness_overhead_judged"] is False
+    assert noisy.row["harness_overhead_pct"] is not None
+    assert _overhead_part([noisy.row]).endswith("not judged: no time left in the budget)")
+    # A budget with room changes nothing: three close passes, judged.
+    roomy = _overhead_job([0.1, 0.2, 0.15, 9, 9], 0.0, timed_s=60)
+    api._overhead(roomy, 30, deadline=time.monotonic() + 60)
+    assert roomy.worker.asked == api.OVERHEAD_MIN_PASSES and roomy.row["harness_overhead_judged"] is True
 
 
 # -- the floor (latency_ms_floor): what survives the host's noise ------------------------------------------------

@@ -92,7 +92,8 @@ OVERHEAD_HALF_PP = 0.5
 THROTTLE_FREQ = 0.9  # a round whose clock is below this share of the maximum counts as throttled
 # A time budget (--time-budget, pipeline.bench.time_budget_s) is the whole bench's: loading and warm-up run first
 # and are measured; the rounds get what is left, less this reserve per row for its finish (one overhead-check
-# pass of about a second, the memory and device questions); the passes after the first stop at the budget.
+# pass of about a second, the memory and device questions). Each overhead pass, the first included, runs only
+# where the time left (less the reserves of the rows still to finish) holds it.
 FINISH_RESERVE_S = 2.0
 
 
@@ -630,7 +631,7 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress,
         # The rows' last state stays on the line: a plain log, one line every 5 s, may not have shown it yet.
         progress.update("\n".join([f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)",
                                    *_row_lines(jobs, plan)]))
-        _finish(job, req, deadline)
+        _finish(job, req, deadline, later=len(alive) - i - 1)
 
 
 def _alive(jobs: list[Job]) -> list[Job]:
@@ -766,15 +767,19 @@ def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
     job.means_only = job.means_only or bool(answer.get("mean_only"))
 
 
-def _finish(job: Job, req: BenchRequest, deadline: float | None = None) -> None:
+def _finish(job: Job, req: BenchRequest, deadline: float | None = None, later: int = 0) -> None:
     """Ask a job's worker for what it knows at the end (overhead, memory, device state, profile); stop it.
 
+    ``deadline``: the time budget's end; the overhead check leaves ``FINISH_RESERVE_S`` of it to each of the
+    ``later`` rows still to finish after this one.
+
     The overhead check runs in a runner process (executor_runner has no plain loop to compare with), and not
-    with a budget: a sweep asks only whether a row fits, and the check would cost seconds per candidate.
+    with a latency budget (``budget_ms``): a sweep asks only whether a row fits, and the check would cost seconds
+    per candidate.
     """
     profile, profile_iters, step_timeout = req.profile, req.profile_iters, req.step_timeout
     if job.batches and req.budget_ms is None:
-        _overhead(job, step_timeout, deadline)
+        _overhead(job, step_timeout, deadline if deadline is None else deadline - FINISH_RESERVE_S * later)
     calls = profile_iters + 2 if profile else 0
     try:
         done = job.worker.ask({"cmd": "finish", "overhead_iters": 0, "per": job.per,
@@ -791,28 +796,49 @@ def _finish(job: Job, req: BenchRequest, deadline: float | None = None) -> None:
 def _overhead(job: Job, step_timeout: float, deadline: float | None = None) -> None:
     """The harness-overhead check, adaptive: ABBA passes of eight short blocks until the mean's 95% interval
     is within ``OVERHEAD_HALF_PP`` (judged), or ``OVERHEAD_MAX_PASSES`` ran, or the passes took as long as the
-    row's timed rounds (reported, not judged)."""
+    row's timed rounds (reported, not judged). With a time budget (``deadline``), a pass runs only where the time
+    left holds it: the first is estimated from the row's call time (2n calls, about a second), later ones from
+    the longest pass so far; none at all is ``not judged: no time left in the budget``.
+
+    Why the passes stopped lands in ``harness_overhead_stopped_by``: ``judged``, ``max passes``, ``rounds' time``
+    or ``time budget``."""
     n = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
+    pass_s = 2 * n * (job.call_s or 1.0)  # eight blocks of n/4 calls (runner.harness_overhead_pct)
     figures: list[float] = []
     half = math.inf
+    stopped_by = "max passes"
     t0 = time.monotonic()
-    while len(figures) < OVERHEAD_MAX_PASSES and not (len(figures) >= OVERHEAD_MIN_PASSES
-                                                      and half <= OVERHEAD_HALF_PP):
-        if figures and (time.monotonic() - t0 >= job.timed_s or deadline is not None and time.monotonic() >= deadline):
+    while len(figures) < OVERHEAD_MAX_PASSES:
+        if len(figures) >= OVERHEAD_MIN_PASSES and half <= OVERHEAD_HALF_PP:
+            stopped_by = "judged"
             break
+        if figures and time.monotonic() - t0 >= job.timed_s:
+            stopped_by = "rounds' time"
+            break
+        if deadline is not None and time.monotonic() + pass_s > deadline:
+            stopped_by = "time budget"
+            break
+        start = time.monotonic()
         try:
             answer = job.worker.ask({"cmd": "overhead", "iters": n, "per": job.per}, job.limit(2 * n, step_timeout),
                                     "checking the harness overhead")
         except RunnerFailed:  # an older runner without the command: the row has no overhead figure
             return
+        pass_s = max(pass_s if figures else 0.0, time.monotonic() - start)  # measured from the first pass on
         figures.append(float(answer["overhead_pct"]))
         if len(figures) >= 2:
             sd = float(np.std(figures, ddof=1))
             half = t_quantile(0.975, len(figures) - 1) * sd / math.sqrt(len(figures))
+    else:
+        if len(figures) >= OVERHEAD_MIN_PASSES and half <= OVERHEAD_HALF_PP:
+            stopped_by = "judged"  # the last allowed pass closed it
+    judged = stopped_by == "judged"
+    job.row.update(harness_overhead_judged=judged, harness_overhead_stopped_by=stopped_by)
+    if not figures:  # the budget could not hold a single pass: no figure
+        return
     mean = sum(figures) / len(figures)
     low, high = (mean - half, mean + half) if len(figures) >= 2 else (None, None)  # one pass: no interval
-    job.row.update(harness_overhead_pct=mean, harness_overhead_ci_low=low, harness_overhead_ci_high=high,
-                   harness_overhead_judged=len(figures) >= OVERHEAD_MIN_PASSES and half <= OVERHEAD_HALF_PP)
+    job.row.update(harness_overhead_pct=mean, harness_overhead_ci_low=low, harness_overhead_ci_high=high)
 
 
 def _warm_up(job: Job, plan: Plan, step_timeout: float) -> None:
