@@ -303,19 +303,42 @@ def test_training_split_skips_and_counts_the_bomb_and_the_all_nodata_file(bomb_r
     assert "decoding" not in capfd.readouterr().err  # a build of a second is silent in a log
 
 
-def test_cache_progress_is_plain_lines_on_stderr_when_not_a_terminal(capfd):
-    from edgecnn.data.progress import FileProgress
+class _Files(torch.utils.data.Dataset):
+    """Three 2x2 photos that take ``pause`` seconds each to decode (what the cache's build pass reads)."""
 
-    with FileProgress("decoding train into the cache", 3, period=0.0) as p:
-        for _ in range(3):
-            p.advance()
+    raster, image_size, dtype = None, 2, np.uint8
+
+    def __init__(self, pause: float):
+        self.pause = pause
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, i: int):
+        import time
+
+        time.sleep(self.pause)
+        return torch.zeros(3, 2, 2, dtype=torch.uint8), 0
+
+
+def test_cache_progress_is_plain_lines_on_stderr_when_not_a_terminal(capfd, monkeypatch, tmp_path):
+    """The build's progress is core.progress's line: files done, files per second, time left; stderr only."""
+    from edgecnn.core import progress as P
+    from edgecnn.data.cache import _fill
+
+    monkeypatch.setattr(P, "EVERY_S", 0.1)
+    _fill(_Files(0.15), tmp_path, 0, "decoding train into the cache")
     out, err = capfd.readouterr()
     assert out == ""
-    lines = err.strip().splitlines()  # one a file here (period 0), the last one not repeated at the end
-    assert len(lines) == 3 and lines[-1].startswith("decoding train into the cache: 3/3 files, ")
-    assert all(" files/s" in line for line in lines)
-    with FileProgress("quiet", 3) as p:  # quicker than the period: nothing at all
-        p.advance(3)
+    lines = err.strip().splitlines()
+    assert len(lines) >= 2 and all(line.startswith("decoding train into the cache: ") for line in lines)
+    assert all(" files/s" in line for line in lines[1:])  # the first may come before the first file is done
+    assert any(" left (" in line for line in lines)  # the time left, while files remain
+    # It ends on the total, once: a closing line where the last periodic one showed less, never a repeat.
+    assert lines[-1].startswith("decoding train into the cache: 3/3 files, ")
+    assert sum("3/3 files" in line for line in lines) == 1
+    monkeypatch.setattr(P, "EVERY_S", 5.0)
+    _fill(_Files(0.0), tmp_path, 0, "quiet")  # quicker than the period: nothing at all
     assert capfd.readouterr() == ("", "")
 
 

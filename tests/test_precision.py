@@ -171,6 +171,54 @@ def test_adaptive_rounds_stop_on_precision_and_limits(monkeypatch):
     assert len(job.rounds) == 7 and job.stopped_by is None and job.look is None
 
 
+class _Lines:
+    """Stands for the bench's Progress: keeps every text it was given."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def update(self, text: str) -> None:
+        self.texts.append(text)
+
+
+def test_progress_shows_each_rows_current_plus_minus(monkeypatch):
+    from edgecnn.bench import api
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    # One quiet row stops at its first look: the line was drawn only before each round, so the look that ended
+    # the rounds was never shown and the row read "± at the first look" to the end.
+    plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=5.0, max_time=600)
+    (quiet,) = _jobs((1.0, 0.002))
+    lines = _Lines()
+    api._rounds([quiet], plan, 30, lines)
+    assert quiet.stopped_by == "precision" and len(quiet.rounds) == 5
+    assert "± at the first look" in lines.texts[0]
+    last = lines.texts[-1].splitlines()[1]
+    half = (quiet.ci[2] - quiet.ci[1]) / 2 / quiet.ci[0] * 100
+    assert last.endswith(f"5 rounds, ±{half:.1f}% at round 5, stopped: precision"), last
+    # Two rows: each look's ± shows right after that look, not one round later.
+    quiet, noisy = _jobs((1.0, 0.002), (1.0, 0.3))
+    lines = _Lines()
+    api._rounds([quiet, noisy], plan, 30, lines)
+    looks = stats.looks(40)
+    for text in lines.texts:
+        head, q, n = text.splitlines()
+        done = int(n.split()[1])  # the noisy row's rounds: it goes on to the limit
+        if done >= looks[0]:  # once a look has passed, both rows show a ± at the latest look reached
+            latest = max(x for x in looks if x <= done)
+            assert "±" in q and "at round 5" in q and f"at round {latest}," in n + ",", text
+        else:
+            assert "± at the first look" in q and "± at the first look" in n
+    half = (noisy.ci[2] - noisy.ci[1]) / 2 / noisy.ci[0] * 100
+    assert lines.texts[-1].splitlines()[2].endswith(f"40 rounds, ±{half:.1f}% at round 40, stopped: max rounds")
+    # A row a limit stops before its first look has no ± to show, and says so.
+    timed = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=3.0, max_time=0.0)
+    (late,) = _jobs((1.0, 0.3))
+    api._rounds([late], timed, 30, lines)
+    assert late.stopped_by == "max time"
+    assert lines.texts[-1].splitlines()[1].endswith("1 rounds, no ±, stopped: max time")
+
+
 def test_budget_decides_rows(monkeypatch):
     from edgecnn.bench import api
 
@@ -220,6 +268,40 @@ def test_overhead_check_stops_when_judged_when_noisy_and_when_it_outgrows_the_ro
     api._overhead(short, 30)  # rounds of 10 ms: one 50 ms pass already cost more, so one pass and no interval
     assert short.worker.asked == 1 and short.row["harness_overhead_pct"] == 0.1
     assert short.row["harness_overhead_ci_low"] is None and short.row["harness_overhead_judged"] is False
+    assert [j.row["harness_overhead_stopped_by"] for j in (steady, noisy, short)] == \
+        ["judged", "max passes", "rounds' time"]
+
+
+def test_overhead_check_respects_the_time_budget(monkeypatch):
+    from edgecnn.bench import api
+    from edgecnn.bench.console import _overhead_part
+
+    # No time left: not even the first pass runs (it used to, always: a bench overran its budget by a pass a row).
+    spent = _overhead_job([0.1, 0.2, 0.15], 0.0, timed_s=60)
+    api._overhead(spent, 30, deadline=time.monotonic())
+    assert spent.worker.asked == 0 and spent.row.get("harness_overhead_pct") is None
+    assert spent.row["harness_overhead_judged"] is False and spent.row["harness_overhead_stopped_by"] == "time budget"
+    # Less time left than a pass is estimated to take (2n calls of the row's call time: about 1 s here): skipped too.
+    tight = _overhead_job([0.1, 0.2, 0.15], 0.0, timed_s=60)
+    api._overhead(tight, 30, deadline=time.monotonic() + 0.5)
+    assert tight.worker.asked == 0 and tight.row["harness_overhead_stopped_by"] == "time budget"
+    row = {"harness_overhead_pct": None, "harness_overhead_stopped_by": "time budget"}
+    assert _overhead_part([row]) == "harness overhead vs a plain loop: not judged: no time left in the budget"
+    # Passes of 0.1 s estimated at 0.2 s (short blocks): they run while the time left holds one, measured from the
+    # first pass on (about five fit here), and the check ends within the budget, reported as stopped by it.
+    monkeypatch.setattr(api, "OVERHEAD_BLOCK_S", 0.025)
+    noisy = _overhead_job([0, 6, -3, 5, -4, 7, 1, -2], 0.1, timed_s=60)
+    deadline = time.monotonic() + 0.55
+    api._overhead(noisy, 30, deadline=deadline)
+    assert time.monotonic() < deadline + 0.1  # never a whole pass past it (the old check ran one after it)
+    assert 1 <= noisy.worker.asked < api.OVERHEAD_MAX_PASSES
+    assert noisy.row["harness_overhead_stopped_by"] == "time budget" and noisy.row["harness_overhead_judged"] is False
+    assert noisy.row["harness_overhead_pct"] is not None
+    assert _overhead_part([noisy.row]).endswith("not judged: no time left in the budget)")
+    # A budget with room changes nothing: three close passes, judged.
+    roomy = _overhead_job([0.1, 0.2, 0.15, 9, 9], 0.0, timed_s=60)
+    api._overhead(roomy, 30, deadline=time.monotonic() + 60)
+    assert roomy.worker.asked == api.OVERHEAD_MIN_PASSES and roomy.row["harness_overhead_judged"] is True
 
 
 # -- the floor (latency_ms_floor): what survives the host's noise ------------------------------------------------
@@ -338,6 +420,24 @@ def test_time_budget_stops_rows_and_says_so(monkeypatch):
     (row,) = _jobs((1.0, 0.3))
     api._rounds([row], plan, 30)
     assert row.stopped_by == "max time"
+
+
+def test_a_row_a_limit_stopped_says_which_with_or_without_a_budget(monkeypatch):
+    from edgecnn.bench import api
+    from edgecnn.bench.api import BenchRequest
+
+    monkeypatch.setattr(api, "SETTLE_S", 0.0)
+    for stop, req in (("max rounds", BenchRequest(max_rounds=5)),  # no budget: req.time_budget is None
+                      ("time budget", BenchRequest(max_rounds=40, time_budget=60))):
+        plan = api.Plan(None, None, req.max_rounds, 0.01, 0.0, adaptive=True, precision=0.01, max_time=600,
+                        time_left=0.0 if req.time_budget else None)
+        (row,) = _jobs((1.0, 0.3))
+        row.row.update(warning=None, batch=1)
+        api._rounds([row], plan, 30)
+        api._fill_latencies(row, req)  # an adaptive bench without a budget used to raise TypeError here
+        assert row.stopped_by == stop and row.row["stopped_by"] == stop
+        flag = "--max-rounds" if req.time_budget is None else "the time budget (60 s for the bench)"
+        assert row.row["warning"].startswith(f"stopped by {flag} after {len(row.rounds)} rounds"), row.row["warning"]
 
 
 def test_time_budget_needs_adaptive_rounds():

@@ -58,3 +58,23 @@ def test_terminal_mode_rewrites_one_line_and_leaves_nothing():
 
 def test_eta():
     assert P.eta(41.2) == "42 s" and P.eta(65) == "1 min 05 s" and P.eta(-3) == "0 s" and P.eta(None) == "?"
+
+
+def test_a_counted_pass_says_its_rate_and_time_left_and_ends_on_its_total():
+    out = io.StringIO()
+    with P.Progress("decoding", every_s=0.1, file=out, terminal=False, final=True) as p:
+        p.count(0, 4)
+        assert p.text == "0/4 files"
+        for done in range(1, 5):
+            time.sleep(0.12)
+            p.count(done, 4)
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith("decoding: 4/4 files, ") and " files/s" in lines[-1] and "left" not in lines[-1]
+    assert sum("4/4 files" in line for line in lines) == 1  # the closing line does not repeat the last one
+    assert any(", 1 s left (" in line for line in lines)  # ~0.12 s a file, rounded up to whole seconds
+    assert P.rate(10, 4.0) == "2.5 files/s" and P.rate(1, 2.5, "tile") == "0.4 tiles/s (2.5 s a tile)"
+    short = io.StringIO()  # a pass shorter than the period: nothing, closing line included
+    with P.Progress("quick", every_s=5, file=short, terminal=False, final=True) as p:
+        p.count(3, 3)
+    assert short.getvalue() == ""
+

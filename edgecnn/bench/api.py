@@ -92,7 +92,8 @@ OVERHEAD_HALF_PP = 0.5
 THROTTLE_FREQ = 0.9  # a round whose clock is below this share of the maximum counts as throttled
 # A time budget (--time-budget, pipeline.bench.time_budget_s) is the whole bench's: loading and warm-up run first
 # and are measured; the rounds get what is left, less this reserve per row for its finish (one overhead-check
-# pass of about a second, the memory and device questions); the passes after the first stop at the budget.
+# pass of about a second, the memory and device questions). Each overhead pass, the first included, runs only
+# where the time left (less the reserves of the rows still to finish) holds it.
 FINISH_RESERVE_S = 2.0
 
 
@@ -266,6 +267,7 @@ class Job:
     means_only: bool = False  # samples are whole runs' means (executor_runner older than ExecuTorch 1.3)
     look: int | None = None  # adaptive rounds: the look of its interval (core/stats.sequential_ci)
     ci: tuple[float, float, float] | None = None  # adaptive rounds: (median, low, high) at that look
+    ci_rounds: int | None = None  # the rounds that interval is over (the progress line says so)
     timed_s: float = 0.0  # wall seconds of its timed rounds (the overhead check's time budget)
     stopped_by: str | None = None  # adaptive rounds: precision, above/within budget, max time, max rounds
 
@@ -626,8 +628,10 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress,
     _rounds(jobs, plan, req.step_timeout, progress)
     alive = _alive(jobs)  # finishing a job stops its worker: count them once
     for i, job in enumerate(alive):
-        progress.update(f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)")
-        _finish(job, req, deadline)
+        # The rows' last state stays on the line: a plain log, one line every 5 s, may not have shown it yet.
+        progress.update("\n".join([f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)",
+                                   *_row_lines(jobs, plan)]))
+        _finish(job, req, deadline, later=len(alive) - i - 1)
 
 
 def _alive(jobs: list[Job]) -> list[Job]:
@@ -650,7 +654,7 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
         order = order[r % len(order):] + order[: r % len(order)]
         for job in order:
             if progress is not None:
-                progress.update(_round_progress(jobs, plan, r, schedule, time.monotonic() - t0, max_time))
+                progress.update(_round_progress(jobs, plan, r, time.monotonic() - t0, max_time))
             time.sleep(max(SETTLE_S, plan.cooldown))
             _round(job, plan, r, step_timeout)
         if not plan.adaptive:
@@ -670,33 +674,45 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
                 # next planned look, which never comes (the last look is at max rounds, so one is left).
                 job.look = job.look if r + 1 in schedule else (job.look or 0) + 1
                 job.stopped_by = limit
+        if progress is not None and (r + 1 in schedule or limit):
+            # The look's intervals and stops now: drawn only before the next round, a look's ± came a round
+            # late, and the look (or limit) that ended the rounds was never shown.
+            progress.update(_round_progress(jobs, plan, r + 1, time.monotonic() - t0, max_time))
+        if limit:
             return
 
 
-def _round_progress(jobs: list[Job], plan: Plan, r: int, schedule: list[int], spent: float,
-                    max_time: float) -> str:
-    """The bench's progress: the round, the time left, and per row its rounds, its ± at the last look and
-    whether it is still going."""
+def _round_progress(jobs: list[Job], plan: Plan, r: int, spent: float, max_time: float) -> str:
+    """The bench's progress at round ``r`` (0-based; ``r`` rounds done): the round, the time left, and per row its
+    rounds, its current ± and whether it is still going."""
     per_round = spent / max(1, r) if r else None  # seconds a round of every row still going took so far
     if plan.adaptive:
         left = max_time - spent
         if per_round is not None:
             left = min(left, per_round * (plan.rounds - r))
-        head = f"round {r + 1} (at most {plan.rounds}), at most {eta(left)} left"
+        head = f"round {min(r + 1, plan.rounds)} (at most {plan.rounds}), at most {eta(left)} left"
     else:
         head = f"round {r + 1}/{plan.rounds}, about {eta(per_round * (plan.rounds - r)) if per_round else '?'} left"
-    lines = [head]
+    return "\n".join([head, *_row_lines(jobs, plan)])
+
+
+def _row_lines(jobs: list[Job], plan: Plan) -> list[str]:
+    """One line a row: its rounds, its ± at its latest look (with the rounds that interval is over), why it
+    stopped."""
+    lines = []
     width = max(len(j.row["name"]) for j in jobs)
     for j in jobs:
         if j.row["error"] is not None:
             state = "error"
         else:
-            pm = f"±{(j.ci[2] - j.ci[1]) / 2 / j.ci[0] * 100:.1f}% at round {schedule[j.look - 1]}" \
-                if j.ci and j.look and j.look <= len(schedule) else "± at the first look"
-            state = f"{len(j.rounds)} rounds, {pm if plan.adaptive else ''}".rstrip(", ") + \
-                (f", stopped: {j.stopped_by}" if j.stopped_by else "")
+            pm = ""
+            if plan.adaptive:
+                pm = f"±{(j.ci[2] - j.ci[1]) / 2 / j.ci[0] * 100:.1f}% at round {j.ci_rounds}" if j.ci else \
+                    "no ±" if j.stopped_by else "± at the first look"
+            state = f"{len(j.rounds)} rounds, {pm}".rstrip(", ")
+            state += f", stopped: {j.stopped_by}" if j.stopped_by else ""
         lines.append(f"  {j.row['name']:<{width}}  {state}")
-    return "\n".join(lines)
+    return lines
 
 
 def _look(job: Job, look: int, n_looks: int) -> None:
@@ -705,6 +721,7 @@ def _look(job: Job, look: int, n_looks: int) -> None:
     job.look = look
     if not job.means_only and len(job.rounds) >= MIN_ROUNDS:
         job.ci = sequential_ci(job.rounds, n_looks)
+        job.ci_rounds = len(job.rounds)
 
 
 def _judge(job: Job, plan: Plan, jobs: list[Job]) -> None:
@@ -750,15 +767,19 @@ def _round(job: Job, plan: Plan, r: int, step_timeout: float) -> None:
     job.means_only = job.means_only or bool(answer.get("mean_only"))
 
 
-def _finish(job: Job, req: BenchRequest, deadline: float | None = None) -> None:
+def _finish(job: Job, req: BenchRequest, deadline: float | None = None, later: int = 0) -> None:
     """Ask a job's worker for what it knows at the end (overhead, memory, device state, profile); stop it.
 
+    ``deadline``: the time budget's end; the overhead check leaves ``FINISH_RESERVE_S`` of it to each of the
+    ``later`` rows still to finish after this one.
+
     The overhead check runs in a runner process (executor_runner has no plain loop to compare with), and not
-    with a budget: a sweep asks only whether a row fits, and the check would cost seconds per candidate.
+    with a latency budget (``budget_ms``): a sweep asks only whether a row fits, and the check would cost seconds
+    per candidate.
     """
     profile, profile_iters, step_timeout = req.profile, req.profile_iters, req.step_timeout
     if job.batches and req.budget_ms is None:
-        _overhead(job, step_timeout, deadline)
+        _overhead(job, step_timeout, deadline if deadline is None else deadline - FINISH_RESERVE_S * later)
     calls = profile_iters + 2 if profile else 0
     try:
         done = job.worker.ask({"cmd": "finish", "overhead_iters": 0, "per": job.per,
@@ -775,28 +796,49 @@ def _finish(job: Job, req: BenchRequest, deadline: float | None = None) -> None:
 def _overhead(job: Job, step_timeout: float, deadline: float | None = None) -> None:
     """The harness-overhead check, adaptive: ABBA passes of eight short blocks until the mean's 95% interval
     is within ``OVERHEAD_HALF_PP`` (judged), or ``OVERHEAD_MAX_PASSES`` ran, or the passes took as long as the
-    row's timed rounds (reported, not judged)."""
+    row's timed rounds (reported, not judged). With a time budget (``deadline``), a pass runs only where the time
+    left holds it: the first is estimated from the row's call time (2n calls, about a second), later ones from
+    the longest pass so far; none at all is ``not judged: no time left in the budget``.
+
+    Why the passes stopped lands in ``harness_overhead_stopped_by``: ``judged``, ``max passes``, ``rounds' time``
+    or ``time budget``."""
     n = 4 * max(8, int(OVERHEAD_BLOCK_S / (job.call_s or 1.0)))
+    pass_s = 2 * n * (job.call_s or 1.0)  # eight blocks of n/4 calls (runner.harness_overhead_pct)
     figures: list[float] = []
     half = math.inf
+    stopped_by = "max passes"
     t0 = time.monotonic()
-    while len(figures) < OVERHEAD_MAX_PASSES and not (len(figures) >= OVERHEAD_MIN_PASSES
-                                                      and half <= OVERHEAD_HALF_PP):
-        if figures and (time.monotonic() - t0 >= job.timed_s or deadline is not None and time.monotonic() >= deadline):
+    while len(figures) < OVERHEAD_MAX_PASSES:
+        if len(figures) >= OVERHEAD_MIN_PASSES and half <= OVERHEAD_HALF_PP:
+            stopped_by = "judged"
             break
+        if figures and time.monotonic() - t0 >= job.timed_s:
+            stopped_by = "rounds' time"
+            break
+        if deadline is not None and time.monotonic() + pass_s > deadline:
+            stopped_by = "time budget"
+            break
+        start = time.monotonic()
         try:
             answer = job.worker.ask({"cmd": "overhead", "iters": n, "per": job.per}, job.limit(2 * n, step_timeout),
                                     "checking the harness overhead")
         except RunnerFailed:  # an older runner without the command: the row has no overhead figure
             return
+        pass_s = max(pass_s if figures else 0.0, time.monotonic() - start)  # measured from the first pass on
         figures.append(float(answer["overhead_pct"]))
         if len(figures) >= 2:
             sd = float(np.std(figures, ddof=1))
             half = t_quantile(0.975, len(figures) - 1) * sd / math.sqrt(len(figures))
+    else:
+        if len(figures) >= OVERHEAD_MIN_PASSES and half <= OVERHEAD_HALF_PP:
+            stopped_by = "judged"  # the last allowed pass closed it
+    judged = stopped_by == "judged"
+    job.row.update(harness_overhead_judged=judged, harness_overhead_stopped_by=stopped_by)
+    if not figures:  # the budget could not hold a single pass: no figure
+        return
     mean = sum(figures) / len(figures)
     low, high = (mean - half, mean + half) if len(figures) >= 2 else (None, None)  # one pass: no interval
-    job.row.update(harness_overhead_pct=mean, harness_overhead_ci_low=low, harness_overhead_ci_high=high,
-                   harness_overhead_judged=len(figures) >= OVERHEAD_MIN_PASSES and half <= OVERHEAD_HALF_PP)
+    job.row.update(harness_overhead_pct=mean, harness_overhead_ci_low=low, harness_overhead_ci_high=high)
 
 
 def _warm_up(job: Job, plan: Plan, step_timeout: float) -> None:
@@ -888,8 +930,9 @@ def _adaptive_fields(job: Job, req: BenchRequest) -> None:
     half = half_width_pct(row)
     row.update(precision_pct=half, look=job.look, stopped_by=job.stopped_by)
     if job.stopped_by in ("max time", "max rounds", "time budget") and half is not None:
-        flag = {"max time": "--max-time", "max rounds": "--max-rounds",
-                "time budget": f"the time budget ({req.time_budget:g} s for the bench)"}[job.stopped_by]
+        # Formatted only for a budget's stop: without a budget req.time_budget is None (no :g for None).
+        flag = {"max time": "--max-time", "max rounds": "--max-rounds"}.get(job.stopped_by) or \
+            f"the time budget ({req.time_budget:g} s for the bench)"
         _warn(row, f"stopped by {flag} after {len(job.rounds)} rounds at ±{half:.1f}% "
                    f"(target ±{req.precision:g}%)")
 

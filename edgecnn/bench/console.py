@@ -136,16 +136,22 @@ def _stop_note(r: dict) -> str | None:
 def _overhead_part(ran: list[dict]) -> str | None:
     """The harness overhead with its interval; judged against 1% only where the interval is narrow enough."""
     rows = [r for r in ran if r["harness_overhead_pct"] is not None]
+    # A time budget that could not hold the check's passes (all of them, or the ones it still needed).
+    budget = any(r.get("harness_overhead_stopped_by") == "time budget" for r in ran)
     if not rows:
-        return None
+        return "harness overhead vs a plain loop: not judged: no time left in the budget" if budget else None
     worst = max(rows, key=lambda r: r["harness_overhead_pct"])
     if worst.get("harness_overhead_ci_low") is None:  # a single pass (a short bench, an older runner or file)
         text = f"harness overhead vs a plain loop: at most {worst['harness_overhead_pct']:+.2f}%"
+        if budget:
+            return text + " (one pass: not judged: no time left in the budget)"
         # judged False: this bench's rounds were shorter than a second pass (None: an older file, never judged)
         return text + (" (one pass: not judged)" if worst.get("harness_overhead_judged") is False
                        else " (target ≤ 1%)")
     half = (worst["harness_overhead_ci_high"] - worst["harness_overhead_ci_low"]) / 2
     text = f"harness overhead vs a plain loop: at most {worst['harness_overhead_pct']:+.2f}% ±{half:.2f}"
+    if budget:
+        return text + " (not judged: no time left in the budget)"
     if not all(r.get("harness_overhead_judged") for r in rows):
         return text + " (not judged: too noisy or too short to tell)"
     return text + (" (target ≤ 1%: met)" if worst["harness_overhead_ci_high"] <= 1 else " (target ≤ 1%)")

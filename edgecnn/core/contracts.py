@@ -132,8 +132,9 @@ STAT_FIELDS = (
     "precision_target_pct", "precision_pct", "look", "stopped_by", "budget_ms",
     # A time budget for the whole bench (pipeline.bench.time_budget_s, --time-budget): its seconds and use.
     "time_budget_s", "bench_seconds",
-    # The harness-overhead check with its own interval; judged only when that interval is narrow enough.
-    "harness_overhead_ci_low", "harness_overhead_ci_high", "harness_overhead_judged",
+    # The harness-overhead check with its own interval; judged only when that interval is narrow enough; why its
+    # passes stopped: judged, max passes, rounds' time, time budget (null: the host ran no passes).
+    "harness_overhead_ci_low", "harness_overhead_ci_high", "harness_overhead_judged", "harness_overhead_stopped_by",
 )
 DEVICE_FIELDS = ("device_desc", "cpu_model", "cores", "governor", "freq_mhz", "temp_c", "board", "throttled",
                  "machine", "emulated", "emulation",

@@ -16,7 +16,14 @@ Always on stderr: stdout stays the command's own output (its table, or JSON that
         ...
         say(f"parity {i}/{n} images")   # from deeper code: updates the innermost open Progress, if any
 
+A pass over many items (the decoded cache's build) counts them, and the line says the rate and the time left::
+
+    with Progress("decoding train", final=True) as p:
+        for ...:
+            p.count(done, total, "file")   # "12/300 files, 4.1 files/s, 1 min 11 s left"
+
 Only one rich live display may run at a time: do not open one inside another (or inside training's bars).
+A step opened inside another shows on the outer one's line instead (the cache's build inside ``train setup``).
 """
 
 from __future__ import annotations
@@ -46,16 +53,21 @@ class Progress:
 
     Args:
         what: the step, first on every line (``bench``, ``export openvino int8``).
-        every_s: plain lines: at most one this often, the first after this long.
+        every_s: plain lines: at most one this often, the first after this long (default ``EVERY_S``).
         file: where to write (default ``sys.stderr``, looked up on entry so tests can capture it).
         terminal: force the terminal (True) or plain (False) mode; None: ask the stream.
         show: False: print nothing (a process that is not the main one of several).
+        final: plain lines: one more at the end, where an earlier one was printed and the step has moved on
+            since (a counted pass ends on its total and rate); a step that printed nothing still adds nothing.
     """
 
-    def __init__(self, what: str, every_s: float = EVERY_S, file=None, terminal: bool | None = None,
-                 show: bool = True):
-        self.what, self.every_s, self.file, self.terminal, self.show = what, every_s, file, terminal, show
+    def __init__(self, what: str, every_s: float | None = None, file=None, terminal: bool | None = None,
+                 show: bool = True, final: bool = False):
+        self.what, self.file, self.terminal, self.show = what, file, terminal, show
+        self.every_s = EVERY_S if every_s is None else every_s  # looked up here: a test may set EVERY_S
+        self.final = final
         self.text = ""
+        self._printed: str | None = None  # plain mode: the text of the last line written
         self._live = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -71,6 +83,15 @@ class Progress:
             self._outer.update(f"{self.what}: {text}")
         if self._live is not None:
             self._live.refresh()
+
+    def count(self, done: int, total: int, unit: str = "file") -> None:
+        """A pass over ``total`` items: ``12/300 files, 4.1 files/s, 1 min 11 s left`` (rate since the start)."""
+        if not done:
+            self.update(f"0/{total} {unit}s")
+            return
+        seconds = time.monotonic() - self.t0
+        left = f", {eta((total - done) * seconds / done)} left" if done < total else ""
+        self.update(f"{done}/{total} {unit}s, {rate(done, seconds, unit)}{left}")
 
     def line(self) -> str:
         """What the line says now: ``what: text (12 s)`` (several lines when ``text`` has several)."""
@@ -103,6 +124,10 @@ class Progress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+            with self._lock:
+                moved = self._printed is not None and self._printed != self.text
+            if self.final and moved and exc[0] is None:
+                self._write(self.file or sys.stderr)
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -131,11 +156,19 @@ class Progress:
         while not self._stop.wait(min(0.5, self.every_s)):
             if time.monotonic() - last >= self.every_s:
                 last = time.monotonic()
-                try:
-                    file.write(self.line() + "\n")
-                    file.flush()
-                except (OSError, ValueError):  # the stream closed under us: nobody is reading
+                if not self._write(file):
                     return
+
+    def _write(self, file) -> bool:
+        """One plain line; False when the stream closed under us (nobody is reading)."""
+        with self._lock:
+            self._printed = self.text
+        try:
+            file.write(self.line() + "\n")
+            file.flush()
+        except (OSError, ValueError):
+            return False
+        return True
 
 
 def _is_terminal(file) -> bool:
@@ -143,6 +176,13 @@ def _is_terminal(file) -> bool:
         return file.isatty() and os.environ.get("TERM") != "dumb"
     except (AttributeError, ValueError):
         return False
+
+
+def rate(done: int, seconds: float, unit: str = "file") -> str:
+    """``4.1 files/s``; below one a second also the seconds each takes: ``0.4 files/s (2.5 s a file)`` (a
+    Sentinel-2 tile takes seconds)."""
+    per_s = done / max(seconds, 1e-9)
+    return f"{per_s:.3g} {unit}s/s" + (f" ({1 / per_s:.1f} s a {unit})" if 0 < per_s < 1 else "")
 
 
 def eta(seconds: float | None) -> str:

@@ -19,7 +19,8 @@ Where: ``<data.root>/.edgecnn-cache/`` (``data.cache_dir`` overrides), falling
 back to ``$XDG_CACHE_HOME/edgecnn`` (``~/.cache/edgecnn``) when the data folder
 is read-only. ``data.cache: off`` decodes every epoch, as before.
 
-The build reports its progress in files per second on stderr (``progress.FileProgress``).
+The build reports its progress in files per second on stderr (``core.progress``: a line that rewrites
+itself on a terminal, plain lines at most every 5 s otherwise, on the outer step's line inside one).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from edgecnn.core import contracts as C
-from edgecnn.data.progress import FileProgress
+from edgecnn.core.progress import Progress
 from edgecnn.errors import UserError
 
 # Bump when a reader's output changes, so old caches are not reused.
@@ -212,7 +213,8 @@ def _fill(ds, tmp: Path, workers: int, what: str = "decoding") -> None:
     # in this process one at a time, through workers a few (each batch is one message back).
     loader = DataLoader(_Decoding(ds), batch_size=1 if workers == 0 else 4, num_workers=workers, collate_fn=list)
     i = 0
-    with FileProgress(what, len(ds)) as progress:
+    with Progress(what, final=True) as progress:
+        progress.count(0, len(ds))
         for batch in loader:
             for item, why in batch:
                 if item is not None:
@@ -221,7 +223,7 @@ def _fill(ds, tmp: Path, workers: int, what: str = "decoding") -> None:
                 else:
                     reasons[str(ds.samples[i][0]) if hasattr(ds, "samples") else str(i)] = why
                 i += 1
-            progress.advance(len(batch))
+            progress.count(i, len(ds))
     images.flush()
     del images
     _fsync(tmp / "images.npy")
