@@ -403,3 +403,25 @@ def test_judged_subsets_cap_the_count_beyond_four_bands():
     judged = judged_subsets(ten)
     assert len(judged) == 21 and judged[0] == ten  # all, each lost alone, each alone
     assert all(len(s) == 9 for s in judged[1:11]) and all(len(s) == 1 for s in judged[11:])
+
+
+@pytest.mark.parametrize("name", ["cnn_attn_dynconv_mask", "cnn_attn_dynconv"])
+def test_openvino_compiles_the_static_stem_on_one_thread(name, tmp_path):
+    """OpenVINO 2026.4's CPU plugin segfaulted compiling softmax(...) * scale of the stem's gains with
+    static shapes, fp32 weights and INFERENCE_NUM_THREADS=1 (every mask-input artifact, fp32 and INT8,
+    in a one-thread bench). StemGains puts the rescale on the mask row instead; compiled in a child
+    process, so a regression fails this test instead of killing the suite."""
+    import subprocess
+    import sys
+
+    ov = pytest.importorskip("openvino")
+    torch.manual_seed(1)
+    x, mask = torch.randn(1, 4, 32, 32), torch.ones(4)
+    model = ov.convert_model(torch.export.export(static_model(build_model(name, 6, 4)).eval(), (x, mask)))
+    model.reshape({p: list(t.shape) for p, t in zip(model.inputs, (x, mask))})
+    ov.save_model(model, str(tmp_path / "m.xml"), compress_to_fp16=False)
+    code = ("import openvino as ov, sys; ov.Core().compile_model(sys.argv[1], 'CPU', "
+            "{'INFERENCE_NUM_THREADS': 1}); print('compiled')")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.xml")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "compiled" in proc.stdout, (proc.returncode, proc.stderr[-500:])

@@ -390,11 +390,18 @@ class StemGains(nn.Module):
         attn = torch.softmax(self.attention(features) / self.temperature, dim=-1)  # [R, K]
         scale = self.count / torch.clamp(rows @ self.ones, min=1.0)  # [R, 1]
         # Reshapes, not indexing with None: unsqueeze_copy has no XNNPACK op.
-        gains = (attn * scale).reshape(-1, self.kernels, 1) * rows.reshape(-1, 1, bands)  # [R, K, bands]
-        # One broadcast multiply makes the K scaled copies (a cat of one tensor K times is not
-        # delegated: XNNPACK's partitioner counts distinct inputs).
-        copies = x.reshape(n, 1, bands, height, width) * gains.reshape(-1, self.kernels, bands, 1, 1)
-        return copies.reshape(n, self.kernels * bands, height, width)
+        # The rescale goes on the mask row, not on the attention: OpenVINO 2026.4's CPU plugin crashes
+        # compiling softmax(...) * scale with static shapes, fp32 weights and one thread (a segfault in a
+        # graph rewrite pass; found by bisecting the stem's ops).
+        gains = attn.reshape(-1, self.kernels, 1) * (rows * scale).reshape(-1, 1, bands)  # [R, K, bands]
+        # K scaled copies, one 4-D multiply each, then one cat of K distinct tensors (not cat([x] * K) *
+        # gains: XNNPACK's partitioner counts distinct cat inputs, 2 to 5).
+        gains = gains.reshape(-1, self.kernels * bands, 1, 1)
+        copies = [x * gains[:, k * bands : (k + 1) * bands] for k in range(self.kernels)]
+        while len(copies) > 5:  # XNNPACK concatenates at most 5 tensors at once
+            copies = [torch.cat(copies[i : i + 5], dim=1) if len(copies[i : i + 5]) > 1 else copies[i]
+                      for i in range(0, len(copies), 5)]
+        return torch.cat(copies, dim=1) if len(copies) > 1 else copies[0]
 
 
 class StaticStem(nn.Module):
