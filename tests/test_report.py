@@ -259,7 +259,7 @@ def test_gaps_for_unbenched_and_errors_shown(inputs):
     assert band["accuracy"] == eval_of(inputs["bands"])["accuracy"]
     assert band["latency_ms_p50"] is None and band["size_mb"] is None
     [cells] = [c for c in page.tables["reference"] if c[0] == "cnn-eager-fp32"]
-    assert cells[7:11] == [GAP] * 4  # p50, p90, size, vs ref
+    assert cells[7:12] == [GAP] * 5  # p50, floor, p90, size, vs ref
 
     ov = find(rows, "cnn_attn-openvino-fp32", None)
     assert ov["latency_ms_p50"] is None and ov["accuracy"] is not None
@@ -270,7 +270,7 @@ def test_gaps_for_unbenched_and_errors_shown(inputs):
     assert failed["error"] == error and failed["latency_ms_p50"] is None
     assert f"error: {error}" in md
     assert [f"error: {error}"] in page.notes  # the line under the failed row
-    assert "ssh://pi@raspberrypi:22" in [c[11] for c in page.tables["edge"]]
+    assert "ssh://pi@raspberrypi:22" in [c[12] for c in page.tables["edge"]]
 
 
 def test_band_subset_table_equals_eval_json(inputs):
