@@ -162,7 +162,9 @@ def _bench_stage(chain: Chain, recipe: Recipe, artifacts: list[Path]) -> None:
         rows = bench(BenchRequest(tuple(artifacts), eager=out if eager else None, device=b.device, threads=b.threads,
                                   warmup=b.warmup, iters=b.iters, rounds=b.rounds, precision=b.precision,
                                   max_time=b.max_time, max_rounds=b.max_rounds, budget_ms=b.budget_ms,
-                                  min_time=b.min_time, cooldown=b.cooldown, time_budget=b.time_budget_s))
+                                  min_time=b.min_time, cooldown=b.cooldown,
+                                  # fixed rounds run in full: the budget bounds adaptive ones
+                                  time_budget=b.time_budget_s if b.rounds is None and b.iters is None else None))
         print_rows(chain.console, rows)
         save(out / BENCH, rows, ["edgecnn", "run", recipe.name, "--out", str(out)])
         chain.state["bench"] = stamp

@@ -361,7 +361,7 @@ def test_adb_bench_through_standins(adb_env, artifacts, tmp_path):
     # so its peak rate, emulation; clock and temperature where the host has no such files) is missing.
     missing = {k for k in local if local[k] is not None and pte[k] is None}
     assert missing <= {"peak_rss_mb", "harness_overhead_pct", "harness_overhead_ci_low", "harness_overhead_ci_high",
-                       "harness_overhead_judged", "import_rss_mb", "runtime_version", "isa",
+                       "harness_overhead_judged", "harness_overhead_stopped_by", "import_rss_mb", "runtime_version", "isa",
                        "cpu_vendor", "cpu_family", "max_freq_mhz", "machine", "peak_gmacs_per_s", "peak_fraction",
                        "peak_isa", "governor", "freq_mhz", "round_freq_mhz", "temp_c", "emulated",
                        "emulation"}, missing

@@ -238,14 +238,10 @@ class BenchStage(Section):
                                           "(on this machine; left out when device is ssh:// or adb://)")
     time_budget_s: float | None = Field(
         None, ge=1, description="adaptive rounds: seconds for the whole bench stage, loading to finish; the rounds "
-                                "get what loading and warm-up leave (docs/precision.md); unset: only max_time")
+                                "get what loading and warm-up leave (docs/precision.md); unset: only max_time. "
+                                "Fixed rounds or iters (an override on a recipe that sets it) run in full: the "
+                                "budget then does not apply")
 
-    @model_validator(mode="after")
-    def _budget_needs_adaptive(self) -> BenchStage:
-        if self.time_budget_s is not None and (self.rounds is not None or self.iters is not None):
-            raise ValueError(f"time_budget_s={self.time_budget_s:g} bounds adaptive rounds; with rounds or iters the "
-                             "count is fixed: drop time_budget_s, or rounds/iters")
-        return self
 
 
 class PipelineConfig(Section):

@@ -17,8 +17,8 @@ h2 { font-size: 18px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 2
 p.meta { color: #5b6575; margin: 0 0 8px; }
 .scroll { overflow-x: auto; max-width: 100%; width: fit-content; background: #fff; border: 1px solid #d8dde5;
           border-radius: 6px; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { padding: 5px 8px; border-bottom: 1px solid #e6e9ee; white-space: nowrap; text-align: right;
+table { border-collapse: collapse; font-size: 12.5px; }
+th, td { padding: 5px 6px; border-bottom: 1px solid #e6e9ee; white-space: nowrap; text-align: right;
          vertical-align: top; }
 th { background: #eef1f5; font-weight: 600; }
 th.text, td.text { text-align: left; }
