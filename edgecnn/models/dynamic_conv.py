@@ -359,11 +359,12 @@ class StemGains(nn.Module):
 
     Returns ``[B, K * bands, H, W]`` where channel ``k * bands + b`` is band ``b``
     times ``a_k * mask_b * bands / present`` (``a`` the attention over the kernel
-    sets). Everything here is a few hundred multiplies on the mask plus one
-    broadcast multiply of the input, so it stays in float: quantizing the
-    mixing weights per tensor to 8 bits is what cost the first mask-input INT8
-    artifacts their agreement (see ``docs/quantization.md``). Only ops the
-    XNNPACK delegate takes (linear, mm, clamp, div, softmax, cat, mul, mean).
+    sets). Everything here is a few hundred multiplies on the mask plus K
+    multiplies of the (few-band) input, so it stays in float: quantized per
+    tensor to 8 bits, the mixing gains cost about a point of agreement on the
+    worst band subsets (``tools/mask_int8_cause.py``, ``docs/quantization.md``).
+    Only ops the XNNPACK delegate takes (linear, mm, clamp, div, softmax, cat,
+    mul, mean).
     """
 
     def __init__(self, dyn: DynamicConv2D):
