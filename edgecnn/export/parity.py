@@ -59,7 +59,7 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
         if len(y) == 0:  # an unreadable image
             continue
         own = file_mask(x)  # a band lost in this file is masked, as eval and predict mask it
-        group = ",".join(b for b, m in zip(bands, [1] * len(bands) if own is None else own[0].tolist()) if m)
+        group = ",".join(bands if own is None else [b for b, m in zip(bands, own[0].tolist()) if m])
         x = prepare(x, cpu, mean, std)
         masks = [None if own is None else own[0]]
         chosen = subsets if i % stride == 0 else subsets[:1]  # subsets[0] is all bands
@@ -67,8 +67,10 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
             masks = [combine_masks(presence_mask(s, bands), own).reshape(len(bands)) for s in chosen]
         # PyTorch once per image for every subset (eval mode: a batch changes nothing); the artifact
         # has a static batch of one.
-        reference = graph.reference(x.expand(len(masks), *x.shape[1:]), None if masks[0] is None
-                                    else torch.stack(masks)) if graph.mask_input else graph.reference(x, masks[0])
+        if graph.mask_input:
+            reference = graph.reference(x.expand(len(masks), *x.shape[1:]), torch.stack(masks))
+        else:
+            reference = graph.reference(x, masks[0])
         for j, (subset, mask) in enumerate(zip(chosen, masks)):
             expected = reference[j : j + 1]
             got = torch.from_numpy(run([t.numpy() for t in graph.inputs_for(x, mask)])).reshape(expected.shape)

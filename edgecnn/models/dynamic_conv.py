@@ -488,9 +488,10 @@ def folded_model(model: nn.Module, mask: Tensor | Sequence[float], attention_wei
     Raises:
         UserError: no DynamicConv2D stem; see ``DynamicConv2D.fold``.
     """
-    if band_stem(model) is None:
+    stem = band_stem(model)
+    if stem is None:
         raise UserError(f"{type(model).__name__} has no DynamicConv2D stem to fold")
-    conv = band_stem(model).fold(mask, attention_weights)
+    conv = stem.fold(mask, attention_weights)
     plain = copy.deepcopy(model)
     plain.set_submodule(_stem_path(plain), conv)
     return plain.train(model.training)
