@@ -17,16 +17,18 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # The stamp files make a second `make` skip pip entirely (it is slow even when satisfied).
+# --no-compile: pip would byte-compile every module of torch, executorch and openvino (about 50 s of CPU on
+# 2 cores); Python compiles the few it imports on first use instead.
 $(VENV)/.core: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(PIP_LOCAL) -e .
+	$(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e .
 	touch $@
 
 $(VENV)/.full: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[export,report]"
+	$(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e ".[export,report]"
 	touch $@ $(VENV)/.core
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(PIP_LOCAL) -e ".[dev,export,report,geo]"
+	$(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e ".[dev,export,report,geo]"
 	touch $@ $(VENV)/.core $(VENV)/.full
 
 install: $(VENV)/.core

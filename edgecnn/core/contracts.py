@@ -116,7 +116,7 @@ ROW_FIELDS = (
 BOARD_FIELDS = ("machine", "emulated", "emulation", "check_n", "check_top1_agreement", "check_max_abs_logit_diff",
                 "check_mean_abs_logit_diff", "check_accuracy", "check_reference_accuracy", "check_reference",
                 "check_error")
-EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_p50_spread_pct", *BOARD_FIELDS)
+EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_medians_ms", "round_p50_spread_pct", *BOARD_FIELDS)
 # The instrument's fields (edgecnn/core/stats.py, bench/peak.py): intervals, how they were obtained, the
 # heat of each round, and how much of the CPU's arithmetic peak the row reached.
 STAT_FIELDS = (

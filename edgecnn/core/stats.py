@@ -259,7 +259,8 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
 
     Returns:
         ``latency_ms_{p50,p90,p99,floor}`` with ``_ci_low``/``_ci_high``, ``latency_ms_{mean,min,std}``, ``cv``,
-        ``throughput_ips``, ``calls``, ``samples``, ``rounds``, ``round_p50_spread_pct``, ``ci_method``,
+        ``throughput_ips``, ``calls``, ``samples``, ``rounds``, ``round_medians_ms`` (each round's median, in
+        order: what any other estimator can be computed from afterwards), ``round_p50_spread_pct``, ``ci_method``,
         ``percentile_basis`` and ``stat_notes`` (a list of one-line cautions). Empty input gives {}.
     """
     rounds = [np.asarray(r, dtype=np.float64) for r in rounds if len(r)]
@@ -292,8 +293,8 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
             notes.append(f"{name} rests on {n} samples (needs about {need})"
                          + ("; its interval is open" if not closed else ""))
     spread = None
+    medians = [float(np.median(r)) for r in rounds]
     if len(rounds) > 1 and p50:
-        medians = [float(np.median(r)) for r in rounds]
         spread = (max(medians) - min(medians)) / p50 * 100
     basis = "calls" if calls_per_sample == 1 else f"means of {calls_per_sample} consecutive calls"
     if calls_per_sample > 1:
@@ -302,7 +303,7 @@ def summarize(rounds: Sequence[Sequence[float]], calls_per_sample: int = 1, batc
     out.update(
         latency_ms_mean=mean, latency_ms_min=float(s[0]), latency_ms_std=std, cv=std / mean if mean else None,
         throughput_ips=batch * 1000.0 / mean if mean else None, calls=calls, samples=n, rounds=len(rounds),
-        round_p50_spread_pct=spread, ci_method=method, percentile_basis=basis, stat_notes=notes,
+        round_medians_ms=[round(m, 6) for m in medians], round_p50_spread_pct=spread, ci_method=method, percentile_basis=basis, stat_notes=notes,
     )
     return out
 
