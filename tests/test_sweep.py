@@ -155,3 +155,22 @@ def test_sweep_times_on_a_board_over_ssh(tmp_path: Path, sshd, monkeypatch):  # 
     (c,) = doc["candidates"]
     assert c["device"].startswith("ssh://") and c["latency_ms_p50"] > 0 and c["status"].startswith("within reach")
     assert doc["device"] == sshd.url and "latency only: 1 candidates within reach" in proc.stdout
+
+
+@pytest.mark.slow
+def test_band_robust_models_are_sweep_candidates(tmp_path: Path):
+    """The edge model and its ablation take part in a sweep with no special case: their mask-input
+    artifacts are exported from random weights and timed like any other (latency phase only)."""
+    out = tmp_path / "sweep"
+    bands = ["data.bands=[R,G,B,NIR]", "data.mean=[0.5,0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25,0.25]",
+             "train.band_subsets=per_sample"]
+    proc = cli("sweep", "recipes/quickstart.yaml", *SETTINGS, *bands, "--vary",
+               "model.name=cnn_attn_dynconv_mask,cnn_dynconv_mask", "--targets", "onnx", "--precisions", "fp32",
+               "--budget-ms", "1000", "--latency-only", "--out", str(out), check=True)
+    doc = json.loads((out / "sweep.json").read_text())
+    assert {c["variant"] for c in doc["candidates"]} == {"cnn_attn_dynconv_mask", "cnn_dynconv_mask"}
+    for c in doc["candidates"]:
+        assert c["latency_ms_p50"] > 0 and c["status"].startswith("within reach"), c
+        (sidecar,) = (out / "latency" / c["variant"] / "export").glob("*.onnx.json")
+        assert json.loads(sidecar.read_text())["inputs"][1]["name"] == "mask"  # one artifact, every subset
+    assert "latency only: 2 candidates within reach" in proc.stdout
