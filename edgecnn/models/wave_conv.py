@@ -104,8 +104,8 @@ class WaveConv2D(nn.Module):
         self.embed = nn.Sequential(nn.Linear(FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.mix = nn.Linear(hidden, hidden, bias=False) if context else None
         self.head = nn.Linear(hidden, out_channels * kernel_size * kernel_size)
-        # The generated slices start at about the scale of a Kaiming-initialised stem (as DOFA's 0.01 scaler).
-        self.gain = math.sqrt(2.0 / (out_channels * kernel_size * kernel_size))
+        # Each output channel's kernel is brought to one RMS (see kernel()): He's for one band's k x k taps.
+        self.gain = math.sqrt(2.0 / (kernel_size * kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         # The sensor's bands: not a weight (any list may be set) and not in checkpoints (the recipe has them).
         count = bands if isinstance(bands, int) else len(bands)
@@ -140,9 +140,13 @@ class WaveConv2D(nn.Module):
         h = self.embed(band_features(self.wavelengths))  # [bands, hidden]
         if self.mix is not None:
             h = h + self.mix(h.mean(dim=0, keepdim=True))
-        w = self.head(F.gelu(h)) * (self.gain / self.bands)  # a mean over bands: one scale for any band count
         k = self.kernel_size
-        return w.reshape(self.bands, self.out_channels, k, k).transpose(0, 1)
+        w = self.head(F.gelu(h)).reshape(self.bands, self.out_channels, k, k).transpose(0, 1)
+        # One RMS per output channel, whatever the band list: the BatchNorm after the stem undoes a channel's
+        # scale anyway, so this costs nothing, but it keeps an unseen sensor's kernels at the trained scale
+        # (and the BatchNorm's running statistics valid from the first step). Then a mean over the bands.
+        rms = w.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-12).sqrt()
+        return w * (self.gain / self.bands) / rms
 
     def _rows(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         if x.dim() != 4 or x.shape[1] != self.bands:
