@@ -492,7 +492,7 @@ def folded_model(model: nn.Module, mask: Tensor | Sequence[float], attention_wei
     wave = wave_stem(model)
     stem = band_stem(model)
     if stem is None and wave is None:
-        raise UserError(f"{type(model).__name__} has no DynamicConv2D or WaveConv2D stem to fold")
+        raise UserError(f"{type(model).__name__} has no DynamicConv2D stem (nor a WaveConv2D) to fold")
     if wave is not None:
         if attention_weights is not None:
             raise UserError("fold: attention_weights is for a DynamicConv2D stem; a WaveConv2D's kernel is fixed by "
