@@ -25,13 +25,15 @@ def eval_run(
     from rich.console import Console
 
     from edgecnn.config.load import parse_overrides
+    from edgecnn.core.contracts import EVAL, eval_file
     from edgecnn.errors import UserError
     from edgecnn.quantize.qat import evaluate_any
     from edgecnn.train.evaluate import paper_table
 
     if which not in ("best", "last"):
         raise UserError(f"--which {which!r}: choose best or last")
-    result = evaluate_any(run, which, channels, parse_overrides(overrides or []), norm)  # a QAT run: fake-quantized
+    data = parse_overrides(overrides or [])
+    result = evaluate_any(run, which, channels, data, norm)  # a QAT run: its fake-quantized model
     sensor = result["sensor"]
     for w in sensor["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
@@ -52,7 +54,8 @@ def eval_run(
         n = sensor["normalization"]
         console.print(f"normalisation: {n['source']}" + (f" ({n['folder']}, {n['images']} images)" if "folder" in n
                                                          else ""), markup=False, highlight=False)
-    console.print(f"written to {result['written']}", markup=False, highlight=False)
+    written = run / (eval_file(sensor["name"]) if data else EVAL)
+    console.print(f"written to {written}", markup=False, highlight=False)
     console.print("MACs are multiply-accumulates (the paper's 'FLOPs' column counts the same thing).")
     if result.get("skipped"):
         console.print(f"{result['skipped']['summary']} of the val split (listed in {run}/eval.json)",

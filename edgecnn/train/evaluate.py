@@ -94,7 +94,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         result["skipped"]["summary"] = skip_summary(val_ds.skipped, val_ds.skip_reasons, cfg.max_pixels)
     out = run / (C.eval_file(sensor["name"]) if overrides else R.EVAL)
     atomic_write_text(out, json.dumps(result, indent=2))
-    return {**result, "written": str(out)}
+    return result
 
 
 def _own_subsets(model, val_ds, num_classes: int, cfg, kw: dict) -> dict[str, dict]:
