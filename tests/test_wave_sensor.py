@@ -159,3 +159,16 @@ def test_export_for_an_unseen_sensor_folds_to_a_plain_model_predict_and_check_ru
     cli("bench", str(pte), "--check", "4", "--rounds", "1", "--iters", "2", "--json", str(rows), check=True)
     row = json.loads(rows.read_text())["rows"][0]
     assert row["check_n"] == 4 and "set to planetscope" in row["check_reference"] and not row.get("check_error")
+
+
+@pytest.mark.slow
+def test_the_unfolded_artifact_for_another_sensor_takes_its_mask(wave):
+    run = wave["run"]
+    _one_line_refusal(cli("export", str(run), "--target", "onnx", "--mask-input"), "--mask-input is for --bands")
+    proc = cli("export", str(run), "--target", "onnx", "--bands", "landsat8", "--data-root", str(wave["landsat8"]),
+               "--mask-input", check=True)
+    assert "warning: band B1 at 443 nm" in proc.stderr  # below every Sentinel-2 band the run saw
+    side = json.loads((run / "export" / "cnn_attn_wave-onnx-fp32-landsat8-mask.onnx.json").read_text())
+    assert [i["name"] for i in side["inputs"]] == ["image", "mask"] and side["inputs"][1]["shape"] == [7]
+    assert side["sensor"]["warnings"] and side["parity"]["per_subset"]
+    assert side["parity"]["max_abs_logit_diff"] < 1e-3  # fp32: the static form computes what the stem does

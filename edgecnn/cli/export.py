@@ -23,6 +23,9 @@ def export(
     norm: Annotated[Optional[str], typer.Option(
         help="with --bands: files (the sensor's own training split's statistics, the default) or interpolate "
              "(the run's statistics, interpolated by wavelength)")] = None,
+    mask_input: Annotated[bool, typer.Option(
+        "--mask-input", help="with --bands: the unfolded artifact for that sensor (image and presence mask, one "
+                             "artifact for every subset of its bands) instead of the fold")] = False,
     calib: Annotated[int, typer.Option(min=1, help="calibration images for --int8")] = 256,
     out: Annotated[Optional[Path], typer.Option(
         help="folder for the artifact (default RUN/export), or its path ending in the target's suffix")] = None,
@@ -35,7 +38,7 @@ def export(
     from edgecnn.export import export_run
 
     r = export_run(run, target, int8=int8, channels=channels, calib=calib, out=out, max_drop=max_drop, bands=bands,
-                   data_root=data_root, norm=norm)
+                   data_root=data_root, norm=norm, mask_input=mask_input)
     sensor = r.get("sensor") or {}
     for w in sensor.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)

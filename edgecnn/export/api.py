@@ -53,7 +53,7 @@ def artifact_path(out: Path | None, run: Path, name: str, suffix: str) -> Path:
 
 def export_run(run: Path, target: str, int8: bool = False, channels: str | None = None, calib: int = 256,
                out: Path | None = None, max_drop: float | None = None, bands: str | list | None = None,
-               data_root: Path | None = None, norm: str | None = None) -> dict:
+               data_root: Path | None = None, norm: str | None = None, mask_input: bool = False) -> dict:
     """Export a trained run for one runtime and measure the artifact with that runtime.
 
     Args:
@@ -77,6 +77,8 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
             sensor's files (``data_root``), normalised as ``norm`` says (``train.sensor``).
         data_root: the sensor's folder (train/ and val/ per class); needed when ``bands`` is not the run's.
         norm: ``files`` (the sensor's own statistics, default) or ``interpolate`` (the run's, by wavelength).
+        mask_input: with ``bands``: the unfolded artifact for that sensor (image and presence mask: one
+            artifact for every subset of its bands) instead of the fold.
 
     Returns:
         The sidecar record, plus ``path`` (the artifact) and ``sidecar`` (its JSON file).
@@ -91,12 +93,16 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
     module = target_module(target)  # an unknown target fails before anything loads
     _check_request(module, target, int8, calib, max_drop)
     sensor = None
+    if mask_input and (bands is None or channels is not None):
+        raise UserError("--mask-input is for --bands (the unfolded artifact for another sensor) and takes no "
+                        "--channels; without --bands a wave run's artifact takes the mask already")
     if bands is not None or data_root is not None:
         sensor = {"data.bands": _check_bands(Path(run), bands),
                   **({"data.root": str(Path(data_root).expanduser())} if data_root is not None else {})}
     # One progress line for the whole export: loading, calibration, conversion, lowering, parity each say so.
     with Progress(f"export {target} {'int8' if int8 else 'fp32'}") as progress:
-        return _export(module, Path(run), target, int8, channels, calib, out, max_drop, progress, sensor, norm)
+        return _export(module, Path(run), target, int8, channels, calib, out, max_drop, progress, sensor, norm,
+                       mask_input)
 
 
 def _check_bands(run: Path, bands: str | list | None):
@@ -130,9 +136,10 @@ def _check_bands(run: Path, bands: str | list | None):
 
 
 def _export(module, run: Path, target: str, int8: bool, channels: str | None, calib: int, out: Path | None,
-            max_drop: float | None, progress: Progress, sensor: dict | None = None, norm: str | None = None) -> dict:
+            max_drop: float | None, progress: Progress, sensor: dict | None = None, norm: str | None = None,
+            mask_input: bool = False) -> dict:
     progress.update(f"loading {run}")
-    src = _load(run, target, int8, channels, max_drop, sensor, norm)
+    src = _load(run, target, int8, channels, max_drop, sensor, norm, mask_input)
     calibration = []
     if int8 and src.quantized is None:  # a QAT run brings its own ranges
         progress.update(f"reading {calib} calibration images")
@@ -194,12 +201,14 @@ def _name_tag(src: _Source) -> str | None:
     s = src.sensor
     if s is None or s["seen_in_training"]:
         return src.graph.subset
-    whole = src.graph.subset is None or src.graph.input_bands == list(src.cfg.bands)
+    if src.graph.mask_input:
+        return f"{s['name']}-mask"
+    whole = src.graph.input_bands == list(src.cfg.bands)
     return s["name"] if whole else f"{s['name']}-{src.graph.subset}"
 
 
 def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: float | None,
-          sensor: dict | None = None, norm: str | None = None) -> _Source:
+          sensor: dict | None = None, norm: str | None = None, mask_input: bool = False) -> _Source:
     """The run's model as the graph to export (band subset applied), with the datasets it was trained on.
 
     Raises:
@@ -232,7 +241,7 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
 
         recipe, record = for_sensor(recipe, model, sensor, norm)
         cfg = recipe.data
-        if channels is None and foldable(model):  # "folded: a plain N-band model", the sensor's every band
+        if channels is None and foldable(model) and not mask_input:  # "folded: a plain N-band model"
             channels = subset_name(list(cfg.bands), list(cfg.bands))
         elif channels is not None:
             parse_subset(channels, cfg.bands)
