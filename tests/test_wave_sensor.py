@@ -8,6 +8,7 @@ the unseen sensors: the same scenes through PlanetScope's 4 bands and Landsat 8'
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,11 @@ def test_export_for_an_unseen_sensor_folds_to_a_plain_model_predict_and_check_ru
     assert json.loads(out.stdout)[0]["class"] in side["classes"]
     _one_line_refusal(cli("predict", str(pte), str(image), "--bands", "sentinel2"), "was made for planetscope",
                       "--bands sentinel2")
+    # An artifact whose sidecar has no wavelengths (written before bands had them) cannot be checked.
+    old = tmp_path / pte.name
+    shutil.copy(pte, old)
+    Path(f"{old}.json").write_text(json.dumps({k: v for k, v in side.items() if k not in ("band_specs", "sensor")}))
+    _one_line_refusal(cli("predict", str(old), str(image), "--bands", "planetscope"), "records no wavelengths")
 
     rows = tmp_path / "bench.json"
     cli("bench", str(pte), "--check", "4", "--rounds", "1", "--iters", "2", "--json", str(rows), check=True)
