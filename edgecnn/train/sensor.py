@@ -26,6 +26,7 @@ from torch import nn
 
 from edgecnn.config import Recipe
 from edgecnn.config.load import validate_recipe
+from edgecnn.core import catalog
 from edgecnn.core.sensors import Band, BandError, bands_text, coverage_gaps, interpolate_stats, preset_name, resolve_bands
 from edgecnn.errors import UserError
 from edgecnn.models.registry import reads_wavelengths
@@ -108,6 +109,9 @@ def for_sensor(recipe: Recipe, model: nn.Module, overrides: dict[str, Any],
 def _check_can_change(recipe: Recipe, model: nn.Module, trained: list[Band], bands: list[Band]) -> None:
     if reads_wavelengths(model):
         return
+    if catalog.reads_wavelengths(recipe.model.name):  # the QAT form: its stem is frozen to the run's bands
+        raise UserError(f"this {recipe.model.name} run is fine-tuned (QAT) for its own bands ({sensor_name(trained)}); "
+                        f"evaluate or export the float run it came from for {sensor_name(bands)}")
     how = "another band count" if len(bands) != len(trained) else "other bands"
     raise UserError(f"{recipe.model.name} reads its {len(trained)} bands by position ({bands_text(trained)}), so it "
                     f"cannot read {how} ({sensor_name(bands)}: {len(bands)} bands); only a wavelength-conditioned "
