@@ -85,12 +85,13 @@ def test_catalog_matches_the_registry():
     """The torch-free catalog the recipe schema reads lists exactly the models the registry builds,
     with the same band-mask capability."""
     from edgecnn.core import catalog
-    from edgecnn.models.registry import build_model, model_names, takes_mask
+    from edgecnn.models.registry import build_model, model_names, reads_wavelengths, takes_mask
 
     assert catalog.model_names() == model_names()
     for name in model_names():
         model = build_model(name, num_classes=3, in_chans=3)
         assert catalog.takes_mask(name) is takes_mask(model), name
+        assert catalog.reads_wavelengths(name) is reads_wavelengths(model), name
 
 
 def test_validating_a_recipe_imports_no_torch():

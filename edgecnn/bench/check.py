@@ -93,6 +93,12 @@ def prepare(path: Path, sidecar: dict, n: int) -> CheckSet:
     else:
         recipe, model, classes, _ = R.load_trained(run)
         reference = "the run's PyTorch model, on this machine"
+    sensor = sidecar.get("sensor")
+    if sensor and not sensor.get("seen_in_training", True):  # exported for another sensor (export --bands)
+        from edgecnn.train.sensor import from_record
+
+        recipe = from_record(recipe, model, sensor)
+        reference += f", set to {sensor['name']}"
     cfg = recipe.data
     norm = sidecar.get("normalization") or {}
     mean, std = norm.get("mean", cfg.mean), norm.get("std", cfg.std)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +10,12 @@ import typer
 
 def eval_run(
     run: Annotated[Path, typer.Argument(help="run folder written by edgecnn train")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="data.* settings to evaluate on instead of the run's, e.g. data.root=~/planet data.bands=planetscope "
+             "(another sensor: *_wave models only); the result goes to RUN/eval-<sensor>.json")] = None,
+    norm: Annotated[Optional[str], typer.Option(
+        help="another sensor's normalisation: files (its own training split's statistics, the default) or "
+             "interpolate (the run's, interpolated by wavelength)")] = None,
     channels: Annotated[Optional[str], typer.Option(
         help="band subset to evaluate, e.g. RG (missing bands zero-filled), or 'all' for every subset")] = None,
     which: Annotated[str, typer.Option(help="checkpoint: best or last")] = "best",
@@ -17,18 +24,25 @@ def eval_run(
     """Evaluate a run on its validation split (per band subset for band-robust runs); writes RUN/eval.json."""
     from rich.console import Console
 
+    from edgecnn.config.load import parse_overrides
+    from edgecnn.core.contracts import EVAL, eval_file
     from edgecnn.errors import UserError
     from edgecnn.quantize.qat import evaluate_any
     from edgecnn.train.evaluate import paper_table
 
     if which not in ("best", "last"):
         raise UserError(f"--which {which!r}: choose best or last")
-    result = evaluate_any(run, which, channels)  # a QAT run: its fake-quantized model
+    data = parse_overrides(overrides or [])
+    result = evaluate_any(run, which, channels, data, norm)  # a QAT run: its fake-quantized model
+    sensor = result["sensor"]
+    for w in sensor["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     if json_out:
         print(json.dumps(result, indent=2))
         return
     console = Console()
-    console.print(paper_table([result], title=f"{run} ({result['images']} val images, epoch {result['epoch']})"))
+    seen = "" if sensor["seen_in_training"] else f", sensor {sensor['name']} (trained on {sensor['trained_on']['name']})"
+    console.print(paper_table([result], title=f"{run} ({result['images']} val images, epoch {result['epoch']}{seen})"))
     if result["subsets"]:
         rows = [{"bands": name, **m} for name, m in result["subsets"].items()]
         console.print(paper_table(rows, title="per band subset (missing bands zero-filled)", first="bands"))
@@ -36,6 +50,12 @@ def eval_run(
         rows = [{"bands": f"{name} ({m['images']} images)", **m} for name, m in result["file_subsets"].items()]
         console.print(paper_table(rows, title="per band subset the files themselves carry (lost bands masked)",
                                   first="bands"))
+    if not sensor["seen_in_training"]:
+        n = sensor["normalization"]
+        console.print(f"normalisation: {n['source']}" + (f" ({n['folder']}, {n['images']} images)" if "folder" in n
+                                                         else ""), markup=False, highlight=False)
+    written = run / (eval_file(sensor["name"]) if data else EVAL)
+    console.print(f"written to {written}", markup=False, highlight=False)
     console.print("MACs are multiply-accumulates (the paper's 'FLOPs' column counts the same thing).")
     if result.get("skipped"):
         console.print(f"{result['skipped']['summary']} of the val split (listed in {run}/eval.json)",

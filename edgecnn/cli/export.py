@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +14,18 @@ def export(
     channels: Annotated[Optional[str], typer.Option(
         help="band subset the artifact takes, e.g. RG (folded for resnet34_dynconv_mask, zero-filled "
              "inside the graph otherwise); default all bands")] = None,
+    bands: Annotated[Optional[str], typer.Option(
+        help="*_wave models: another sensor's bands, as data.bands takes them (planetscope, sentinel2:B04,B03,B02, "
+             "R,G,B); the stem is generated for them and folded into a plain model over them")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(
+        "--data-root", help="with --bands: that sensor's folder (train/ and val/ per class) for calibration, parity "
+                            "and, by default, its normalisation; needed when the sensor is not the run's")] = None,
+    norm: Annotated[Optional[str], typer.Option(
+        help="with --bands: files (the sensor's own training split's statistics, the default) or interpolate "
+             "(the run's statistics, interpolated by wavelength)")] = None,
+    mask_input: Annotated[bool, typer.Option(
+        "--mask-input", help="with --bands: the unfolded artifact for that sensor (image and presence mask, one "
+                             "artifact for every subset of its bands) instead of the fold")] = False,
     calib: Annotated[int, typer.Option(min=1, help="calibration images for --int8")] = 256,
     out: Annotated[Optional[Path], typer.Option(
         help="folder for the artifact (default RUN/export), or its path ending in the target's suffix")] = None,
@@ -24,12 +37,20 @@ def export(
     """Export a run for an edge runtime and check it with that runtime; writes the artifact and a JSON sidecar."""
     from edgecnn.export import export_run
 
-    r = export_run(run, target, int8=int8, channels=channels, calib=calib, out=out, max_drop=max_drop)
+    r = export_run(run, target, int8=int8, channels=channels, calib=calib, out=out, max_drop=max_drop, bands=bands,
+                   data_root=data_root, norm=norm, mask_input=mask_input)
+    sensor = r.get("sensor") or {}
+    for w in sensor.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     p, a, t = r["parity"], r["parity"]["artifact"], r["parity"]["pytorch"]
     runtime = f"{r['runtime']['name']} {r['runtime']['version']}"
     print(f"wrote {r['path']} ({r['size_bytes'] / 1e6:.2f} MB) and {Path(r['sidecar']).name}")
     inputs = ", ".join(f"{i['name']} {i['shape']}" for i in r["inputs"])
     print(f"inputs: {inputs}; bands: {r['band_handling']}")
+    if sensor and not sensor["seen_in_training"]:
+        n = sensor["normalization"]
+        print(f"sensor {sensor['name']} (trained on {sensor['trained_on']['name']}); normalisation: {n['source']}"
+              + (f" ({n['folder']}, {n['images']} images)" if "folder" in n else ""))
     print(f"parity ({runtime}, {p['images']} val images): top-1 agreement {p['top1_agreement']:.1%}, "
           f"max |logit diff| {p['max_abs_logit_diff']:.2g}; "
           f"accuracy {a['accuracy']:.1%} (PyTorch {t['accuracy']:.1%}), F1 {a['f1']:.1%} (PyTorch {t['f1']:.1%})")

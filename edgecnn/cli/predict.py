@@ -14,11 +14,13 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON list, one object per image")] = False,
     mask: Annotated[Optional[str], typer.Option(help="mask-input artifacts: one 0/1 per band, e.g. 1,1,0,1; "
                                                 "bands marked 0 are treated as lost")] = None,
+    bands: Annotated[Optional[str], typer.Option(help="the images' bands (a preset such as planetscope, a pick or "
+                                                      "names), checked against the bands the artifact was made for")] = None,
 ) -> None:
     """Classify image files with an exported model, run by its own runtime (preprocessing from its sidecar)."""
     from edgecnn.export.predict import predict as run_predict
 
-    results = run_predict(artifact, images, top_k, mask)
+    results = run_predict(artifact, images, top_k, mask, bands)
     if json_out:
         print(json.dumps(results, indent=2))
         return

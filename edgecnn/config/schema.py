@@ -27,6 +27,8 @@ class ModelConfig(Section):
     heads: int = Field(8, ge=1, description="attention heads (cnn_attn only)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the head")
     num_kernels: int = Field(4, ge=1, description="kernel sets in a DynamicConv2D stem (resnet34_dynconv*)")
+    wave_context: bool = Field(True, description="*_wave models: each band's kernel also depends on the mean "
+                                                 "embedding of the sensor's whole band list")
     layers: list[int] = Field(
         [3, 4, 6, 3], min_length=4, max_length=4,
         description="blocks per stage of the resnet34* models: the default is ResNet-34, [1, 1, 1, 1] a ResNet-10 "
@@ -278,3 +280,16 @@ class Recipe(Section):
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
     pipeline: PipelineConfig = PipelineConfig()
+
+    @model_validator(mode="after")
+    def _wavelengths_for_wave_models(self) -> Recipe:
+        from edgecnn.core.catalog import reads_wavelengths
+
+        if reads_wavelengths(self.model.name):
+            missing = [b.name for b in self.data.band_specs if b.center_nm is None]
+            if missing:
+                raise ValueError(
+                    f"data.bands: {self.model.name} generates each band's kernel from its wavelength, but "
+                    f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} none; give a sensor preset "
+                    f"(data.bands=sentinel2), a pick (sentinel2:B04,B03,B02) or {{name, center_nm, fwhm_nm}} items")
+        return self

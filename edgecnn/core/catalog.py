@@ -19,7 +19,14 @@ MODELS: dict[str, tuple[bool, str]] = {
     "cnn_attn_dynconv_mask": (True, "CNN + Self-Attention with a DynamicConv2D stem, kernel attention from the band "
                                     "mask: the band-robust edge model (folds into a plain cnn_attn per band subset)"),
     "cnn_dynconv_mask": (True, "the ablation (ConvBlocks, no attention) with a mask-attention DynamicConv2D stem"),
+    "cnn_attn_wave": (True, "CNN + Self-Attention with a wavelength-conditioned stem: reads any sensor whose bands "
+                            "have wavelengths (folds into a plain cnn_attn per band list)"),
+    "resnet34_wave": (True, "ResNet-34 with a wavelength-conditioned stem (folds into a plain ResNet-34 per band list)"),
 }
+
+# Models whose stem is generated from the bands' wavelengths: their recipes must give them, and they
+# alone may be evaluated or exported for a band list the run never saw.
+WAVELENGTH_MODELS = frozenset({"cnn_attn_wave", "resnet34_wave"})
 
 
 # Old names still accepted in recipes (run folders written before the rename store them).
@@ -30,6 +37,11 @@ ALIASES: dict[str, str] = {"resnet34_dynconv_pruned": "resnet34_dynconv_mask"}
 
 def model_names() -> list[str]:
     return sorted(MODELS)
+
+
+def reads_wavelengths(name: str) -> bool:
+    """Whether the named model generates its stem from wavelengths (``registry.reads_wavelengths``)."""
+    return name in WAVELENGTH_MODELS
 
 
 def takes_mask(name: str) -> bool:

@@ -73,6 +73,13 @@ def checkpoint(run: Path, which: str = "best") -> Path:
     return run / BEST if which == "best" and (run / BEST).is_file() else run / LAST
 
 
+def eval_file(sensor: str) -> str:
+    """``eval-<sensor>.json``: ``edgecnn eval`` with data overrides (another folder or sensor), beside the run's
+    own ``eval.json``, which stays what the run measured on its own data (the report reads it)."""
+    safe = "".join(c if c.isalnum() or c in "+._-" else "_" for c in sensor)
+    return f"eval-{safe}.json"
+
+
 def sidecar_path(artifact: Path) -> Path:
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + SIDECAR_SUFFIX)

@@ -242,3 +242,39 @@ def interpolate_stats(known: list[Band], mean: list[float], std: list[float],
             notes.append(f"{b.name} at {b.center_nm:g} nm is {round(gap, 1):g} nm outside the known bands "
                          f"({x[0]:g}-{x[-1]:g} nm): given {edge.name}'s statistics")
     return [float(v) for v in m], [float(v) for v in s], notes
+
+
+def preset_name(bands: list[Band]) -> str | None:
+    """The preset whose band list is exactly ``bands`` (names and wavelengths, in order), or None."""
+    key = [(b.name, b.center_nm, b.fwhm_nm) for b in bands]
+    return next((name for name, p in presets().items()
+                 if [(b.name, b.center_nm, b.fwhm_nm) for b in p.bands] == key), None)
+
+
+def coverage_gaps(trained: list[Band], wanted: list[Band]) -> list[str]:
+    """One line per wanted band whose response overlaps no trained band's, naming the gap in nm.
+
+    A band spans its centre +- fwhm / 2 (its centre alone without a width). A wanted band that
+    overlaps none of the trained spans gets a kernel the generator never made for that part of the
+    spectrum: interpolated between the nearest trained bands, or extrapolated beyond the trained
+    range. Bands without a wavelength are left out (a wave model never has them).
+    """
+    def span(b: Band) -> tuple[float, float]:
+        return b.center_nm - (b.fwhm_nm or 0) / 2, b.center_nm + (b.fwhm_nm or 0) / 2
+
+    known = [(b, *span(b)) for b in trained if b.center_nm is not None]
+    if not known:
+        return []
+    low, high = min(k[1] for k in known), max(k[2] for k in known)
+    out = []
+    for b in wanted:
+        if b.center_nm is None:
+            continue
+        lo, hi = span(b)
+        gap, near = min(((max(k_lo - hi, lo - k_hi, 0.0), k) for k, k_lo, k_hi in known), key=lambda g: g[0])
+        if gap > 0:
+            how = "interpolated" if low <= b.center_nm <= high else "extrapolated"
+            out.append(f"band {b.name} at {b.center_nm:g} nm overlaps no training band: {gap:.0f} nm from the "
+                       f"nearest ({near.name} {near.center_nm:g} nm; trained {low:.0f}-{high:.0f} nm), so its "
+                       f"kernel is {how}; expect lower accuracy")
+    return out

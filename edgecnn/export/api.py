@@ -52,7 +52,8 @@ def artifact_path(out: Path | None, run: Path, name: str, suffix: str) -> Path:
 
 
 def export_run(run: Path, target: str, int8: bool = False, channels: str | None = None, calib: int = 256,
-               out: Path | None = None, max_drop: float | None = None) -> dict:
+               out: Path | None = None, max_drop: float | None = None, bands: str | list | None = None,
+               data_root: Path | None = None, norm: str | None = None, mask_input: bool = False) -> dict:
     """Export a trained run for one runtime and measure the artifact with that runtime.
 
     Args:
@@ -70,6 +71,14 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
             (``edgecnn.quantize.budget``); the sidecar's ``accuracy_budget`` records how. The
             default file name says the budget (``...-int8-maxdrop1.0.pte``), so it never
             replaces the plain PTQ artifact or one made with another budget.
+        bands: another sensor's band list (as ``data.bands`` takes it), for a wavelength-conditioned
+            model (``*_wave``): its stem is generated for those bands and, unless ``channels`` says
+            otherwise, folded into the plain backbone over them. Calibration and parity use that
+            sensor's files (``data_root``), normalised as ``norm`` says (``train.sensor``).
+        data_root: the sensor's folder (train/ and val/ per class); needed when ``bands`` is not the run's.
+        norm: ``files`` (the sensor's own statistics, default) or ``interpolate`` (the run's, by wavelength).
+        mask_input: with ``bands``: the unfolded artifact for that sensor (image and presence mask: one
+            artifact for every subset of its bands) instead of the fold.
 
     Returns:
         The sidecar record, plus ``path`` (the artifact) and ``sidecar`` (its JSON file).
@@ -78,19 +87,59 @@ def export_run(run: Path, target: str, int8: bool = False, channels: str | None 
         UserError: unknown target, missing backend package, invalid band subset,
             run/checkpoint/data problems, a QAT run exported to another target
             or without ``int8``, ``max_drop`` without ``int8`` or with a QAT run, or an export the
-            target cannot do.
+            target cannot do; ``bands`` for a model without a wavelength-conditioned stem, for a QAT
+            run, or for another sensor without ``data_root``; a band list that cannot fold.
     """
     module = target_module(target)  # an unknown target fails before anything loads
     _check_request(module, target, int8, calib, max_drop)
+    sensor = None
+    if mask_input and (bands is None or channels is not None):
+        raise UserError("--mask-input is for --bands (the unfolded artifact for another sensor) and takes no "
+                        "--channels; without --bands a wave run's artifact takes the mask already")
+    if bands is not None or data_root is not None:
+        sensor = {"data.bands": _check_bands(Path(run), bands),
+                  **({"data.root": str(Path(data_root).expanduser())} if data_root is not None else {})}
     # One progress line for the whole export: loading, calibration, conversion, lowering, parity each say so.
     with Progress(f"export {target} {'int8' if int8 else 'fp32'}") as progress:
-        return _export(module, Path(run), target, int8, channels, calib, out, max_drop, progress)
+        return _export(module, Path(run), target, int8, channels, calib, out, max_drop, progress, sensor, norm,
+                       mask_input)
+
+
+def _check_bands(run: Path, bands: str | list | None):
+    """``--bands`` as ``data.bands`` takes it, refused before loading for a run that cannot change sensor.
+
+    Raises:
+        UserError: no ``--bands`` (with ``--data-root``), a QAT run, or a model that is not wavelength-conditioned.
+    """
+    from edgecnn.core.catalog import reads_wavelengths
+    from edgecnn.quantize import qat
+    from edgecnn.train import run as R
+
+    if isinstance(bands, str) and not bands.strip() or isinstance(bands, list) and not bands:
+        raise UserError("--bands is empty: a model folds over at least one band; name the sensor's bands, e.g. "
+                        "--bands planetscope or --bands sentinel2:B04,B03,B02,B08")
+    if bands is None:
+        raise UserError("--data-root is another sensor's folder for --bands; give --bands too (e.g. --bands "
+                        "planetscope), or leave both out to export for the run's own bands")
+    recipe = R.read_run_recipe(run)
+    if qat.is_qat_run(run):
+        raise UserError(f"--bands with a QAT run ({run}): its quantization was learned on its own bands; export "
+                        f"the float run with --bands")
+    if not reads_wavelengths(recipe.model.name):
+        raise UserError(f"--bands: {recipe.model.name} has no wavelength-conditioned stem, so it reads its bands "
+                        f"({', '.join(recipe.data.bands)}) by position and cannot change sensor; drop --bands "
+                        f"(--channels picks a subset) or train cnn_attn_wave / resnet34_wave")
+    # "R,G,NIR" is a list of names; without a comma, or with a colon, a preset or a pick from one.
+    if isinstance(bands, str) and "," in bands and ":" not in bands:
+        return [b.strip() for b in bands.split(",") if b.strip()]
+    return bands
 
 
 def _export(module, run: Path, target: str, int8: bool, channels: str | None, calib: int, out: Path | None,
-            max_drop: float | None, progress: Progress) -> dict:
+            max_drop: float | None, progress: Progress, sensor: dict | None = None, norm: str | None = None,
+            mask_input: bool = False) -> dict:
     progress.update(f"loading {run}")
-    src = _load(run, target, int8, channels, max_drop)
+    src = _load(run, target, int8, channels, max_drop, sensor, norm, mask_input)
     calibration = []
     if int8 and src.quantized is None:  # a QAT run brings its own ranges
         progress.update(f"reading {calib} calibration images")
@@ -98,7 +147,7 @@ def _export(module, run: Path, target: str, int8: bool, channels: str | None, ca
                                           src.recipe.seed, src.cfg.workers)
 
     precision = "int8" if int8 else "fp32"
-    name = artifact_name(src.recipe.model.name, target, precision, src.graph.subset, module.SUFFIX, max_drop)
+    name = artifact_name(src.recipe.model.name, target, precision, _name_tag(src), module.SUFFIX, max_drop)
     path = artifact_path(out, run, name, module.SUFFIX)
     runtime = module.runtime()
     if max_drop is None:
@@ -144,9 +193,22 @@ class _Source:
     train_ds: Any
     val_ds: Any
     quantized: tuple | None  # (module, quantization section) of a QAT run
+    sensor: dict | None = None  # train.sensor's record: the bands with wavelengths and their normalisation
 
 
-def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: float | None) -> _Source:
+def _name_tag(src: _Source) -> str | None:
+    """The file name's band part: the subset, or for another sensor its name (and the subset of it)."""
+    s = src.sensor
+    if s is None or s["seen_in_training"]:
+        return src.graph.subset
+    if src.graph.mask_input:
+        return f"{s['name']}-mask"
+    whole = src.graph.input_bands == list(src.cfg.bands)
+    return s["name"] if whole else f"{s['name']}-{src.graph.subset}"
+
+
+def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: float | None,
+          sensor: dict | None = None, norm: str | None = None, mask_input: bool = False) -> _Source:
     """The run's model as the graph to export (band subset applied), with the datasets it was trained on.
 
     Raises:
@@ -161,7 +223,7 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
 
     recipe = R.read_run_recipe(run)
     cfg = recipe.data
-    if channels is not None:
+    if channels is not None and sensor is None:
         parse_subset(channels, cfg.bands)  # a typo fails before the checkpoint loads
     quantized = None
     if qat.is_qat_run(run):
@@ -172,6 +234,21 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
         channels = None  # a subset (qat --channels) is folded inside the QAT model, which takes every band
     else:
         recipe, model, classes, state = R.load_trained(run)
+    record = None
+    if sensor is not None:
+        from edgecnn.models.dynamic_conv import foldable
+        from edgecnn.train.sensor import for_sensor
+
+        recipe, record = for_sensor(recipe, model, sensor, norm)
+        cfg = recipe.data
+        if channels is None and foldable(model) and not mask_input:  # "folded: a plain N-band model"
+            channels = subset_name(list(cfg.bands), list(cfg.bands))
+        elif channels is not None:
+            parse_subset(channels, cfg.bands)
+    else:
+        from edgecnn.train.sensor import own_sensor
+
+        record = own_sensor(recipe)
     graph = deployable(model, cfg.bands, cfg.image_size, channels)
     if quantized is not None and quantized[1].get("channels"):
         graph.subset = subset_name(parse_subset(quantized[1]["channels"], cfg.bands), cfg.bands)
@@ -181,7 +258,7 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
     if list(data_classes) != classes:
         raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
                         "point data.root at the same dataset")
-    return _Source(run, recipe, cfg, graph, classes, state, train_ds, val_ds, quantized)
+    return _Source(run, recipe, cfg, graph, classes, state, train_ds, val_ds, quantized, record)
 
 
 def _parity(module, path: Path, runtime: dict, src: _Source) -> dict:
@@ -220,11 +297,15 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
                    for n, t in zip(graph.input_names, graph.example)],
         "outputs": [{"name": "logits", "shape": [1, len(src.classes)], "dtype": "float32"}],
         "bands": list(cfg.bands),
+        # The bands with wavelengths, the sensor and where its normalisation came from (train.sensor).
+        "band_specs": [b.as_dict() if b.center_nm is not None else {"name": b.name} for b in cfg.band_specs],
+        "sensor": src.sensor,
         "channels": graph.subset,
         "input_bands": graph.input_bands,
         "band_handling": graph.how,
         "image_size": cfg.image_size,
-        "normalization": _normalization(cfg, src.train_ds),
+        "normalization": {**_normalization(cfg, src.train_ds),
+                          "source": (src.sensor or {}).get("normalization", {}).get("source", "run")},
         "classes": src.classes,
         "macs": _graph_macs(graph),  # per image, of what was exported (a folded subset's own stem)
         **sections,  # export settings, quantization (None for fp32), delegation (executorch)

@@ -25,6 +25,7 @@ would mean nothing.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,39 @@ def _user_mask(mask: str | None, sidecar: dict, artifact: Path) -> np.ndarray | 
     return np.array([float(v) for v in values], dtype=np.float32)
 
 
-def predict(artifact: Path, images: list[Path], top_k: int = 5, mask: str | None = None) -> list[dict]:
+def _check_sensor(bands: str | None, sidecar: dict, artifact: Path) -> None:
+    """``--bands``: the images' sensor must be the one the artifact was made for, band for band.
+
+    An artifact is fixed to one band list (a wave model is folded or frozen for it at export), so this
+    only checks; the files of another sensor need another export (``edgecnn export RUN --bands ...``).
+
+    Raises:
+        UserError: the sidecar has no wavelengths, the bands do not resolve, or they are another list.
+    """
+    from edgecnn.core.sensors import BandError, bands_text, resolve_bands
+
+    if bands is None:
+        return
+    specs = sidecar.get("band_specs") or []
+    if not specs or any(b.get("center_nm") is None for b in specs):
+        raise UserError(f"--bands {bands}: {artifact.name}'s sidecar records no wavelengths for its bands "
+                        f"({', '.join(sidecar['bands'])}), so they cannot be matched; drop --bands, or export a "
+                        "*_wave run trained with a sensor preset")
+    spec = bands if ":" in bands or "," not in bands else [b.strip() for b in bands.split(",") if b.strip()]
+    try:
+        given = resolve_bands(spec)
+    except BandError as e:
+        raise UserError(f"--bands {bands}: {e}") from None
+    made = resolve_bands(specs)
+    key = lambda bs: [(b.name, b.center_nm, b.fwhm_nm) for b in bs]  # noqa: E731
+    if key(given) != key(made):
+        name = (sidecar.get("sensor") or {}).get("name", "its bands")
+        raise UserError(f"--bands {bands}: {artifact.name} was made for {name} ({bands_text(made)}); export one "
+                        f"for these bands: edgecnn export RUN --bands {bands} --data-root FOLDER")
+
+
+def predict(artifact: Path, images: list[Path], top_k: int = 5, mask: str | None = None,
+            bands: str | None = None) -> list[dict]:
     """Classify image files with an exported artifact, through the artifact's runtime.
 
     Args:
@@ -161,6 +194,7 @@ def predict(artifact: Path, images: list[Path], top_k: int = 5, mask: str | None
         top_k: classes reported per image, most probable first.
         mask: for a mask-input artifact, ``"1,1,0,1"``: bands marked 0 are treated as lost (zeroed,
             0 in the mask) on top of the bands each file lost itself.
+        bands: the images' bands (a preset, a pick or names): checked against the artifact's.
 
     Returns:
         One record per image: ``image``, ``class`` and ``probability`` of the top class,
@@ -175,7 +209,10 @@ def predict(artifact: Path, images: list[Path], top_k: int = 5, mask: str | None
     if not images:
         raise UserError("no image files given; pass one or more after the artifact")
     run, sidecar = load_artifact(artifact)
+    _check_sensor(bands, sidecar, Path(artifact))
     user = _user_mask(mask, sidecar, Path(artifact))
+    for w in (sidecar.get("sensor") or {}).get("warnings", []):  # a sensor whose bands training never covered
+        print(f"warning: {w}", file=sys.stderr)
     classes = list(sidecar["classes"])
     # Decode every image before running any: a bad file fails the command at once.
     inputs = [(Path(p), _inputs(Path(p), sidecar, Path(artifact))) for p in images]

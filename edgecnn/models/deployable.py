@@ -11,7 +11,7 @@ Four cases, all exact (the artifact computes what ``edgecnn eval`` measures):
   so the whole graph runs inside the XNNPACK / OpenVINO delegate and INT8
   quantizes that convolution per channel like any other.
 * **a subset of a mask-attention DynamicConv2D model** (``cnn_attn_dynconv_mask``,
-  ``resnet34_dynconv_mask``) - ``folded_model``: the plain backbone whose first
+  ``resnet34_dynconv_mask``) or of a wave model (``cnn_attn_wave``, for its current band list) - ``folded_model``: the plain backbone whose first
   convolution reads only the present bands: exactly the plain model's cost.
 * **a subset of any other model** - the artifact takes only the present bands;
   a small wrapper (``ZeroFillBands``) puts them back into the full band tensor
@@ -32,8 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from edgecnn.data.bands import judged_subsets, parse_subset, presence_mask, subset_name
-from edgecnn.models.dynamic_conv import StemGains, band_stem, folded_model, static_model
+from edgecnn.models.dynamic_conv import StemGains, band_stem, foldable, folded_model, static_model
 from edgecnn.models.registry import takes_mask
+from edgecnn.models.wave_conv import WaveGains, wave_stem
 
 
 def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, band_aware: bool) -> torch.Tensor:
@@ -104,8 +105,9 @@ class Deployable:
     @property
     def keep_float(self) -> tuple[type, ...]:
         """Module types INT8 leaves in float: a static stem's mixing gains (``StemGains``: a few
-        hundred multiplies on the mask, and the one multiply that scales the input by them)."""
-        return (StemGains,) if any(isinstance(m, StemGains) for m in self.module.modules()) else ()
+        hundred multiplies on the mask, and the one multiply that scales the input by them; a wave
+        stem's ``WaveGains``, its per-band scale)."""
+        return tuple(t for t in (StemGains, WaveGains) if any(isinstance(m, t) for m in self.module.modules()))
 
     @property
     def float_modules(self) -> list[str]:
@@ -160,7 +162,7 @@ def deployable(model: nn.Module, bands: list[str], image_size: int, channels: st
     image = torch.zeros(1, len(bands), image_size, image_size)
     if channels is None and band_aware:
         # A QAT model (``MaskRows``, a PT2E graph) is in its static form already: exported as it is.
-        static = static_model(model) if band_stem(model) is not None else model
+        static = static_model(model) if band_stem(model) is not None or wave_stem(model) is not None else model
         return Deployable(
             module=static.eval(), input_names=["image", "mask"], example=(image, torch.ones(len(bands))),
             subset=None, input_bands=list(bands), mask_input=True, model=model, bands=bands,
@@ -173,10 +175,10 @@ def deployable(model: nn.Module, bands: list[str], image_size: int, channels: st
     present = parse_subset(channels, bands)
     name = subset_name(present, bands)
     mask = presence_mask(present, bands)
-    stem = band_stem(model)
-    if stem is not None and stem.attention_mode == "mask":
+    if foldable(model):
         module = folded_model(model, mask).eval()
-        how = f"folded: DynamicConv2D stem folded for {name} into a plain conv over {len(present)} bands"
+        kind = "WaveConv2D" if wave_stem(model) is not None else "DynamicConv2D"
+        how = f"folded: {kind} stem folded for {name} into a plain conv over {len(present)} bands"
     else:
         slots = [present.index(b) if b in present else None for b in bands]
         module = ZeroFillBands(static_model(model) if band_aware else model, slots,

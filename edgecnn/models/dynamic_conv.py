@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from edgecnn.data.bands import judged_subsets, presence_mask, subset_name
 from edgecnn.errors import UserError
 from edgecnn.models.surgery import swap
+from edgecnn.models.wave_conv import StaticWave, WaveConv2D, replace_stem, wave_stem
 
 ATTENTION_MODES = ("input", "mask")
 
@@ -449,16 +450,9 @@ def with_dynamic_stem(backbone: nn.Module, path: str, num_kernels: int = 4, atte
     Raises:
         UserError: ``path`` is not an ``nn.Conv2d`` with square kernel, stride and padding.
     """
-    conv = backbone.get_submodule(path)
-    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and len(set(conv.kernel_size)) == 1
-            and len(set(conv.stride)) == 1 and len(set(conv.padding)) == 1):
-        raise UserError(f"{path} of {type(backbone).__name__} is not a plain square nn.Conv2d; "
-                        "DynamicConv2D replaces only such a first convolution")
-    dyn = DynamicConv2D(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
-                        num_kernels=num_kernels, attention=attention, padding=conv.padding[0],
-                        bias=conv.bias is not None)
-    backbone.set_submodule(path, dyn)
-    return backbone
+    return replace_stem(backbone, path, "DynamicConv2D", lambda c: DynamicConv2D(
+        c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], num_kernels=num_kernels, attention=attention,
+        padding=c.padding[0], bias=c.bias is not None))
 
 
 def band_stem(model: nn.Module) -> DynamicConv2D | None:
@@ -467,7 +461,12 @@ def band_stem(model: nn.Module) -> DynamicConv2D | None:
 
 
 def _stem_path(model: nn.Module) -> str:
-    return next(name for name, m in model.named_modules() if isinstance(m, DynamicConv2D))
+    return next(name for name, m in model.named_modules() if isinstance(m, (DynamicConv2D, WaveConv2D)))
+
+
+def foldable(model: nn.Module) -> bool:
+    """Whether ``folded_model`` is exact for ``model``: a mask-attention DynamicConv2D or a WaveConv2D stem."""
+    return getattr(band_stem(model), "attention_mode", None) == "mask" or wave_stem(model) is not None
 
 
 @torch.no_grad()
@@ -480,18 +479,27 @@ def folded_model(model: nn.Module, mask: Tensor | Sequence[float], attention_wei
     ``cnn_attn`` folds into a plain ``cnn_attn`` over ``mask.sum()`` bands (same
     class, same keys, the plain model's MACs), in the canonical band order.
 
+    A WaveConv2D stem folds for its current band list (``wave_conv.set_bands``) the same way.
+
     Args:
-        model: a model with a DynamicConv2D stem (``band_stem``).
+        model: a model with a DynamicConv2D stem (``band_stem``) or a WaveConv2D stem.
         mask: presence mask ``[bands]`` (``edgecnn.data.bands.presence_mask``).
         attention_weights: see ``DynamicConv2D.fold`` (approximate fold of "input" mode).
 
     Raises:
-        UserError: no DynamicConv2D stem; see ``DynamicConv2D.fold``.
+        UserError: no DynamicConv2D or WaveConv2D stem; see ``DynamicConv2D.fold``, ``WaveConv2D.fold``.
     """
+    wave = wave_stem(model)
     stem = band_stem(model)
-    if stem is None:
-        raise UserError(f"{type(model).__name__} has no DynamicConv2D stem to fold")
-    conv = stem.fold(mask, attention_weights)
+    if stem is None and wave is None:
+        raise UserError(f"{type(model).__name__} has no DynamicConv2D stem (nor a WaveConv2D) to fold")
+    if wave is not None:
+        if attention_weights is not None:
+            raise UserError("fold: attention_weights is for a DynamicConv2D stem; a WaveConv2D's kernel is fixed by "
+                            "its band list")
+        conv = wave.fold(mask)
+    else:
+        conv = stem.fold(mask, attention_weights)
     plain = copy.deepcopy(model)
     plain.set_submodule(_stem_path(plain), conv)
     return plain.train(model.training)
@@ -499,9 +507,11 @@ def folded_model(model: nn.Module, mask: Tensor | Sequence[float], attention_wei
 
 @torch.no_grad()
 def static_model(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose DynamicConv2D stem is its ``StaticStem``: same outputs, every weight stored."""
+    """A copy of ``model`` whose DynamicConv2D stem is its ``StaticStem`` (a WaveConv2D its ``StaticWave``, for
+    its current band list): same outputs, every weight stored."""
     out = copy.deepcopy(model)
-    return swap(out, lambda m, name: isinstance(m, DynamicConv2D), lambda m, name: StaticStem(m).train(m.training))
+    static = {DynamicConv2D: StaticStem, WaveConv2D: StaticWave}
+    return swap(out, lambda m, name: type(m) in static, lambda m, name: static[type(m)](m).train(m.training))
 
 
 def mask_rows(x: Tensor, mask: Tensor | None) -> Tensor:

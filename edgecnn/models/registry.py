@@ -13,6 +13,7 @@ from torch import nn
 
 from edgecnn.models.cnn_attn import CNNAttention
 from edgecnn.models.dynamic_conv import band_stem, with_dynamic_stem
+from edgecnn.models.wave_conv import wave_stem, with_wave_stem
 from edgecnn.models.resnet import ResNet
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -73,6 +74,22 @@ register("cnn_attn_dynconv_mask")(_band_robust("cnn_attn", "mask",
 register("cnn_dynconv_mask")(_band_robust("cnn", "mask", "the ablation (no attention block), mask-attention stem"))
 
 
+def _wavelength_conditioned(base: str, doc: str) -> Callable[..., nn.Module]:
+    """A builder for ``base`` with a WaveConv2D first convolution; its bands are set from the recipe's
+    ``data.bands`` (``train.run.build_for_recipe``) or by ``wave_conv.set_bands``."""
+
+    def build(num_classes: int, in_chans: int = 3, wave_context: bool = True, **settings: Any) -> nn.Module:
+        return with_wave_stem(build_model(base, num_classes, in_chans, **settings), STEMS[base], context=wave_context)
+
+    build.__doc__ = doc
+    return build
+
+
+# Any sensor with wavelengths: one model per band list, folded into the plain backbone for each.
+register("cnn_attn_wave")(_wavelength_conditioned("cnn_attn", "CNN + Self-Attention, wavelength-conditioned stem"))
+register("resnet34_wave")(_wavelength_conditioned("resnet34", "ResNet-34, wavelength-conditioned stem"))
+
+
 def takes_mask(model: nn.Module) -> bool:
     """Band-aware models take a presence mask as a second input: ``model(x, mask)``.
 
@@ -80,7 +97,12 @@ def takes_mask(model: nn.Module) -> bool:
     the QAT forms of such a model carry (``dynamic_conv.MaskRows``, the PT2E graph wrapper
     ``quantize.qat_xnnpack.PT2EModel``): their stem is a ``StaticStem`` or a captured graph.
     """
-    return bool(getattr(model, "band_aware", False)) or band_stem(model) is not None
+    return bool(getattr(model, "band_aware", False)) or band_stem(model) is not None or wave_stem(model) is not None
+
+
+def reads_wavelengths(model: nn.Module) -> bool:
+    """The model generates its stem from the bands' wavelengths, so it can be pointed at another sensor."""
+    return wave_stem(model) is not None
 
 
 def build_model(name: str, num_classes: int, in_chans: int = 3, **settings: Any) -> nn.Module:

@@ -63,7 +63,8 @@ from edgecnn.config.load import parse_overrides, validate_recipe
 from edgecnn.data.bands import parse_subset, presence_mask
 from edgecnn.errors import UserError
 from edgecnn.models.deployable import deployable
-from edgecnn.models.dynamic_conv import MaskRows, band_stem, folded_model, static_model
+from edgecnn.models.dynamic_conv import MaskRows, band_stem, foldable, folded_model, static_model
+from edgecnn.models.wave_conv import wave_stem
 from edgecnn.models.registry import takes_mask
 from edgecnn.quantize.calibration import calibration_samples
 from edgecnn.quantize.qat_openvino import FixedFakeQuantize, OpenvinoNNCF  # noqa: F401 (importable from here)
@@ -164,11 +165,12 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
     return recipe
 
 
-def evaluate_any(run: Path, which: str = "best", channels: str | None = None) -> dict:
+def evaluate_any(run: Path, which: str = "best", channels: str | None = None,
+                 overrides: dict | None = None, norm: str | None = None) -> dict:
     """``train.evaluate.evaluate_run`` for any run folder: a QAT run is evaluated as its fake-quantized
     model (what its INT8 export computes), loaded here because training code does not import quantize."""
     loaded = load_qat(run, which)[:4] if C.is_qat_run(run) else None
-    return evaluate_run(run, which, channels, loaded)
+    return evaluate_run(run, which, channels, loaded, overrides, norm)
 
 
 def load_qat(run: Path, which: str = "best") -> tuple:
@@ -216,9 +218,9 @@ def fold_for_subset(model: nn.Module, channels: str, bands: list[str]) -> nn.Mod
     Raises:
         UserError: not a mask-attention DynamicConv2D model, or an invalid subset.
     """
-    if getattr(band_stem(model), "attention_mode", None) != "mask":
-        raise UserError("qat --channels: only mask-attention DynamicConv2D models (*_dynconv_mask) fold into a plain model "
-                        "per band subset; drop --channels for other models")
+    if not foldable(model):
+        raise UserError("qat --channels: only mask-attention DynamicConv2D models (*_dynconv_mask) and wave models "
+                        "(*_wave) fold into a plain model per band subset; drop --channels for other models")
     present = parse_subset(channels, bands)
     return BandSubset(folded_model(model, presence_mask(present, bands)), [bands.index(b) for b in present],
                       len(bands))
@@ -229,7 +231,7 @@ def qat_form(model: nn.Module, channels: str | None, bands: list[str]) -> nn.Mod
     static form with its mask as a second input (``MaskRows(static_model(model))``); else the model."""
     if channels is not None:
         return fold_for_subset(model, channels, bands)
-    if band_stem(model) is not None:
+    if band_stem(model) is not None or wave_stem(model) is not None:
         return MaskRows(static_model(model)).train(model.training)
     return model
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from edgecnn import backends
 from edgecnn.models.dynamic_conv import StemGains
+from edgecnn.models.wave_conv import WaveGains
 from edgecnn.models.surgery import swap
 
 
@@ -102,7 +103,7 @@ class OpenvinoNNCF:
 
 
 def float_scopes(model: nn.Module) -> list[str]:
-    """NNCF ignored-scope patterns for the ops of each ``StemGains`` in ``model``.
+    """NNCF ignored-scope patterns for the ops of each ``StemGains`` (or ``WaveGains``) in ``model``.
 
     NNCF 3.4 names an op by the modules on the call stack, each by its name in its
     caller, and the op: ``net/0/gains/softmax/0`` for ``net.features.0.0.gains`` (the
@@ -111,7 +112,7 @@ def float_scopes(model: nn.Module) -> list[str]:
     """
     patterns = []
     for name, m in model.named_modules():
-        if isinstance(m, StemGains):
+        if isinstance(m, (StemGains, WaveGains)):
             tail = "/".join(name.split(".")[-2:])
             patterns.append(f"(.*/)?{re.escape(tail)}/")  # NNCF matches from the start (re.match)
     return patterns

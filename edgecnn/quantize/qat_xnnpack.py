@@ -19,6 +19,7 @@ from torch import nn
 from edgecnn import backends
 from edgecnn.errors import export_failed
 from edgecnn.models.dynamic_conv import MaskRows, StemGains, mask_rows
+from edgecnn.models.wave_conv import WaveGains
 from edgecnn.models.registry import takes_mask
 from edgecnn.quantize.delegable import KEEP_FLOAT, for_xnnpack
 
@@ -119,5 +120,5 @@ class XnnpackPT2E:
 
 
 def _kept_float(model: nn.Module) -> tuple[type, ...]:
-    """Module types left in float: LayerNorm (``KEEP_FLOAT``) and a static stem's ``StemGains``."""
-    return (*KEEP_FLOAT, *((StemGains,) if any(isinstance(m, StemGains) for m in model.modules()) else ()))
+    """Module types left in float: LayerNorm (``KEEP_FLOAT``) and a static stem's ``StemGains`` or ``WaveGains``."""
+    return (*KEEP_FLOAT, *(t for t in (StemGains, WaveGains) if any(isinstance(m, t) for m in model.modules())))

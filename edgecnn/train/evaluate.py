@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -11,6 +12,7 @@ from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
+from edgecnn.train.sensor import for_sensor, own_sensor
 from edgecnn.train.loop import EvalSettings, evaluate, evaluate_subsets, is_band_robust, own_subsets
 from edgecnn.data import build_datasets, skip_record, skip_summary
 from edgecnn.data.bands import judged_subsets, parse_subset, presence_mask
@@ -19,7 +21,8 @@ from edgecnn.models.stats import measure_cost
 from rich.table import Table
 
 
-def evaluate_run(run: Path, which: str = "best", channels: str | None = None, loaded: tuple | None = None) -> dict:
+def evaluate_run(run: Path, which: str = "best", channels: str | None = None, loaded: tuple | None = None,
+                 overrides: dict[str, Any] | None = None, norm: str | None = None) -> dict:
     """Accuracy, macro precision/recall/F1, params and MACs of a run's checkpoint.
 
     Band-robust runs (trained on band subsets, or with a band-aware stem) are
@@ -33,10 +36,14 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
             ``"all"`` (every subset, for any run) or one subset such as ``"RG"``.
         loaded: ``(recipe, model, classes, state)`` already loaded by the caller: a QAT run's
             fake-quantized model (``quantize.qat.load_qat``), which training code does not import.
+        overrides: ``data.*`` settings to evaluate on instead of the run's: another folder, or
+            another sensor (``data.bands``; wavelength-conditioned models only, see ``train.sensor``).
+            The result then goes to ``eval-<sensor>.json``, leaving the run's own ``eval.json``.
+        norm: for another sensor: ``files`` (its own statistics, the default) or ``interpolate``.
 
     Raises:
         UserError: not a run, missing/damaged checkpoint, an unknown or empty
-            band subset, or data problems.
+            band subset, data problems, or overrides the run cannot take (``train.sensor.for_sensor``).
     """
     run = Path(run)
     qat = C.is_qat_run(run)
@@ -44,6 +51,10 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         raise UserError(f"{run}: a QAT run; evaluate it with edgecnn eval (it loads the fake-quantized model)")
     # A QAT run: its fake-quantized model, which is what its INT8 export computes.
     recipe, model, classes, state = loaded if loaded is not None else R.load_trained(run, which)
+    if overrides:
+        recipe, sensor = for_sensor(recipe, model, overrides, norm)
+    else:
+        sensor = own_sensor(recipe)
     cfg = recipe.data
     subsets = _subsets(channels, recipe, model)  # validates before any work
     device = R.pick_device(recipe.train.device)
@@ -70,6 +81,7 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         "macs": cost.macs,
         "input_size": cfg.image_size,
         "bands": cfg.bands,
+        "sensor": sensor,  # the bands with wavelengths it was measured on, and their normalisation
         "num_classes": len(classes),
         "subsets": {name: {k: m[k] for k in keys} for name, m in per_subset.items()},
         # The images grouped by the bands their own files carry (lost bands in the files), when any lack one.
@@ -80,7 +92,8 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     if getattr(val_ds, "skipped", None):  # files the split left out (unreadable, over the pixel limit, all nodata)
         result["skipped"] = skip_record(val_ds.skipped, val_ds.skip_reasons)
         result["skipped"]["summary"] = skip_summary(val_ds.skipped, val_ds.skip_reasons, cfg.max_pixels)
-    atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
+    out = run / (C.eval_file(sensor["name"]) if overrides else R.EVAL)
+    atomic_write_text(out, json.dumps(result, indent=2))
     return result
 
 

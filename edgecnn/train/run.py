@@ -42,8 +42,16 @@ def read_run_recipe(run: Path) -> Recipe:
 
 
 def build_for_recipe(recipe: Recipe, num_classes: int) -> nn.Module:
+    """The recipe's model, untrained; a wavelength-conditioned stem is set to the recipe's bands.
+
+    Raises:
+        UserError: a wave model whose bands have no wavelengths (the schema refuses such a recipe first).
+    """
+    from edgecnn.models.wave_conv import set_bands
+
     settings = recipe.model.model_dump(exclude={"name"})
-    return build_model(recipe.model.name, num_classes, len(recipe.data.bands), **settings)
+    model = build_model(recipe.model.name, num_classes, len(recipe.data.bands), **settings)
+    return set_bands(model, recipe.data.band_specs)
 
 
 def load_trained(run: Path, which: str = "best") -> tuple[Recipe, nn.Module, list[str], dict]:

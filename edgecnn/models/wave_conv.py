@@ -1,0 +1,297 @@
+"""WaveConv2D: a first convolution whose kernel for each band is generated from the band's wavelength.
+
+A band-robust stem (``DynamicConv2D``) knows bands by their position, so a model trained on
+Sentinel-2 cannot read a Landsat or PlanetScope file. DOFA's idea, at the size of a CNN stem:
+each band's kernel slice ``[out, k, k]`` is made by a small generator from an embedding of the
+band's centre wavelength and width (sinusoidal features of log-wavelength and log-width, then a
+two-layer MLP; a few tens of thousands of weights for cnn_attn's 3 x 3 stem). The stem holds no
+weight per input channel, so any band list can be fed: ``set_bands(model, bands)`` switches the
+sensor.
+
+With ``context`` on, each slice also sees the mean embedding of the sensor's whole band list
+(a DeepSets term), so a band's kernel can depend on what its neighbours cover. It depends on the
+band *list*, never on the presence mask: for a fixed sensor every weight is a constant, which is
+what lets the stem fold.
+
+The output is the *mean* over the present bands (each slice is divided by the band count, and a
+presence mask rescales by ``bands / present`` as DynamicConv2D does): a 4-band and a 10-band
+sensor give the BatchNorm after the stem activations of one scale.
+
+For one band list the generated kernel is a constant, so:
+
+* ``fold(mask)`` is a plain ``nn.Conv2d`` over the present bands (exact; the plain model's MACs);
+* ``StaticWave`` is the mask-input artifact's form: ``x * (mask * bands / present)`` then one
+  convolution with the stored kernel, which XNNPACK and OpenVINO take whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from edgecnn.core.sensors import MAX_NM, MIN_NM, Band
+from edgecnn.errors import UserError
+
+# Sinusoidal frequencies of the log-wavelength (over MIN_NM..MAX_NM mapped to 0..1) and of the
+# log-width (1..1000 nm mapped to 0..1). Few and low: an unseen band's kernel is then a smooth
+# interpolation of its neighbours' rather than an alias of a far one.
+CENTER_FREQS, WIDTH_FREQS = 6, 3
+_LOG_RANGE = math.log(MAX_NM / MIN_NM)
+_LOG_WIDTHS = math.log(1000.0)
+
+
+def band_features(wavelengths: Tensor) -> Tensor:
+    """``[bands, 2]`` (centre, fwhm in nm; fwhm 0 = unknown) -> ``[bands, FEATURES]``.
+
+    A band without a width gets zero width features and a 0 flag, which the generator learns to read.
+    """
+    center, fwhm = wavelengths[:, 0:1], wavelengths[:, 1:2]
+    t = torch.log(center / MIN_NM) / _LOG_RANGE
+    known = (fwhm > 0).to(wavelengths.dtype)
+    w = torch.log(fwhm.clamp(min=1.0)) / _LOG_WIDTHS
+    fc = math.pi * 2.0 ** torch.arange(CENTER_FREQS, dtype=wavelengths.dtype, device=wavelengths.device)
+    fw = math.pi * 2.0 ** torch.arange(WIDTH_FREQS, dtype=wavelengths.dtype, device=wavelengths.device)
+    width = torch.cat([w, torch.sin(w * fw), torch.cos(w * fw)], dim=1) * known
+    return torch.cat([t, torch.sin(t * fc), torch.cos(t * fc), width, known], dim=1)
+
+
+FEATURES = 1 + 2 * CENTER_FREQS + 1 + 2 * WIDTH_FREQS + 1
+
+
+def wavelength_table(bands: Sequence[Band], model: str = "this wavelength-conditioned model") -> Tensor:
+    """``[bands, 2]``: each band's centre and width in nm (0 for an unknown width).
+
+    Raises:
+        UserError: a band has no centre wavelength, or the list is empty.
+    """
+    if not bands:
+        raise UserError(f"{model} got no bands; name at least one, e.g. data.bands=sentinel2")
+    missing = [b.name for b in bands if b.center_nm is None]
+    if missing:
+        raise UserError(f"band {missing[0]} has no wavelength, but {model} generates each band's kernel from it; "
+                        f"give data.bands as a sensor preset (sentinel2) or {{name, center_nm, fwhm_nm}} items")
+    return torch.tensor([[b.center_nm, b.fwhm_nm or 0.0] for b in bands], dtype=torch.float32)
+
+
+class WaveConv2D(nn.Module):
+    """A convolution over any band list, each band's kernel slice generated from its wavelength and width.
+
+    Args:
+        bands: the band list to start with (``Band`` with ``center_nm``), or a band count, in which
+            case ``set_bands`` must be called before the first forward.
+        out_channels, kernel_size, stride, padding, bias: the geometry of the convolution it replaces.
+        hidden: the generator's hidden width.
+        context: each slice also depends on the mean embedding of the whole band list.
+
+    Raises:
+        UserError: a band without a wavelength, or a size below 1.
+    """
+
+    def __init__(self, bands: Sequence[Band] | int, out_channels: int = 64, kernel_size: int = 3, stride: int = 1,
+                 padding: int | None = None, bias: bool = False, hidden: int = 64, context: bool = True):
+        super().__init__()
+        if min(out_channels, kernel_size, hidden) < 1:
+            raise UserError(f"WaveConv2D sizes must be at least 1 (out_channels={out_channels}, "
+                            f"kernel_size={kernel_size}, hidden={hidden})")
+        self.out_channels, self.kernel_size, self.stride = out_channels, kernel_size, stride
+        self.padding = kernel_size // 2 if padding is None else padding
+        self.context = context
+        self.embed = nn.Sequential(nn.Linear(FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.mix = nn.Linear(hidden, hidden, bias=False) if context else None
+        self.head = nn.Linear(hidden, out_channels * kernel_size * kernel_size)
+        # Each output channel's kernel is brought to one RMS (see kernel()): He's for one band's k x k taps.
+        self.gain = math.sqrt(2.0 / (kernel_size * kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        # The sensor's bands: not a weight (any list may be set) and not in checkpoints (the recipe has them).
+        count = bands if isinstance(bands, int) else len(bands)
+        self.register_buffer("wavelengths", torch.zeros(count, 2), persistent=False)
+        self.band_names: list[str] = []
+        if not isinstance(bands, int):
+            self.set_bands(bands)
+
+    @property
+    def bands(self) -> int:
+        return self.wavelengths.shape[0]
+
+    def extra_repr(self) -> str:
+        names = ",".join(self.band_names) or "unset"
+        return (f"bands={self.bands} ({names}), out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}, context={self.context}")
+
+    def set_bands(self, bands: Sequence[Band]) -> None:
+        """Switch to another band list (another sensor); the weights stay.
+
+        Raises:
+            UserError: a band without a wavelength, or no band.
+        """
+        table = wavelength_table(bands)
+        self.wavelengths = table.to(self.head.weight.device)
+        self.band_names = [b.name for b in bands]
+
+    def kernel(self) -> Tensor:
+        """The convolution's weight for the current band list, ``[out, bands, k, k]``, a mean over bands."""
+        if not self.band_names:
+            raise UserError("WaveConv2D has no bands yet; call edgecnn.models.wave_conv.set_bands(model, bands)")
+        h = self.embed(band_features(self.wavelengths))  # [bands, hidden]
+        if self.mix is not None:
+            h = h + self.mix(h.mean(dim=0, keepdim=True))
+        k = self.kernel_size
+        w = self.head(F.gelu(h)).reshape(self.bands, self.out_channels, k, k).transpose(0, 1)
+        # One RMS per output channel, whatever the band list: the BatchNorm after the stem undoes a channel's
+        # scale anyway, so this costs nothing, but it keeps an unseen sensor's kernels at the trained scale
+        # (and the BatchNorm's running statistics valid from the first step). Then a mean over the bands.
+        rms = w.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-12).sqrt()
+        return w * (self.gain / self.bands) / rms
+
+    def _rows(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        if x.dim() != 4 or x.shape[1] != self.bands:
+            raise UserError(f"WaveConv2D is set for {self.bands} bands ({', '.join(self.band_names)}) but got images "
+                            f"{list(x.shape)}; set_bands(model, bands) for the sensor the images come from")
+        if mask is None:
+            return None
+        if mask.dim() not in (1, 2) or mask.shape[-1] != self.bands or (mask.dim() == 2 and mask.shape[0] != x.shape[0]):
+            raise UserError(f"presence mask must be [{self.bands}] or [batch, {self.bands}] but got "
+                            f"{list(mask.shape)}; build it with edgecnn.data.bands.presence_mask")
+        return mask.to(x)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Convolve the present bands of ``x`` (``[B, bands, H, W]``; ``mask`` ``[bands]`` or ``[B, bands]``)."""
+        mask = self._rows(x, mask)
+        w = self.kernel()
+        if mask is None:
+            return F.conv2d(x, w, self.bias, self.stride, self.padding)
+        # torch.where, not x * mask: a lost band may hold NaN, and 0 * NaN is NaN.
+        x = torch.where(mask[..., None, None] > 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        # bands / present, as DynamicConv2D: the mean over the present bands. clamp: no band gives 0, not NaN.
+        scale = self.bands / mask.reshape(-1, self.bands).sum(dim=1).clamp(min=1.0)
+        out = F.conv2d(x, w, None, self.stride, self.padding) * scale.reshape(-1, 1, 1, 1)
+        return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
+
+    @torch.no_grad()
+    def fold(self, mask: Tensor | Sequence[float] | None = None) -> nn.Conv2d:
+        """A plain ``nn.Conv2d`` over the present bands, equal to this module for the current band list.
+
+        Args:
+            mask: presence mask ``[bands]`` of 0/1 with at least one 1; ``None``: every band.
+
+        Raises:
+            UserError: the mask is not ``bands`` values of 0/1 with at least one 1.
+        """
+        w = self.kernel()
+        mask = torch.ones(self.bands) if mask is None else torch.as_tensor(mask, dtype=w.dtype)
+        mask = mask.to(w.device, w.dtype)
+        if mask.shape != (self.bands,) or not bool(((mask == 0) | (mask == 1)).all()) or mask.sum() < 1:
+            raise UserError(f"fold: the presence mask must be {self.bands} values of 0 or 1 with at least one 1 "
+                            f"(bands {', '.join(self.band_names)}), got {mask.tolist()}; a model cannot fold "
+                            "with every band lost")
+        present = mask.nonzero().flatten()
+        conv = nn.Conv2d(len(present), self.out_channels, self.kernel_size, self.stride, self.padding,
+                         bias=self.bias is not None).to(w.device, w.dtype)
+        conv.weight.copy_(w[:, present] * (self.bands / len(present)))
+        if self.bias is not None:
+            conv.bias.copy_(self.bias)
+        return conv
+
+
+class WaveGains(nn.Module):
+    """The float half of ``StaticWave``: ``x * (mask * bands / present)``, one gain per band.
+
+    Only ops the XNNPACK delegate takes: a matrix product counts the present bands (it has no sum),
+    the band count is a tensor so that count / present is a division (it has no reciprocal).
+    """
+
+    def __init__(self, bands: int):
+        super().__init__()
+        self.bands = bands
+        self.register_buffer("ones", torch.ones(bands, 1), persistent=False)
+        self.register_buffer("count", torch.full((1, 1), float(bands)), persistent=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is None:
+            return x
+        rows = mask.reshape(-1, self.bands)
+        gains = rows * (self.count / torch.clamp(rows @ self.ones, min=1.0))
+        return x * gains.reshape(-1, self.bands, 1, 1)
+
+
+class StaticWave(nn.Module):
+    """A ``WaveConv2D`` for its current band list as gains and one convolution with a stored weight.
+
+    What a mask-input artifact of a wave model runs: every weight is a constant, so the whole stem
+    is delegated and INT8 quantizes the convolution per channel like any other. Missing bands must
+    arrive zero-filled (as the artifact's contract says); exact in float.
+    """
+
+    def __init__(self, wave: WaveConv2D):
+        super().__init__()
+        self.gains = WaveGains(wave.bands)
+        self.conv = wave.fold()
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.conv(self.gains(x, mask))
+
+
+# -- the stem on a model -----------------------------------------------------------------------------
+
+
+def wave_stem(model: nn.Module) -> WaveConv2D | None:
+    """The model's WaveConv2D, or ``None``."""
+    return next((m for m in model.modules() if isinstance(m, WaveConv2D)), None)
+
+
+def set_bands(model: nn.Module, bands: Sequence[Band]) -> nn.Module:
+    """Point a wave model at a sensor's bands (in file order); a no-op for any other model.
+
+    Raises:
+        UserError: a band without a wavelength, or no band (wave models only).
+    """
+    stem = wave_stem(model)
+    if stem is not None:
+        stem.set_bands(bands)
+    return model
+
+
+def square_conv(backbone: nn.Module, path: str, kind: str) -> nn.Conv2d:
+    """The ``nn.Conv2d`` at ``path`` that a stem of ``kind`` replaces.
+
+    Raises:
+        UserError: ``path`` is not a plain square ``nn.Conv2d``.
+    """
+    conv = backbone.get_submodule(path)
+    if not (isinstance(conv, nn.Conv2d) and conv.groups == 1 and len(set(conv.kernel_size)) == 1
+            and len(set(conv.stride)) == 1 and len(set(conv.padding)) == 1):
+        raise UserError(f"{path} of {type(backbone).__name__} is not a plain square nn.Conv2d; "
+                        f"{kind} replaces only such a first convolution")
+    return conv
+
+
+def replace_stem(backbone: nn.Module, path: str, kind: str, make: Callable[[nn.Conv2d], nn.Module]) -> nn.Module:
+    """Put ``make(conv)`` in place of ``backbone``'s first convolution at ``path``, under the same name.
+
+    The one mechanism behind every band-aware stem: the state-dict keys stay the backbone's, and the
+    backbone's ``forward(x, mask=None)`` hands ``mask`` to the new module.
+    """
+    backbone.set_submodule(path, make(square_conv(backbone, path, kind)))
+    return backbone
+
+
+def with_wave_stem(backbone: nn.Module, path: str, context: bool = True, hidden: int = 64) -> nn.Module:
+    """Replace ``backbone``'s convolution at ``path`` by a ``WaveConv2D`` of the same geometry, in place."""
+    return replace_stem(backbone, path, "WaveConv2D", lambda c: WaveConv2D(
+        c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0], bias=c.bias is not None,
+        hidden=hidden, context=context))
+
+
+@torch.no_grad()
+def static_wave(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with its WaveConv2D as ``StaticWave`` (for the current band list)."""
+    out = copy.deepcopy(model)
+    path = next(name for name, m in out.named_modules() if isinstance(m, WaveConv2D))
+    stem = out.get_submodule(path)
+    out.set_submodule(path, StaticWave(stem).train(stem.training))
+    return out

@@ -1,0 +1,180 @@
+"""A wave run on a sensor it never saw (issue 29): eval, export --bands, predict and bench --check, and the
+one-line refusals (exit 2, no traceback, nothing written).
+
+The run: cnn_attn_wave trained one epoch on the built-in scenes as Sentinel-2 sees them (16 px, 3 classes);
+the unseen sensors: the same scenes through PlanetScope's 4 bands and Landsat 8's 7.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, cli
+
+from edgecnn.config import load_recipe
+from edgecnn.config.load import dump_recipe
+
+
+def _one_line_refusal(proc, *words: str) -> None:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith(("warning", "export "))]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def _fake_run(folder: Path, *overrides: str) -> Path:
+    """A run folder with only its recipe: enough for the refusals made before any checkpoint loads."""
+    folder.mkdir(parents=True)
+    (folder / "recipe.yaml").write_text(dump_recipe(load_recipe("recipes/quickstart.yaml", list(overrides))))
+    return folder
+
+
+def test_a_wave_recipe_without_wavelengths_is_refused_at_validate():
+    proc = cli("validate", "recipes/quickstart.yaml", "model.name=cnn_attn_wave")
+    _one_line_refusal(proc, "cnn_attn_wave", "R, G, B have none", "data.bands=sentinel2")
+
+
+def test_bands_for_a_model_without_a_wave_stem_is_refused_before_loading(tmp_path):
+    run = _fake_run(tmp_path / "plain")  # cnn_attn on R, G, B (names only): no wave stem, no wavelengths
+    proc = cli("export", str(run), "--target", "executorch", "--bands", "planetscope", "--data-root", str(tmp_path))
+    _one_line_refusal(proc, "--bands", "cnn_attn has no wavelength-conditioned stem", "R, G, B")
+    assert not (run / "export").exists()
+
+
+def test_an_empty_band_list_and_a_folder_without_bands_are_refused(tmp_path):
+    run = _fake_run(tmp_path / "wave", "model.name=cnn_attn_wave", "data.bands=planetscope", "data.mean=null",
+                    "data.std=null")
+    _one_line_refusal(cli("export", str(run), "--target", "onnx", "--bands", ""), "--bands is empty")
+    _one_line_refusal(cli("export", str(run), "--target", "onnx", "--data-root", str(tmp_path)),
+                      "give --bands too")
+    assert not (run / "export").exists()
+
+
+def test_a_model_that_reads_bands_by_position_cannot_change_sensor(tmp_path):
+    """for_sensor, in-process: a DynamicConv2D model, another band count."""
+    from edgecnn.errors import UserError
+    from edgecnn.train import run as R
+    from edgecnn.train.sensor import for_sensor
+
+    recipe = load_recipe("recipes/quickstart.yaml", ["model.name=cnn_attn_dynconv_mask", "data.bands=sentinel2",
+                                                     "model.heads=2", "data.mean=null", "data.std=null"])
+    model = R.build_for_recipe(recipe, 3)
+    with pytest.raises(UserError) as e:
+        for_sensor(recipe, model, {"data.bands": "planetscope", "data.root": str(tmp_path)})
+    assert "\n" not in str(e.value) and "by position" in str(e.value) and "another band count" in str(e.value)
+
+
+# -- a trained wave run ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wave(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("wave")
+    data = {}
+    for sensor in ("sentinel2", "planetscope", "landsat8"):
+        data[sensor] = base / sensor
+        cli("data", "synth", "--out", str(data[sensor]), "--format", "tiff", "--sensor", sensor, "--classes", "3",
+            "--train-per-class", "8", "--val-per-class", "4", "--image-size", "32", check=True)
+    run = base / "run"
+    cli("train", "recipes/quickstart.yaml", *TINY, "model.name=cnn_attn_wave", "model.heads=2", "data.source=folder",
+        f"data.root={data['sentinel2']}", "data.bands=sentinel2", "data.mean=null", "data.std=null",
+        "data.image_size=32", "train.epochs=1",
+        "--out", str(run), check=True)
+    return {"run": run, **data}
+
+
+@pytest.mark.slow
+def test_eval_on_an_unseen_sensor_records_it_beside_the_runs_own_eval(wave):
+    run = wave["run"]
+    own = (run / "eval.json").read_text() if (run / "eval.json").exists() else None
+    proc = cli("eval", str(run), f"data.root={wave['planetscope']}", "data.bands=planetscope", check=True)
+    assert "eval-planetscope.json" in proc.stdout
+    result = json.loads((run / "eval-planetscope.json").read_text())
+    s = result["sensor"]
+    assert s["name"] == "planetscope" and not s["seen_in_training"] and s["trained_on"]["name"] == "sentinel2"
+    from edgecnn.core.sensors import resolve_bands
+
+    assert [b["center_nm"] for b in s["bands"]] == [b.center_nm for b in resolve_bands("planetscope")]
+    assert s["normalization"]["source"] == "files" and len(s["normalization"]["mean"]) == 4
+    assert result["bands"] == [b["name"] for b in s["bands"]]
+    assert ((run / "eval.json").read_text() if (run / "eval.json").exists() else None) == own
+
+    interp = cli("eval", str(run), f"data.root={wave['planetscope']}", "data.bands=planetscope", "--norm",
+                 "interpolate", "--json", check=True)
+    assert json.loads(interp.stdout)["sensor"]["normalization"]["source"] == "interpolated"
+
+    # Landsat 8's coastal band (443 nm) lies below every Sentinel-2 band the run saw: a warning with the gap.
+    l8 = cli("eval", str(run), f"data.root={wave['landsat8']}", "data.bands=landsat8", check=True)
+    assert "warning: band B1 at 443 nm overlaps no training band" in l8.stderr and " nm from the nearest" in l8.stderr
+
+
+@pytest.mark.slow
+def test_eval_refuses_what_a_run_cannot_be_evaluated_on(wave):
+    run = wave["run"]
+    _one_line_refusal(cli("eval", str(run), "data.bands=planetscope"), "data.root=FOLDER")
+    _one_line_refusal(cli("eval", str(run), "train.epochs=3", f"data.root={wave['sentinel2']}"),
+                      "train.epochs", "only data.*")
+    _one_line_refusal(cli("eval", str(run), f"data.root={wave['planetscope']}", "data.bands=planetscope", "--norm",
+                          "guess"), "--norm guess")
+    assert not list(run.glob("eval-*.json")) or all(json.loads(p.read_text()).get("sensor")
+                                                    for p in run.glob("eval-*.json"))
+
+
+@pytest.mark.slow
+def test_export_for_an_unseen_sensor_folds_to_a_plain_model_predict_and_check_run_it(wave, tmp_path):
+    import torch
+
+    from edgecnn.models.registry import build_model
+    from edgecnn.models.stats import measure_cost
+
+    run = wave["run"]
+    refused = cli("export", str(run), "--target", "executorch", "--int8", "--bands", "planetscope")
+    _one_line_refusal(refused, "planetscope", "data.root=FOLDER")
+    assert not (run / "export").exists()
+
+    cli("export", str(run), "--target", "executorch", "--int8", "--calib", "8", "--bands", "planetscope",
+        "--data-root", str(wave["planetscope"]), check=True)
+    pte = run / "export" / "cnn_attn_wave-executorch-int8-planetscope.pte"
+    side = json.loads(Path(f"{pte}.json").read_text())
+    assert side["band_handling"].startswith("folded: WaveConv2D") and side["inputs"][0]["shape"][1] == 4
+    assert all(b["center_nm"] for b in side["band_specs"]) and side["sensor"]["name"] == "planetscope"
+    assert side["normalization"]["source"] == "files" and side["normalization"]["mean"] == \
+        side["sensor"]["normalization"]["mean"]
+    plain = build_model("cnn_attn", num_classes=3, in_chans=4, heads=2)
+    with torch.no_grad():
+        assert side["macs"] == measure_cost(plain, 32, 4).macs
+    assert side["delegation"]["ops_outside"] == {}
+
+    image = sorted((wave["planetscope"] / "val").rglob("*.tif"))[0]
+    out = cli("predict", str(pte), str(image), "--json", "--bands", "planetscope", check=True)
+    assert json.loads(out.stdout)[0]["class"] in side["classes"]
+    _one_line_refusal(cli("predict", str(pte), str(image), "--bands", "sentinel2"), "was made for planetscope",
+                      "--bands sentinel2")
+    # An artifact whose sidecar has no wavelengths (written before bands had them) cannot be checked.
+    old = tmp_path / pte.name
+    shutil.copy(pte, old)
+    Path(f"{old}.json").write_text(json.dumps({k: v for k, v in side.items() if k not in ("band_specs", "sensor")}))
+    _one_line_refusal(cli("predict", str(old), str(image), "--bands", "planetscope"), "records no wavelengths")
+
+    rows = tmp_path / "bench.json"
+    cli("bench", str(pte), "--check", "4", "--rounds", "1", "--iters", "2", "--json", str(rows), check=True)
+    row = json.loads(rows.read_text())["rows"][0]
+    assert row["check_n"] == 4 and "set to planetscope" in row["check_reference"] and not row.get("check_error")
+
+
+@pytest.mark.slow
+def test_the_unfolded_artifact_for_another_sensor_takes_its_mask(wave):
+    run = wave["run"]
+    _one_line_refusal(cli("export", str(run), "--target", "onnx", "--mask-input"), "--mask-input is for --bands")
+    proc = cli("export", str(run), "--target", "onnx", "--bands", "landsat8", "--data-root", str(wave["landsat8"]),
+               "--mask-input", check=True)
+    assert "warning: band B1 at 443 nm" in proc.stderr  # below every Sentinel-2 band the run saw
+    side = json.loads((run / "export" / "cnn_attn_wave-onnx-fp32-landsat8-mask.onnx.json").read_text())
+    assert [i["name"] for i in side["inputs"]] == ["image", "mask"] and side["inputs"][1]["shape"] == [7]
+    assert side["sensor"]["warnings"] and side["parity"]["per_subset"]
+    assert side["parity"]["max_abs_logit_diff"] < 1e-3  # fp32: the static form computes what the stem does
