@@ -32,6 +32,16 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
+# The models whose first convolution is generated from each band's wavelength (models/wave_conv.py): the only
+# ones that read sources with different band counts in one run.
+WAVELENGTH_MODELS = ("cnn_attn_wave", "resnet34_wave")
+
+
+def takes_wavelengths(name: str) -> bool:
+    """Whether the named model's stem is conditioned on band wavelengths (any band list, one set of weights)."""
+    return name in WAVELENGTH_MODELS
+
+
 def takes_mask(name: str) -> bool:
     """Whether the named model is band-aware (``model(x, mask)``)."""
     return MODELS[name][0]

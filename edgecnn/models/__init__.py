@@ -11,4 +11,21 @@
 
 from edgecnn.models.registry import build_model, model_names
 
-__all__ = ["build_model", "model_names"]
+__all__ = ["build_model", "model_names", "set_bands"]
+
+
+def set_bands(model, bands) -> None:
+    """Tell a wavelength-conditioned model which bands (``core.sensors.Band``, in input order) its next inputs
+    carry; a no-op for a model without a wavelength stem.
+
+    A stand-in until ``models/wave_conv.py`` (the wavelength stem) is on this branch: it forwards to that
+    module's ``set_bands`` where it exists. At the merge, import that function here instead.
+    """
+    import importlib
+
+    try:
+        impl = getattr(importlib.import_module("edgecnn.models.wave_conv"), "set_bands", None)
+    except ImportError:
+        return
+    if impl is not None:
+        impl(model, bands)
