@@ -29,6 +29,16 @@ def eval_run(
         return
     console = Console()
     console.print(paper_table([result], title=f"{run} ({result['images']} val images, epoch {result['epoch']})"))
+    sources = result.get("sources") or {}
+    if sources:  # a run over several sensors' folders: each with its own bands
+        rows = [{"source": f"{name} ({len(m['bands'])} bands, {m['images']} images)", **m}
+                for name, m in sources.items()]
+        console.print(paper_table(rows, title="per source", first="source"))
+        for name, m in sources.items():
+            if m["subsets"]:
+                rows = [{"bands": sub, **v} for sub, v in m["subsets"].items()]
+                console.print(paper_table(rows, title=f"{name}: per band subset (missing bands zero-filled)",
+                                          first="bands"))
     if result["subsets"]:
         rows = [{"bands": name, **m} for name, m in result["subsets"].items()]
         console.print(paper_table(rows, title="per band subset (missing bands zero-filled)", first="bands"))

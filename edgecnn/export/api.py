@@ -160,7 +160,7 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
     from edgecnn.train import run as R
 
     recipe = R.read_run_recipe(run)
-    cfg = recipe.data
+    cfg = recipe.data.source_configs()[0]  # a run over several sources exports for its first
     if channels is not None:
         parse_subset(channels, cfg.bands)  # a typo fails before the checkpoint loads
     quantized = None
@@ -225,6 +225,7 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
         "band_handling": graph.how,
         "image_size": cfg.image_size,
         "normalization": _normalization(cfg, src.train_ds),
+        C.SIDECAR_TRAINING_SOURCES: _training_sources(src.recipe.data),
         "classes": src.classes,
         "macs": _graph_macs(graph),  # per image, of what was exported (a folded subset's own stem)
         **sections,  # export settings, quantization (None for fp32), delegation (executorch)
@@ -245,6 +246,15 @@ def _normalization(cfg, train_ds) -> dict:
             "formula": "(pixel / 255 - mean) / std per band; a missing band is 0 after this" if photo else
                        "(value - mean) / std per band, the file's values as they are; a nodata pixel is 0 after "
                        "this (the band mean), a band that is nodata in the whole image is 0 and masked"}
+
+
+def _training_sources(data) -> list[dict]:
+    """Each folder the run trained on with its bands and normalisation (``core.contracts.SIDECAR_TRAINING_SOURCES``)."""
+    names = [s.name for s in data.sources] if data.sources else [Path(data.root).name if data.root else data.source]
+    return [{"name": name, "root": str(c.root) if c.root else None,
+             "bands": [{"name": b.name, "center_nm": b.center_nm, "fwhm_nm": b.fwhm_nm} for b in c.band_specs],
+             "mean": c.mean, "std": c.std, "nodata": c.nodata}
+            for name, c in zip(names, data.source_configs())]
 
 
 def _graph_macs(graph) -> int:

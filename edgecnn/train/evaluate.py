@@ -11,8 +11,9 @@ from edgecnn.core import contracts as C
 from edgecnn.errors import UserError
 from edgecnn.train import run as R
 from edgecnn.train.checkpoint import atomic_write_text
-from edgecnn.train.loop import EvalSettings, evaluate, evaluate_subsets, is_band_robust, own_subsets
+from edgecnn.train.loop import EvalSettings, evaluate, evaluate_sources, evaluate_subsets, is_band_robust, own_subsets
 from edgecnn.data import build_datasets, skip_record, skip_summary
+from edgecnn.data.sources import build_sources
 from edgecnn.data.bands import judged_subsets, parse_subset, presence_mask
 from edgecnn.models.registry import takes_mask
 from edgecnn.models.stats import measure_cost
@@ -45,6 +46,8 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     # A QAT run: its fake-quantized model, which is what its INT8 export computes.
     recipe, model, classes, state = loaded if loaded is not None else R.load_trained(run, which)
     cfg = recipe.data
+    if cfg.sources:
+        return _evaluate_sources(run, which, channels, recipe, model, classes, state, qat)
     subsets = _subsets(channels, recipe, model)  # validates before any work
     device = R.pick_device(recipe.train.device)
     _, val_ds, data_classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
@@ -82,6 +85,64 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         result["skipped"]["summary"] = skip_summary(val_ds.skipped, val_ds.skip_reasons, cfg.max_pixels)
     atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
     return result
+
+
+_KEYS = ("accuracy", "precision", "recall", "f1", "loss", "images")
+
+
+def _evaluate_sources(run: Path, which: str, channels: str | None, recipe, model, classes: list[str], state: dict,
+                      qat: bool) -> dict:
+    """``evaluate_run`` of a run over several sources: the figures over all of them at the top, and per source
+    (``sources``: its bands, figures, band subsets and the files' own lost-band groups)."""
+    cfg = recipe.data
+    sources, data_classes = build_sources(cfg, recipe.seed)
+    if list(data_classes) != classes:
+        raise UserError(f"{run}: the sources' classes no longer match the ones the run was trained on; "
+                        "point data.sources at the same folders")
+    wanted = {s.name: _source_subsets(channels, recipe, model, s) for s in sources}
+    if channels is not None and not any(wanted.values()):  # a subset no source has: the first one's error
+        parse_subset(channels, sources[0].cfg.bands)
+    device = R.pick_device(recipe.train.device)
+    kw = dict(how=EvalSettings(batch_size=recipe.train.batch_size, workers=cfg.workers, device=device))
+    model = model.to(device)
+    overall, per = evaluate_sources(model, sources, len(classes), lambda s: wanted[s.name], **kw)
+    per_source = {}
+    for s in sources:
+        own = _own_subsets(model, s.val, len(classes), s.cfg, kw)
+        m = per[s.name]
+        per_source[s.name] = {
+            "root": str(s.cfg.root), "bands": s.cfg.bands, **{k: m[k] for k in _KEYS},
+            "subsets": {name: {k: v[k] for k in _KEYS} for name, v in m["subsets"].items()},
+            "file_subsets": {name: {k: v[k] for k in _KEYS} for name, v in own.items()},
+        }
+        if getattr(s.val, "skipped", None):
+            per_source[s.name]["skipped"] = skip_record(s.val.skipped, s.val.skip_reasons) | {
+                "summary": skip_summary(s.val.skipped, s.val.skip_reasons, cfg.max_pixels)}
+    cost = _cost(recipe, model.cpu(), len(classes), qat)  # of the first source's band count, as exported
+    result = {
+        "model": recipe.model.name, "run": str(run),
+        "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
+        "epoch": state[C.CKPT_EPOCH], "split": "val", "fake_quantized": qat,
+        **{k: overall[k] for k in _KEYS},  # over every source's val images
+        "params": cost.params, "macs": cost.macs, "input_size": cfg.image_size,
+        "bands": cfg.bands, "num_classes": len(classes),
+        "subsets": {}, "file_subsets": {},  # per source, below
+        "sources": per_source,
+        "device": str(device), "torch": torch.__version__,
+    }
+    atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
+    return result
+
+
+def _source_subsets(channels: str | None, recipe, model, source) -> list[list[str]]:
+    """``_subsets`` within one source: ``channels`` naming bands the source lacks asks nothing of it."""
+    bands = source.cfg.bands
+    if channels is not None and channels.strip().lower() != "all":
+        try:
+            return [parse_subset(channels, bands)]
+        except UserError:
+            return []
+    return _subsets(channels, recipe.model_copy(update={"data": source.cfg}), model)
 
 
 def _own_subsets(model, val_ds, num_classes: int, cfg, kw: dict) -> dict[str, dict]:
