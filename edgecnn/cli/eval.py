@@ -9,6 +9,9 @@ import typer
 
 def eval_run(
     run: Annotated[Path, typer.Argument(help="run folder written by edgecnn train")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="data.root=DIR data.bands=BANDS [data.nodata=V]: evaluate on another folder with the same class "
+             "folders, e.g. another sensor's files (bands matched by name or wavelength, docs/multispectral.md)")] = None,
     channels: Annotated[Optional[str], typer.Option(
         help="band subset to evaluate, e.g. RG (missing bands zero-filled), or 'all' for every subset")] = None,
     which: Annotated[str, typer.Option(help="checkpoint: best or last")] = "best",
@@ -23,7 +26,10 @@ def eval_run(
 
     if which not in ("best", "last"):
         raise UserError(f"--which {which!r}: choose best or last")
-    result = evaluate_any(run, which, channels)  # a QAT run: its fake-quantized model
+    sensor = _sensor(overrides or [])
+    if sensor is not None and channels is not None:
+        raise UserError("--channels with data.root: the other folder's bands are matched to the run's; drop one")
+    result = evaluate_any(run, which, channels, sensor)  # a QAT run: its fake-quantized model
     if json_out:
         print(json.dumps(result, indent=2))
         return
@@ -46,7 +52,28 @@ def eval_run(
         rows = [{"bands": f"{name} ({m['images']} images)", **m} for name, m in result["file_subsets"].items()]
         console.print(paper_table(rows, title="per band subset the files themselves carry (lost bands masked)",
                                   first="bands"))
+    if result.get("sensor"):
+        matched = ", ".join(f"{t}->{r or '-'}" for t, r in result["sensor"]["band_match"].items())
+        console.print(f"on {result['sensor']['root']}: bands {matched}; zero-filled: "
+                      f"{', '.join(result['sensor']['zero_filled']) or 'none'}", markup=False, highlight=False)
     console.print("MACs are multiply-accumulates (the paper's 'FLOPs' column counts the same thing).")
     if result.get("skipped"):
         console.print(f"{result['skipped']['summary']} of the val split (listed in {run}/eval.json)",
                       markup=False, highlight=False)
+
+
+def _sensor(words: list[str]) -> dict | None:
+    """``data.root=DIR data.bands=...`` words as ``evaluate_run``'s ``sensor`` (None without words)."""
+    from edgecnn.config.load import parse_overrides
+    from edgecnn.errors import UserError
+
+    if not words:
+        return None
+    given = parse_overrides(words)
+    allowed = {"data.root", "data.bands", "data.nodata"}
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise UserError(f"eval takes {', '.join(sorted(allowed))}, not {unknown[0]}; the rest is the run's recipe")
+    if "data.root" not in given or "data.bands" not in given:
+        raise UserError("evaluating on another folder needs data.root=DIR and data.bands=... (its files' bands)")
+    return {"root": given["data.root"], "bands": given["data.bands"], "nodata": given.get("data.nodata")}

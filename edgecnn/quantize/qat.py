@@ -164,11 +164,11 @@ def qat_recipe(float_recipe, target: str, epochs: int | None, overrides: list[st
     return recipe
 
 
-def evaluate_any(run: Path, which: str = "best", channels: str | None = None) -> dict:
+def evaluate_any(run: Path, which: str = "best", channels: str | None = None, sensor: dict | None = None) -> dict:
     """``train.evaluate.evaluate_run`` for any run folder: a QAT run is evaluated as its fake-quantized
     model (what its INT8 export computes), loaded here because training code does not import quantize."""
     loaded = load_qat(run, which)[:4] if C.is_qat_run(run) else None
-    return evaluate_run(run, which, channels, loaded)
+    return evaluate_run(run, which, channels, loaded, sensor)
 
 
 def load_qat(run: Path, which: str = "best") -> tuple:

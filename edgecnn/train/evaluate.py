@@ -20,7 +20,8 @@ from edgecnn.models.stats import measure_cost
 from rich.table import Table
 
 
-def evaluate_run(run: Path, which: str = "best", channels: str | None = None, loaded: tuple | None = None) -> dict:
+def evaluate_run(run: Path, which: str = "best", channels: str | None = None, loaded: tuple | None = None,
+                 sensor: dict | None = None) -> dict:
     """Accuracy, macro precision/recall/F1, params and MACs of a run's checkpoint.
 
     Band-robust runs (trained on band subsets, or with a band-aware stem) are
@@ -34,6 +35,10 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
             ``"all"`` (every subset, for any run) or one subset such as ``"RG"``.
         loaded: ``(recipe, model, classes, state)`` already loaded by the caller: a QAT run's
             fake-quantized model (``quantize.qat.load_qat``), which training code does not import.
+        sensor: evaluate on another folder instead of the run's val split: ``{"root": DIR, "bands": ...}``
+            (bands in any form ``data.bands`` takes; optionally ``"nodata"``), e.g. another sensor's files
+            with the same class folders. A model without a wavelength stem gets them matched into its
+            band slots (``_evaluate_sensor``).
 
     Raises:
         UserError: not a run, missing/damaged checkpoint, an unknown or empty
@@ -46,6 +51,8 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     # A QAT run: its fake-quantized model, which is what its INT8 export computes.
     recipe, model, classes, state = loaded if loaded is not None else R.load_trained(run, which)
     cfg = recipe.data
+    if sensor is not None:
+        return _evaluate_sensor(run, which, recipe, model, classes, state, qat, sensor)
     if cfg.sources:
         return _evaluate_sources(run, which, channels, recipe, model, classes, state, qat)
     subsets = _subsets(channels, recipe, model)  # validates before any work
@@ -128,6 +135,71 @@ def _evaluate_sources(run: Path, which: str, channels: str | None, recipe, model
         "bands": cfg.bands, "num_classes": len(classes),
         "subsets": {}, "file_subsets": {},  # per source, below
         "sources": per_source,
+        "device": str(device), "torch": torch.__version__,
+    }
+    atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
+    return result
+
+
+def _evaluate_sensor(run: Path, which: str, recipe, model, classes: list[str], state: dict, qat: bool,
+                     sensor: dict) -> dict:
+    """``evaluate_run`` on another folder and band list, for a model that knows bands by position only.
+
+    Each of the folder's bands goes into the slot of the run's band with the same name or the nearest
+    centre wavelength (``core.sensors.match_bands``); the run's bands with no match are zero-filled and,
+    for a model that takes a band mask, masked: the "without wavelengths" baseline. Values are normalised
+    with the run's statistics of the slot they fill, so both sensors' files must be in one unit
+    (reflectance x 10,000 for the built-in spectral data). The run's first source is its band list.
+
+    Raises:
+        UserError: a bad folder or band list (as ``data.root``/``data.bands`` report them), other class
+            folders, or no band of the folder that matches one of the run's.
+    """
+    from edgecnn.config.load import validate_recipe
+    from edgecnn.core.sensors import bands_text, match_bands
+    from edgecnn.data.bands import MatchedBands
+
+    trained = recipe.data.source_configs()[0]
+    tree = recipe.model_dump(mode="json") | {"data": trained.model_dump(mode="json")}
+    target = validate_recipe(tree, {"data.root": str(sensor["root"]), "data.bands": sensor["bands"],
+                                    "data.nodata": sensor.get("nodata"), "data.mean": None, "data.std": None}).data
+    _, val_ds, data_classes = build_datasets(target, recipe.seed, len(target.bands))
+    if list(data_classes) != classes:
+        raise UserError(f"{target.root}: its classes differ from the ones {run} was trained on; give a folder with "
+                        f"the same class folders")
+    match = match_bands(target.band_specs, trained.band_specs)
+    if all(j is None for j in match):
+        raise UserError(f"no band of {target.root} ({bands_text(target.band_specs)}) matches one of the run's "
+                        f"({bands_text(trained.band_specs)}) by name or wavelength; give the files' bands with "
+                        f"their wavelengths (a sensor preset)")
+    slots = [match.index(j) if j in match else None for j in range(len(trained.bands))]
+    ds = MatchedBands(val_ds, slots)
+    device = R.pick_device(recipe.train.device)
+    kw = dict(how=EvalSettings(batch_size=recipe.train.batch_size, workers=trained.workers, device=device))
+    model = model.to(device)
+    metrics = evaluate(model, ds, len(classes), trained.mean, trained.std, **kw)
+    own = _own_subsets(model, ds, len(classes), trained, kw)
+    cost = _cost(recipe, model.cpu(), len(classes), qat)
+    result = {
+        "model": recipe.model.name, "run": str(run),
+        "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
+        "epoch": state[C.CKPT_EPOCH], "split": "val", "fake_quantized": qat,
+        **{k: metrics[k] for k in _KEYS},
+        "params": cost.params, "macs": cost.macs, "input_size": trained.image_size,
+        "bands": trained.bands, "num_classes": len(classes),
+        "subsets": {},
+        # The images grouped by the run's bands they fill (a matched band lost in a file leaves its slot empty).
+        "file_subsets": {name: {k: m[k] for k in _KEYS} for name, m in own.items()},
+        "sensor": {
+            "root": str(target.root), "bands": [b.as_dict() if b.center_nm is not None else b.name
+                                                 for b in target.band_specs],
+            "band_match": {b.name: (trained.bands[j] if j is not None else None) for b, j in zip(target.band_specs,
+                                                                                                  match)},
+            "zero_filled": [b for b, k in zip(trained.bands, slots) if k is None],
+            "how": "without wavelengths: each band in the slot of the run's band with the same name or the "
+                   "nearest centre (core.sensors.match_bands), the other slots zero-filled and masked; the "
+                   "run's normalisation of each slot",
+        },
         "device": str(device), "torch": torch.__version__,
     }
     atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
