@@ -252,3 +252,58 @@ def test_sources_with_different_band_counts_stop_a_plain_model(sensors, tmp_path
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "different band counts (s2 4, l8 7)" in proc.stderr + proc.stdout
     assert not (tmp_path / "r").exists()
+
+
+# -- a run evaluated on a sensor it never saw, without wavelengths ------------------------------------------
+
+@pytest.fixture(scope="module")
+def s2_run(sensors, tmp_path_factory) -> Path:
+    import edgecnn.train.loop as loop
+    from edgecnn.config import load_recipe
+    from rich.console import Console
+
+    run = tmp_path_factory.mktemp("s2run") / "run"
+    r = load_recipe("recipes/cross_sensor.yaml", [f"data.root={sensors / 's2'}", f"data.bands={S2}",
+                                                  "data.image_size=16", "train.epochs=1", "train.batch_size=6",
+                                                  "train.threads=1"])
+    loop.train(r, run, console=Console(quiet=True))
+    return run
+
+
+def test_matched_bands_lay_another_sensors_bands_into_the_runs_slots(sensors):
+    from edgecnn.config.schema import DataConfig
+    from edgecnn.data import build_datasets
+    from edgecnn.data.bands import MatchedBands
+
+    l8 = DataConfig(source="folder", root=sensors / "l8", bands="landsat8", image_size=16, cache="off")
+    _, val, _ = build_datasets(l8, 0, 7, cache=False)
+    slots = [1, 2, None, 4]  # B2, B3, nothing, B5
+    x, label = MatchedBands(val, slots)[0]
+    raw, same = val[0]
+    assert label == same and x.shape == (4, 16, 16) and torch.isnan(x[2]).all()
+    torch.testing.assert_close(x[[0, 1, 3]], raw[[1, 2, 4]], equal_nan=True)
+
+
+def test_eval_on_another_sensor_without_wavelengths(s2_run, sensors):
+    out = cli("eval", str(s2_run), f"data.root={sensors / 'l8'}", "data.bands=landsat8", "--json", check=True)
+    result = json.loads(out.stdout)
+    sensor = result["sensor"]
+    # The run's 4 Sentinel-2 bands (B02 B03 B04 B08): Landsat's B5 (865 nm) fills B08 (833 nm, 106 nm wide).
+    assert sensor["band_match"] == {"B1": None, "B2": "B02", "B3": "B03", "B4": "B04", "B5": "B08", "B6": None,
+                                    "B7": None}
+    assert sensor["zero_filled"] == [] and sensor["bands"][0]["center_nm"] == pytest.approx(443.0)
+    assert result["images"] == 6 and result["bands"] == ["B02", "B03", "B04", "B08"]
+    assert result == json.loads((s2_run / "eval.json").read_text())
+    table = cli("eval", str(s2_run), f"data.root={sensors / 'ps'}", "data.bands=planetscope", check=True).stdout
+    assert "blue->B02" in table and "nir->B08" in table
+
+
+@pytest.mark.parametrize("args, says", [
+    (["data.bands=[a, b, c, d]"], "no band of"),
+    (["data.bands=planetscope:red,nir,blue"], "has 4 bands but data.bands names 3"),
+    (["data.bands=planetscope", "train.epochs=3"], "eval takes data.bands, data.nodata, data.root, not train.epochs"),
+    (["data.bands=planetscope", "--channels", "B02"], "--channels with data.root"),
+])
+def test_eval_on_another_folder_errors_are_one_line(s2_run, sensors, args, says):
+    proc = cli("eval", str(s2_run), f"data.root={sensors / 'ps'}", *args)
+    assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
