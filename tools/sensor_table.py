@@ -75,14 +75,13 @@ def make_data(data: Path, args) -> None:
 
 
 def train(run: Path, model: str, sensor: str, data: Path, extra: list[str], args) -> None:
-    """One run, trained unless finished (resumed when interrupted)."""
-    if (run / "metrics.csv").exists() and len((run / "metrics.csv").read_text().splitlines()) > args.epochs:
-        return
-    print(f"training {model} on {sensor} ({args.epochs} epochs) ...", flush=True)
+    """One run: trained, or resumed where it stopped (a finished run: nothing to do)."""
+    print(f"training {model} on {sensor} ...", flush=True)
     resume = ["--resume"] if (run / "last.pt").exists() else []
+    epochs = [f"train.epochs={args.epochs}"] if args.epochs else []
     edgecnn("train", RECIPE, f"name={run.name}", f"model.name={model}", f"data.root={data / sensor}",
-            f"data.bands={sensor}", f"data.image_size={args.size}", f"train.epochs={args.epochs}", *extra,
-            *args.overrides, "--out", str(run), *resume)
+            f"data.bands={sensor}", f"data.image_size={args.size}", *epochs, *extra, *args.overrides,
+            "--out", str(run), *resume)
 
 
 def accuracy(run: Path, sensor: str, trained_on: str, data: Path) -> float:
@@ -103,7 +102,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=6)
     ap.add_argument("--per-class", type=int, default=100, help="training images per class (val: half)")
     ap.add_argument("--size", type=int, default=32, help="image side in pixels")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     ap.add_argument("overrides", nargs="*", help="dotted.key=value applied to every run (e.g. train.threads=2)")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -132,8 +131,9 @@ def main() -> None:
         if (args.out / ROWS["without wavelengths"][0] / "env.json").exists() else {}
     versions = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if k in ("torch", "edgecnn") and v)
     command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    epochs = len((args.out / f"{PER_SENSOR[0]}-{TRAINED_ON}" / "metrics.csv").read_text().splitlines()) - 1
     print(f"\n`{command}`: {args.classes} classes, {args.per_class} training / {max(1, args.per_class // 2)} "
-          f"validation images per class at {args.size} px, {args.epochs} epochs; {cpu()}, commit {commit()}"
+          f"validation images per class at {args.size} px, {epochs} epochs; {cpu()}, commit {commit()}"
           + (f", {versions}" if versions else "") + f"; {time.perf_counter() - t0:.0f} s\n")
     columns = [*ROWS, "per-sensor model"]
     print("| trained on | evaluated on | " + " | ".join(f"accuracy {c}" for c in columns) + " |")
