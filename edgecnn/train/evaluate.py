@@ -159,6 +159,11 @@ def _evaluate_sensor(run: Path, which: str, recipe, model, classes: list[str], s
     from edgecnn.core.sensors import bands_text, match_bands
     from edgecnn.data.bands import MatchedBands
 
+    from edgecnn.core.catalog import takes_wavelengths
+
+    if takes_wavelengths(recipe.model.name):  # it reads the folder's own bands: no slots to match them into
+        raise UserError(f"{recipe.model.name} reads another sensor's bands by wavelength, which this eval does not "
+                        f"do yet (models/wave_conv.py); evaluate a model without a wavelength stem here")
     trained = recipe.data.source_configs()[0]
     tree = recipe.model_dump(mode="json") | {"data": trained.model_dump(mode="json")}
     target = validate_recipe(tree, {"data.root": str(sensor["root"]), "data.bands": sensor["bands"],
