@@ -20,7 +20,8 @@ with the command, the CPU, the commit and the versions.
 Cost: the defaults (6 classes, 100 training and 50 validation images per class, 32 px, the recipe's 10
 epochs; four runs while the wavelength model is missing) took 1,450 CPU-seconds at commit 79d2c67 on a
 2-core AMD EPYC: about 12 minutes of two idle cores, estimated from that CPU time (40 minutes of wall
-time there, the machine shared with another training). Most of it is the band-robust run, which validates 21 band subsets every epoch.
+time there, the machine shared with another training). Most of it is the band-robust run, which
+validates 21 band subsets every epoch.
 ``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (136 s of wall time there).
 """
 
