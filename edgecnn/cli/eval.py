@@ -10,14 +10,16 @@ import typer
 def eval_run(
     run: Annotated[Path, typer.Argument(help="run folder written by edgecnn train")],
     overrides: Annotated[Optional[list[str]], typer.Argument(
-        help="data.root=DIR data.bands=BANDS [data.nodata=V]: evaluate on another folder with the same class "
-             "folders, e.g. another sensor's files (bands matched by name or wavelength, docs/multispectral.md)")] = None,
+        help="data.root=DIR data.bands=BANDS (optionally data.nodata=V): evaluate on another folder with the same class "
+             "folders, e.g. another sensor's files (bands matched by name or wavelength, docs/multispectral.md)"),
+    ] = None,
     channels: Annotated[Optional[str], typer.Option(
         help="band subset to evaluate, e.g. RG (missing bands zero-filled), or 'all' for every subset")] = None,
     which: Annotated[str, typer.Option(help="checkpoint: best or last")] = "best",
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Evaluate a run on its validation split (per band subset for band-robust runs); writes RUN/eval.json."""
+    """Evaluate a run on its validation split (per band subset for band-robust runs, per source for a run over
+    data.sources), or on another folder given as data.root=DIR data.bands=...; writes RUN/eval.json."""
     from rich.console import Console
 
     from edgecnn.errors import UserError

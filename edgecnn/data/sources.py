@@ -51,8 +51,9 @@ def check_classes(data_cfg: DataConfig) -> list[str]:
                             f"has; every source needs the same class folders")
         extra = [c for c in have if c not in want]
         if extra:
-            raise UserError(f"source '{name}' ({split}) has a class folder '{extra[0]}' that source '{first}' ({first_dir}) "
-                            f"lacks; every source needs the same class folders (or list them in data.classes)")
+            raise UserError(f"source '{name}' ({split}) has a class folder '{extra[0]}' that source '{first}' "
+                            f"({first_dir}) lacks; every source needs the same class folders (or list them in "
+                            f"data.classes)")
     return want
 
 
