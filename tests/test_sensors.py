@@ -127,3 +127,24 @@ def test_statistics_interpolated_by_wavelength():
     assert shuffled == (got_mean, got_std, notes)
     with pytest.raises(BandError, match="wanted band NIR has no wavelength"):
         interpolate_stats(s2, mean, std, [Band("NIR")])
+
+
+def test_match_bands_by_name_then_nearest_wavelength():
+    from edgecnn.core.sensors import match_bands
+
+    s2 = resolve_bands("sentinel2")
+    slot = {b.name: i for i, b in enumerate(s2)}
+
+    def names(target):
+        return [None if j is None else s2[j].name for j in match_bands(resolve_bands(target), s2)]
+
+    # Landsat-8's coastal band (443 nm) loses Sentinel-2's blue to Landsat's own blue (482 nm), nearer.
+    assert names("landsat8") == [None, "B02", "B03", "B04", "B8A", "B11", "B12"]
+    assert names("planetscope") == ["B02", "B03", "B04", "B8A"]
+    # MODIS 2130 nm is 72 nm from B12 but inside its 175 nm window; 1240 nm is near no Sentinel-2 band.
+    assert names("modis")[4:] == [None, "B11", "B12"]
+    assert match_bands(resolve_bands("sentinel2:B8A,B04"), s2) == [slot["B8A"], slot["B04"]]  # same names
+    # Names alone (no wavelengths): matched by name without regard to case, one band per slot.
+    assert match_bands([Band("nir"), Band("R"), Band("r2")], [Band("R"), Band("G"), Band("NIR")]) == [2, 0, None]
+    # The same name at another wavelength is another band: MODIS B1 (red) is not Landsat B1 (coastal).
+    assert match_bands([Band("B1", 645.0, 50.0)], resolve_bands("landsat8")) == [3]

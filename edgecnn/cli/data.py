@@ -75,7 +75,7 @@ def stats(
             raise UserError(f"--bands {bands}: {e}") from None
         train = UnlabelledFiles(recipe, RasterSpec(len(names), image_size, nodata, names=tuple(names)))
         s = band_stats(train, names)
-        title = f"{recipe}: {s.images} files, in file values"
+        _print_stats(s, f"{recipe}: {s.images} files, in file values", train, None)
     else:
         if bands is not None:
             raise UserError("--bands is for a folder; a recipe names its bands in data.bands (an override: "
@@ -84,15 +84,16 @@ def stats(
         from edgecnn.data import build_datasets
 
         r = load_recipe(recipe, overrides or [])
-        cfg = r.data
-        train = build_datasets(cfg, r.seed, len(cfg.bands))[0]
-        s = band_stats(train, cfg.bands, cfg.workers)
-        unit = "0..1 (8-bit photos)" if getattr(train, "dtype", "uint8") == "uint8" else "file values"
-        title = f"{r.name}: training split, {s.images} images, in {unit}"
-    _print_stats(s, title, getattr(train, "skipped", []))
+        names = [s.name for s in r.data.sources] if r.data.sources else [None]
+        for name, cfg in zip(names, r.data.source_configs()):  # data.sources: each folder with its own bands
+            train = build_datasets(cfg, r.seed, len(cfg.bands))[0]
+            s = band_stats(train, cfg.bands, cfg.workers)
+            unit = "0..1 (8-bit photos)" if getattr(train, "dtype", "uint8") == "uint8" else "file values"
+            where = f"source {name}, " if name else ""
+            _print_stats(s, f"{r.name}: {where}training split, {s.images} images, in {unit}", train, cfg.max_pixels)
 
 
-def _print_stats(s, title: str, skipped: list) -> None:
+def _print_stats(s, title: str, train, max_pixels: int | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -103,9 +104,10 @@ def _print_stats(s, title: str, skipped: list) -> None:
         table.add_row(band, f"{s.mean[i]:.6g}", f"{s.std[i]:.6g}", f"{s.nodata_share[i]:.2%}",
                       f"{s.lost_share[i]:.2%}")
     Console().print(table)
+    skipped = getattr(train, "skipped", [])
     if skipped:
         from edgecnn.data import skip_summary
 
         reasons = getattr(train, "skip_reasons", {})
-        print(f"{skip_summary(skipped, reasons, cfg.max_pixels)} (e.g. {skipped[0]}: {reasons.get(skipped[0], '?')})")
+        print(f"{skip_summary(skipped, reasons, max_pixels)} (e.g. {skipped[0]}: {reasons.get(skipped[0], '?')})")
     print(f"data.mean={list(s.mean)} data.std={list(s.std)}".replace(" ", "").replace("data.std", " data.std"))

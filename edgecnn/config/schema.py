@@ -56,9 +56,112 @@ class ModelConfig(Section):
         return layers
 
 
-class DataConfig(Section):
+class _Banded(Section):
+    """A section with a ``bands`` list: read as names, the wavelengths kept in ``band_specs``."""
+
+    # The bands with their wavelengths, parallel to ``bands`` (the names the rest of the code reads).
+    _band_specs: tuple[Band, ...] | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_wavelengths(cls, data: Any, handler: Any) -> _Banded:
+        # The field validator below reduces data.bands to names; the wavelengths are resolved here, around it,
+        # because a field validator cannot keep anything beside its field. A bad band list is reported by the
+        # field validator, at data.bands.
+        if not isinstance(data, dict):
+            return handler(data)  # an already validated config keeps its own
+        if "bands" in data and data["bands"] is None:  # bands: null (an override) means the default
+            data = {k: v for k, v in data.items() if k != "bands"}
+        specs = None
+        if "bands" in data:
+            try:
+                specs = tuple(resolve_bands(data["bands"]))
+            except BandError:
+                pass
+        self = handler(data)
+        # Always set, so that two configs with the same bands compare equal however they were written.
+        self._band_specs = specs if specs is not None else self._unwritten_specs()
+        return self
+
+    def _unwritten_specs(self) -> tuple[Band, ...]:
+        """The band specs when the input wrote no ``bands`` (the default, or a mirror of another section's)."""
+        return tuple(Band(name) for name in self.bands)
+
+    @field_validator("bands", mode="before", check_fields=False)
+    @classmethod
+    def _band_names(cls, bands: Any) -> list[str]:
+        return [b.name for b in resolve_bands(bands)]
+
+    @field_serializer("bands", check_fields=False)
+    def _write_wavelengths(self, bands: list[str]) -> list[str | dict[str, Any]]:
+        # A run's recipe.yaml keeps the wavelengths (so eval and export know them); a list of names stays names.
+        return [b.as_dict() if b.center_nm is not None else b.name for b in self.band_specs]
+
+    @property
+    def band_specs(self) -> list[Band]:
+        """``bands`` with their centre wavelengths and widths (``center_nm`` None for a band given by name only)."""
+        if self._band_specs is None or [b.name for b in self._band_specs] != self.bands:
+            return [Band(name) for name in self.bands]
+        return list(self._band_specs)
+
+
+
+class SourceConfig(_Banded):
+    """One folder of a run over several sensors (``data.sources``): its own bands and normalisation."""
+
+    root: Path = Field(..., description="folder with train/ and val/, as data.root")
+    bands: list[str] = Field(..., min_length=1, description="its files' bands in file order, in any form "
+                                                            "data.bands takes (a preset, a pick, names, items)")
+    name: str | None = Field(None, description="what logs and eval.json call it (default: the root folder's name)")
+    mean: list[float] | None = Field(None, min_length=1, description="per band; unset: from this source's "
+                                                                     "training files")
+    std: list[float] | None = Field(None, min_length=1, description="per band; unset: as mean")
+    nodata: float | None = Field(None, description="a value that means nodata in every band of this source "
+                                                   "(default data.nodata)")
+
+    @field_validator("root")
+    @classmethod
+    def _expand_user(cls, path: Path) -> Path:
+        return path.expanduser()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str | None) -> str | None:
+        if name is not None and (not name.strip() or any(c in name for c in ",:@/")):
+            raise ValueError(f"name {name!r}: give a short word without , : @ or / (it names columns)")
+        return name
+
+    @field_validator("nodata")
+    @classmethod
+    def _finite_nodata(cls, nodata: float | None) -> float | None:
+        if nodata is not None and nodata != nodata:
+            raise ValueError("NaN is always nodata; give a number, or leave nodata out")
+        return nodata
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, std: list[float] | None) -> list[float] | None:
+        if std is not None and any(s <= 0 for s in std):
+            raise ValueError("every std must be > 0")
+        return std
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceConfig:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither (then they are computed from its training files)")
+        if self.mean is not None and not len(self.mean) == len(self.std) == len(self.bands):
+            raise ValueError(f"{len(self.bands)} bands but {len(self.mean)} mean and {len(self.std)} std values; "
+                             f"give one per band")
+        return self
+
+class DataConfig(_Banded):
     source: Literal["synth", "folder"] = "synth"
     root: Path | None = Field(None, description="folder with train/ and val/ (source: folder)")
+    sources: list[SourceConfig] | None = Field(
+        None, min_length=1,
+        description="several folders in one run, each with its own bands: [{root: ~/s2, bands: sentinel2}, "
+                    "{root: ~/l8, bands: landsat8}] (instead of data.root; docs/multispectral.md). Each batch "
+                    "comes from one source; data.bands, mean and std then mirror the first source")
     image_size: int = Field(64, ge=8, le=1024)
     num_classes: int | None = Field(
         None, ge=2, description="synth: classes generated (default 10); folder: first N class folders in sorted order (default all)"
@@ -86,45 +189,6 @@ class DataConfig(Section):
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     on_device: bool = Field(False, description="synth on a GPU: keep the whole dataset in GPU memory")
 
-    # The bands with their wavelengths, parallel to ``bands`` (the names the rest of the code reads).
-    _band_specs: tuple[Band, ...] | None = PrivateAttr(None)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _keep_wavelengths(cls, data: Any, handler: Any) -> DataConfig:
-        # The field validator below reduces data.bands to names; the wavelengths are resolved here, around it,
-        # because a field validator cannot keep anything beside its field. A bad band list is reported by the
-        # field validator, at data.bands.
-        if not isinstance(data, dict):
-            return handler(data)  # an already validated config keeps its own
-        specs = None
-        if "bands" in data:
-            try:
-                specs = tuple(resolve_bands(data["bands"]))
-            except BandError:
-                pass
-        self = handler(data)
-        # Always set, so that two configs with the same bands compare equal however they were written.
-        self._band_specs = specs if specs is not None else tuple(Band(name) for name in self.bands)
-        return self
-
-    @field_validator("bands", mode="before")
-    @classmethod
-    def _band_names(cls, bands: Any) -> list[str]:
-        return [b.name for b in resolve_bands(bands)]
-
-    @field_serializer("bands")
-    def _write_wavelengths(self, bands: list[str]) -> list[str | dict[str, Any]]:
-        # A run's recipe.yaml keeps the wavelengths (so eval and export know them); a list of names stays names.
-        return [b.as_dict() if b.center_nm is not None else b.name for b in self.band_specs]
-
-    @property
-    def band_specs(self) -> list[Band]:
-        """``bands`` with their centre wavelengths and widths (``center_nm`` None for a band given by name only)."""
-        if self._band_specs is None or [b.name for b in self._band_specs] != self.bands:
-            return [Band(name) for name in self.bands]
-        return list(self._band_specs)
-
     @field_validator("root", "cache_dir")
     @classmethod
     def _expand_user(cls, path: Path | None) -> Path | None:
@@ -150,6 +214,47 @@ class DataConfig(Section):
             raise ValueError("every std must be > 0")
         return std
 
+    def _unwritten_specs(self) -> tuple[Band, ...]:
+        return tuple(self.sources[0].band_specs) if self.sources else super()._unwritten_specs()
+
+    @model_validator(mode="after")
+    def _mirror_first_source(self) -> DataConfig:
+        """With ``sources``: data.bands, mean and std are the first source's (what stages that read one band
+        list, as export does, work with), so they may be written only as that source's (recipe.yaml does)."""
+        if self.sources is None:
+            return self
+        if self.root is not None:
+            raise ValueError("data.sources and data.root together: list every folder in data.sources (each with "
+                             "root and bands) and drop data.root")
+        if "source" in self.model_fields_set and self.source != "folder":
+            raise ValueError("data.sources are folders; drop data.source or set it to folder")
+        first = self.sources[0]
+        if "bands" in self.model_fields_set and self.bands != first.bands:
+            raise ValueError(f"with data.sources, data.bands is the first source's ({', '.join(first.bands)}); give "
+                             f"each source its bands and drop data.bands (as an override: data.bands=null)")
+        if self.mean is not None and (self.mean, self.std) != (first.mean, first.std):
+            raise ValueError("with data.sources, give mean and std inside each source (or leave them out to compute "
+                             "them per source) and drop data.mean/data.std")
+        self.source, self.bands, self.mean, self.std = "folder", list(first.bands), first.mean, first.std
+        seen: set[str] = set()
+        for i, s in enumerate(self.sources):
+            s.name = s.name or s.root.name or f"source{i + 1}"
+            if s.name in seen:
+                raise ValueError(f"two sources are named '{s.name}'; give each a name, e.g. {{root: {s.root}, "
+                                 f"bands: ..., name: {s.name}{i + 1}}}")
+            seen.add(s.name)
+        return self
+
+    def source_configs(self) -> list[DataConfig]:
+        """Each source as a single-folder ``data`` section: its root, bands, mean/std and nodata, the rest
+        (image size, classes, cache, workers) shared. ``[self]`` for a run without ``sources``."""
+        if not self.sources:
+            return [self]
+        shared = self.model_dump(mode="json", exclude={"sources", "root", "bands", "mean", "std", "nodata", "source"})
+        return [DataConfig.model_validate(shared | {
+            "source": "folder", "root": str(s.root), "bands": s.model_dump(mode="json")["bands"], "mean": s.mean,
+            "std": s.std, "nodata": self.nodata if s.nodata is None else s.nodata}) for s in self.sources]
+
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         if (self.mean is None) != (self.std is None):
@@ -162,7 +267,7 @@ class DataConfig(Section):
             raise ValueError(f"{len(self.bands)} bands {self.bands} but {len(self.mean)} mean/std values; give one per band")
         if len({b.upper() for b in self.bands}) != len(self.bands) or any(not b.strip() or "," in b for b in self.bands):
             raise ValueError(f"data.bands {self.bands}: names must be unique, non-empty and free of commas")
-        if self.source == "folder" and self.root is None:
+        if self.source == "folder" and self.root is None and not self.sources:
             raise ValueError("source: folder needs data.root (a folder with train/ and val/)")
         if self.on_device and self.source != "synth":
             raise ValueError("data.on_device keeps the built-in dataset on the GPU; it needs source: synth")
@@ -286,10 +391,25 @@ class Recipe(Section):
         from edgecnn.core.catalog import reads_wavelengths
 
         if reads_wavelengths(self.model.name):
-            missing = [b.name for b in self.data.band_specs if b.center_nm is None]
+            specs = [b for s in self.data.sources or [] for b in s.band_specs] or self.data.band_specs
+            missing = [b.name for b in specs if b.center_nm is None]
             if missing:
                 raise ValueError(
                     f"data.bands: {self.model.name} generates each band's kernel from its wavelength, but "
                     f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} none; give a sensor preset "
                     f"(data.bands=sentinel2), a pick (sentinel2:B04,B03,B02) or {{name, center_nm, fwhm_nm}} items")
+        return self
+
+    @model_validator(mode="after")
+    def _sources_fit_the_model(self) -> Recipe:
+        # A plain first convolution has one input channel per band: only a wavelength-conditioned stem reads
+        # band lists of several lengths with one set of weights.
+        from edgecnn.core.catalog import reads_wavelengths
+
+        sources = self.data.sources or []
+        counts = {s.name: len(s.bands) for s in sources}
+        if len(set(counts.values())) > 1 and not reads_wavelengths(self.model.name):
+            shown = ", ".join(f"{n} {c}" for n, c in counts.items())
+            raise ValueError(f"data.sources have different band counts ({shown}) but {self.model.name} has no "
+                             f"wavelength stem; use model.name: cnn_attn_wave, or give every source as many bands")
         return self

@@ -56,6 +56,11 @@ TARGET_MODULE = {"executorch": "executorch", "openvino": "openvino", "onnx": "on
 TARGETS = tuple(TARGET_SUFFIX)
 ARTIFACT_SUFFIXES = tuple(TARGET_SUFFIX.values())
 SIDECAR_SUFFIX = ".json"  # model.pte -> model.pte.json
+# Sidecar field: every folder the run trained on, as a list of {name, root, bands, mean, std, nodata}, each band
+# {name, center_nm, fwhm_nm} (wavelengths null where the recipe named the band only): one entry for a data.root
+# run, one per data.sources item in order. The per-source normalisation a sensor the run never saw can be
+# interpolated from by wavelength (core.sensors.interpolate_stats); "normalization" stays the artifact's own.
+SIDECAR_TRAINING_SOURCES = "training_sources"
 
 
 def is_run(path: Path) -> bool:

@@ -278,3 +278,48 @@ def coverage_gaps(trained: list[Band], wanted: list[Band]) -> list[str]:
                        f"nearest ({near.name} {near.center_nm:g} nm; trained {low:.0f}-{high:.0f} nm), so its "
                        f"kernel is {how}; expect lower accuracy")
     return out
+
+
+# How far apart two centres may lie for one band to stand in for the other, without wavelength conditioning:
+# about a visible band's width. Landsat-8's coastal band (443 nm) is 49 nm from Sentinel-2's blue, but
+# Landsat's own blue (482 nm) is nearer and takes that slot first.
+MATCH_GAP_NM = 50.0
+
+
+def match_bands(target: list[Band], trained: list[Band], max_gap_nm: float = MATCH_GAP_NM) -> list[int | None]:
+    """Which trained band's slot each target band fills, for a model that knows bands by position only.
+
+    A band goes to the trained band of the same name (without regard to case) unless their wavelengths
+    say otherwise, else to the trained band with the nearest centre if the two are close: centres within
+    ``max_gap_nm``, or half-maximum windows that overlap (MODIS's 2130 nm band in Sentinel-2's 2202 nm
+    slot, 175 nm wide). Each slot takes one band, the nearest first (ties: the first in file order).
+    What is left over goes nowhere: a target band without a slot is dropped, a slot without a band is
+    zero-filled (and masked, for a model that takes a band mask). This is the "without wavelengths"
+    baseline for a sensor the run never saw.
+
+    Returns:
+        one entry per target band: the index in ``trained`` of its slot, or None.
+    """
+    out: list[int | None] = [None] * len(target)
+    taken: set[int] = set()
+
+    def gap(a: Band, b: Band) -> float | None:
+        """The centres' distance, or None when the two are too far apart to stand in for each other."""
+        d = abs(a.center_nm - b.center_nm)
+        return d if d <= max(max_gap_nm, ((a.fwhm_nm or 0) + (b.fwhm_nm or 0)) / 2) else None
+
+    def known(a: Band, b: Band) -> bool:
+        return a.center_nm is not None and b.center_nm is not None
+
+    for i, t in enumerate(target):  # the same name, unless the wavelengths disagree (MODIS B1 is not Landsat B1)
+        j = next((j for j, b in enumerate(trained) if j not in taken and b.name.lower() == t.name.lower()), None)
+        if j is not None and (not known(t, trained[j]) or gap(t, trained[j]) is not None):
+            out[i] = j
+            taken.add(j)
+    pairs = sorted((d, i, j) for i, t in enumerate(target) for j, b in enumerate(trained)
+                   if out[i] is None and j not in taken and known(t, b) and (d := gap(t, b)) is not None)
+    for _, i, j in pairs:  # nearest first: a slot goes to the closest band that has none yet
+        if out[i] is None and j not in taken:
+            out[i] = j
+            taken.add(j)
+    return out

@@ -63,11 +63,18 @@ def build_datasets(data_cfg: DataConfig, seed: int, bands: int = 3,
     Returns:
         ``(train, val, class_names)``; label ``i`` is ``class_names[i]``.
 
+    A run over several folders (``data.sources``) gives its first source's splits here: what stages that
+    read one band list (export, prune, ``bench --check``) see, with ``data.bands/mean/std``, which mirror
+    that source. Training and eval read every source (``data.sources.build_sources``).
+
     Raises:
         UserError: the folder layout is wrong (see ``list_classes`` and ``ImageFolder``),
             val lacks a training class, no file has the recipe's band count, rasterio is
             needed but missing, or ``data.cache_dir`` cannot be written.
     """
+    if data_cfg.sources:
+        first = data_cfg.source_configs()[0]
+        return build_datasets(first, seed, len(first.bands), cache)
     if data_cfg.source == "synth":
         train = SynthDataset(data_cfg.num_classes, data_cfg.train_per_class, data_cfg.image_size, seed, "train", bands)
         val = SynthDataset(data_cfg.num_classes, data_cfg.val_per_class, data_cfg.image_size, seed, "val", bands)

@@ -153,3 +153,32 @@ def sample_subset_mask(n_bands: int, generator: torch.Generator | None = None) -
     mask-attention model run one plain convolution for the whole batch.
     """
     return sample_subset_masks(1, n_bands, generator)[0]
+
+
+class MatchedBands(torch.utils.data.Dataset):
+    """Another sensor's images laid into a run's band slots: slot ``j`` holds the image's band ``slots[j]``,
+    or nodata (NaN) where ``slots[j]`` is None, so the loop zero-fills it after normalising and masks it for
+    a model that takes a band mask, as a band lost in a file is (``core.sensors.match_bands`` picks the slots).
+
+    Photos (uint8) are scaled to 0..1 first, as ``prepare`` would scale them.
+    """
+
+    def __init__(self, ds: torch.utils.data.Dataset, slots: list[int | None]):
+        self.ds, self.slots = ds, list(slots)
+        self.skipped, self.skip_reasons = getattr(ds, "skipped", []), getattr(ds, "skip_reasons", {})
+        self.dtype = "float32"
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        item = self.ds[i]
+        if item is None:
+            return None
+        x, label = item
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        out = torch.full((len(self.slots), *x.shape[1:]), float("nan"))
+        for j, k in enumerate(self.slots):
+            if k is not None:
+                out[j] = x[k]
+        return out, label

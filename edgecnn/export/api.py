@@ -194,6 +194,7 @@ class _Source:
     val_ds: Any
     quantized: tuple | None  # (module, quantization section) of a QAT run
     sensor: dict | None = None  # train.sensor's record: the bands with wavelengths and their normalisation
+    trained_on: list[dict] | None = None  # the run's training folders (_training_sources)
 
 
 def _name_tag(src: _Source) -> str | None:
@@ -222,7 +223,8 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
     from edgecnn.train import run as R
 
     recipe = R.read_run_recipe(run)
-    cfg = recipe.data
+    trained_on = _training_sources(recipe.data)
+    cfg = recipe.data.source_configs()[0]  # a run over several sources exports for its first
     if channels is not None and sensor is None:
         parse_subset(channels, cfg.bands)  # a typo fails before the checkpoint loads
     quantized = None
@@ -234,6 +236,8 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
         channels = None  # a subset (qat --channels) is folded inside the QAT model, which takes every band
     else:
         recipe, model, classes, state = R.load_trained(run)
+    if recipe.data.sources:  # from here on, the recipe of its first source alone
+        recipe = recipe.model_copy(update={"data": cfg})
     record = None
     if sensor is not None:
         from edgecnn.models.dynamic_conv import foldable
@@ -258,7 +262,7 @@ def _load(run: Path, target: str, int8: bool, channels: str | None, max_drop: fl
     if list(data_classes) != classes:
         raise UserError(f"{run}: the dataset's classes no longer match the ones the run was trained on; "
                         "point data.root at the same dataset")
-    return _Source(run, recipe, cfg, graph, classes, state, train_ds, val_ds, quantized, record)
+    return _Source(run, recipe, cfg, graph, classes, state, train_ds, val_ds, quantized, record, trained_on)
 
 
 def _parity(module, path: Path, runtime: dict, src: _Source) -> dict:
@@ -306,6 +310,7 @@ def _sidecar(artifact, src: _Source, target: str, precision: str, runtime: dict,
         "image_size": cfg.image_size,
         "normalization": {**_normalization(cfg, src.train_ds),
                           "source": (src.sensor or {}).get("normalization", {}).get("source", "run")},
+        C.SIDECAR_TRAINING_SOURCES: src.trained_on,
         "classes": src.classes,
         "macs": _graph_macs(graph),  # per image, of what was exported (a folded subset's own stem)
         **sections,  # export settings, quantization (None for fp32), delegation (executorch)
@@ -326,6 +331,15 @@ def _normalization(cfg, train_ds) -> dict:
             "formula": "(pixel / 255 - mean) / std per band; a missing band is 0 after this" if photo else
                        "(value - mean) / std per band, the file's values as they are; a nodata pixel is 0 after "
                        "this (the band mean), a band that is nodata in the whole image is 0 and masked"}
+
+
+def _training_sources(data) -> list[dict]:
+    """Each folder the run trained on with its bands and normalisation (``core.contracts.SIDECAR_TRAINING_SOURCES``)."""
+    names = [s.name for s in data.sources] if data.sources else [Path(data.root).name if data.root else data.source]
+    return [{"name": name, "root": str(c.root) if c.root else None,
+             "bands": [{"name": b.name, "center_nm": b.center_nm, "fwhm_nm": b.fwhm_nm} for b in c.band_specs],
+             "mean": c.mean, "std": c.std, "nodata": c.nodata}
+            for name, c in zip(names, data.source_configs())]
 
 
 def _graph_macs(graph) -> int:

@@ -49,6 +49,8 @@ from edgecnn.data import (Augment, build_datasets, collate, combine_masks, file_
                           skip_summary)
 from edgecnn.data.stats import PHOTO_MEAN, PHOTO_STD, band_stats, is_photo
 from edgecnn.data.bands import judged_subsets, presence_mask, sample_subset_mask, sample_subset_masks, subset_name
+from edgecnn.data.sources import Joined, Source, build_sources, source_batches
+from edgecnn.models import set_bands
 from edgecnn.models.registry import takes_mask
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -131,7 +133,6 @@ class EvalSettings:
     channels_last: bool = False
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
              mask: torch.Tensor | None = None, how: EvalSettings = EvalSettings()) -> dict[str, float]:
     """Loss, accuracy and macro precision/recall/F1 of ``model`` on ``ds``.
@@ -140,6 +141,19 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
         mask: band presence mask ``[bands]``; ``None`` means all bands present.
         how: batch size, workers, device, DDP ranks, channels-last.
     """
+    return _summary(*confusion_and_loss(model, ds, num_classes, mean, std, mask, how))
+
+
+def _summary(cm: torch.Tensor, loss_sum: float) -> dict[str, float]:
+    n = int(cm.sum())
+    return {"loss": loss_sum / max(n, 1), **summarize(cm), "images": n}
+
+
+@torch.no_grad()
+def confusion_and_loss(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
+                       mask: torch.Tensor | None = None,
+                       how: EvalSettings = EvalSettings()) -> tuple[torch.Tensor, float]:
+    """What ``evaluate`` summarises: the confusion matrix (CPU, over every rank) and the summed loss."""
     batch_size, workers, dist, channels_last = how.batch_size, how.workers, how.dist, how.channels_last
     device = how.device or next(model.parameters()).device
     band_aware = takes_mask(model)
@@ -161,8 +175,7 @@ def evaluate(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float],
         cm += confusion(logits.argmax(1), y, num_classes)
     D.all_sum(cm, dist)
     D.all_sum(loss_sum, dist)
-    n = int(cm.sum())
-    return {"loss": float(loss_sum) / max(n, 1), **summarize(cm.cpu()), "images": n}
+    return cm.cpu(), float(loss_sum)
 
 
 def evaluate_subsets(model: nn.Module, ds: Dataset, num_classes: int, mean: list[float], std: list[float],
@@ -170,6 +183,29 @@ def evaluate_subsets(model: nn.Module, ds: Dataset, num_classes: int, mean: list
     """``evaluate`` once per band subset, keyed by subset name ("RGB", "RG", ...)."""
     return {subset_name(s, bands): evaluate(model, ds, num_classes, mean, std, mask=presence_mask(s, bands), **kw)
             for s in subsets}
+
+
+def evaluate_sources(model: nn.Module, sources: list[Source], num_classes: int, subsets: Callable | None = None,
+                     how: EvalSettings = EvalSettings()) -> tuple[dict[str, float], dict[str, dict]]:
+    """``evaluate`` on each source's val split with its own bands and normalisation, and on all of them.
+
+    Args:
+        subsets: ``source -> band subsets`` to evaluate within that source too (``None``: none).
+
+    Returns:
+        ``(all, per_source)``: the figures over every source's images (from the summed confusion
+        matrices), and per source name its figures with ``"subsets"`` (name -> figures).
+    """
+    total, loss, per = torch.zeros(num_classes, num_classes, dtype=torch.long), 0.0, {}
+    for s in sources:
+        set_bands(model, s.cfg.band_specs)  # a wavelength stem reads this source's bands
+        cm, loss_sum = confusion_and_loss(model, s.val, num_classes, s.cfg.mean, s.cfg.std, how=how)
+        total, loss = total + cm, loss + loss_sum
+        wanted = subsets(s) if subsets is not None else []
+        per[s.name] = _summary(cm, loss_sum) | {"subsets": evaluate_subsets(
+            model, s.val, num_classes, s.cfg.mean, s.cfg.std, s.cfg.bands, wanted, how=how)}
+    set_bands(model, sources[0].cfg.band_specs)  # left as the run's first source, which export reads
+    return _summary(total, loss), per
 
 
 def _keep_some(mask: torch.Tensor | None, own: torch.Tensor | None) -> torch.Tensor | None:
@@ -234,6 +270,9 @@ def recipe_differences(out: Path, recipe: Recipe) -> list[str]:
     given = recipe.model_dump(mode="json", exclude={"pipeline"})
     if given["data"]["mean"] is None:  # computed from the data when the run started: not a difference
         given["data"] |= {k: stored["data"].get(k) for k in ("mean", "std")}
+    for mine, theirs in zip(given["data"].get("sources") or [], stored["data"].get("sources") or []):
+        if mine.get("mean") is None:  # so are a source's
+            mine |= {k: theirs.get(k) for k in ("mean", "std")}
     diff = [f"{s}.{k}" for s in given if isinstance(given[s], dict)
             for k in given[s] if stored.get(s, {}).get(k) != given[s][k]]
     return diff + [s for s in given if not isinstance(given[s], dict) and stored.get(s) != given[s]]
@@ -397,6 +436,8 @@ class Data:
     classes: list[str]
     recipe: Recipe  # with data.mean/std resolved (computed from the training split when the recipe gives none)
     stats: dict | None  # that computation's record (data_stats.json), None when nothing was computed
+    sources: list[Source] | None = None  # data.sources: each with its splits and resolved normalisation;
+    # ``train``/``val`` are then their splits joined (``Joined``)
 
 
 @dataclass(frozen=True)
@@ -451,7 +492,12 @@ def _epoch_row(ctx: EpochLoop, epoch: int, title: str) -> dict:
     ctx.opts.sched.step()
     row = {"epoch": epoch, "lr": lr, "train_loss": round(stats["loss"], 6),
            "train_accuracy": round(stats["accuracy"], 6)}
-    row |= _validate(ctx.model, ctx.data.val, len(ctx.data.classes), ctx.recipe, ctx.device, ctx.dist, ctx.robust)
+    if ctx.data.sources:
+        row |= _validate_sources(ctx.model, ctx.data.sources, len(ctx.data.classes), ctx.recipe, ctx.device,
+                                 ctx.dist, ctx.robust)
+    else:
+        row |= _validate(ctx.model, ctx.data.val, len(ctx.data.classes), ctx.recipe, ctx.device, ctx.dist,
+                         ctx.robust)
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
 
@@ -482,6 +528,12 @@ def _setup_data(recipe: Recipe, device: torch.device) -> Data:
     split's band statistics when they were computed (seeding the model init first: identical on every rank)."""
     cfg = recipe.data
     torch.manual_seed(recipe.seed)  # model init: identical on every rank
+    if cfg.sources:
+        sources, classes = build_sources(cfg, recipe.seed)
+        recipe, sources, stats = resolve_source_norm(recipe, sources)
+        torch.manual_seed(recipe.seed)
+        return Data(Joined([s.train for s in sources]), Joined([s.val for s in sources]), classes, recipe, stats,
+                    sources)
     train_ds, val_ds, classes = build_datasets(cfg, recipe.seed, len(cfg.bands))
     if cfg.on_device and device.type == "cuda":
         for ds in (train_ds, val_ds):  # the built-in dataset lives on the GPU: no loader can starve it
@@ -508,6 +560,26 @@ def resolve_norm(recipe: Recipe, train_ds: Dataset) -> tuple[Recipe, dict | None
         mean, std, record = stats.mean, stats.std, stats.record("training split")
     data = cfg.model_copy(update={"mean": mean, "std": std})
     return recipe.model_copy(update={"data": data}), record
+
+
+def resolve_source_norm(recipe: Recipe, sources: list[Source]) -> tuple[Recipe, list[Source], dict | None]:
+    """``resolve_norm`` per source: each one's mean/std from its own training files where it gives none.
+
+    Returns:
+        the recipe with every source's mean/std filled in (and data.mean/std, the first source's), the
+        sources with their resolved sections, and ``{"sources": {name: record}}`` for ``data_stats.json``
+        (None when nothing was computed).
+    """
+    specs, resolved, records = [], [], {}
+    for spec, src in zip(recipe.data.sources, sources):
+        one, record = resolve_norm(recipe.model_copy(update={"data": src.cfg}), src.train)
+        if record is not None:
+            records[src.name] = record
+        resolved.append(Source(src.name, one.data, src.train, src.val))
+        specs.append(spec.model_copy(update={"mean": one.data.mean, "std": one.data.std}))
+    first = resolved[0].cfg
+    data = recipe.data.model_copy(update={"sources": specs, "mean": first.mean, "std": first.std})
+    return recipe.model_copy(update={"data": data}), resolved, ({"sources": records} if records else None)
 
 
 def _resume_state(out: Path, classes: list[str], epochs: int) -> dict:
@@ -603,9 +675,11 @@ def _save_epoch(out: Path, ctx: EpochLoop, steps: Steps, record: EpochRecord) ->
 
 def _print_epoch(console: Console, steps: Steps, row: dict, epoch: int, epochs: int, subsets: float | None) -> None:
     subsets_note = f"  mean over band subsets {subsets:.1%}" if subsets is not None else ""
+    per_source = [(k.partition("@")[2], v) for k, v in row.items() if k.startswith("val_accuracy@") and ":" not in k]
+    sources_note = f" ({', '.join(f'{name} {v:.1%}' for name, v in per_source)})" if per_source else ""
     console.print(
         f"{steps.epoch} {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.3f}  "
-        f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}{steps.note}  "
+        f"train acc {row['train_accuracy']:.1%}  val acc {row['val_accuracy']:.1%}{sources_note}{steps.note}  "
         f"val F1 {row['val_f1']:.1%}{subsets_note}  ({row['seconds']:.1f}s)"
     )
 
@@ -616,7 +690,11 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
     band_aware, device, dist, progress = takes_mask(ctx.model), ctx.device, ctx.dist, ctx.progress
     cfg, tc = recipe.data, recipe.train
     net.train()
-    batches = epoch_batches(len(ds), tc.batch_size, gen)
+    sources = ctx.data.sources
+    if sources:  # each batch one source's images (one band list), sources drawn in proportion to their size
+        batches = source_batches([len(s.train) for s in sources], tc.batch_size, gen)
+    else:
+        batches = epoch_batches(len(ds), tc.batch_size, gen)
     if dist.active:
         # Every rank drew the same global batches; each takes every world-th image of each.
         # A global batch too small to give each rank two images (BatchNorm needs two) is dropped.
@@ -633,15 +711,18 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
             progress.advance(task)
             continue
         own = file_mask(x)
-        x = prepare(x, device, cfg.mean, cfg.std, aug, gen)
+        src = sources[ds.source_of(idx[0])].cfg if sources else cfg  # this batch's bands and normalisation
+        if sources:
+            set_bands(ctx.model, src.band_specs)
+        x = prepare(x, device, src.mean, src.std, aug, gen)
         if tc.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         mask = None
         if tc.band_subsets == "per_batch":
-            mask = sample_subset_mask(len(cfg.bands), gen)
+            mask = sample_subset_mask(len(src.bands), gen)
         elif tc.band_subsets == "per_sample":
-            mask = sample_subset_masks(len(y), len(cfg.bands), gen)
+            mask = sample_subset_masks(len(y), len(src.bands), gen)
         # Dropping combines with the files' own lost bands; it never brings one back. A sample left
         # with no band at all keeps its own bands (a model cannot learn from nothing).
         mask = _keep_some(combine_masks(mask, own), own)
@@ -676,5 +757,24 @@ def _validate(model: nn.Module, val_ds: Dataset, num_classes: int, recipe: Recip
                                       judged_subsets(cfg.bands)[1:], **kw)
         accs = [val["accuracy"]] + [m["accuracy"] for m in per_subset.values()]
         row |= {f"val_accuracy_{name}": round(m["accuracy"], 6) for name, m in per_subset.items()}
+        row["val_accuracy_subset_mean"] = round(sum(accs) / len(accs), 6)
+    return row
+
+
+def _validate_sources(model: nn.Module, sources: list[Source], num_classes: int, recipe: Recipe,
+                      device: torch.device, dist: D.Dist, robust: bool) -> dict[str, float]:
+    """``_validate`` of a run over several sources: the columns over all of them, ``val_accuracy@NAME`` per
+    source and, for band-robust runs, ``val_accuracy@NAME:SUBSET`` per band subset of each."""
+    cfg, tc = recipe.data, recipe.train
+    how = EvalSettings(tc.batch_size, cfg.workers, device, dist, tc.channels_last)
+    subsets = (lambda s: judged_subsets(s.cfg.bands)[1:]) if robust else None
+    val, per = evaluate_sources(model, sources, num_classes, subsets, how)
+    row = {f"val_{k}": round(val[k], 6) for k in ("loss", "accuracy", "precision", "recall", "f1")}
+    accs = []
+    for name, m in per.items():
+        row[f"val_accuracy@{name}"] = round(m["accuracy"], 6)
+        row |= {f"val_accuracy@{name}:{sub}": round(v["accuracy"], 6) for sub, v in m["subsets"].items()}
+        accs += [m["accuracy"]] + [v["accuracy"] for v in m["subsets"].values()]
+    if robust:
         row["val_accuracy_subset_mean"] = round(sum(accs) / len(accs), 6)
     return row

@@ -47,7 +47,7 @@ def sensor_name(bands: list[Band]) -> str:
 def own_sensor(recipe: Recipe) -> dict:
     """The ``sensor`` record of a run measured on its own bands and normalisation."""
     bands = recipe.data.band_specs
-    return _record(bands, bands, recipe.data.root, {"source": "run", "mean": list(recipe.data.mean or []),
+    return sensor_record(bands, bands, recipe.data.root, {"source": "run", "mean": list(recipe.data.mean or []),
                                                     "std": list(recipe.data.std or [])})
 
 
@@ -71,10 +71,7 @@ def for_sensor(recipe: Recipe, model: nn.Module, overrides: dict[str, Any],
             differs from the run's for a model that is not wavelength-conditioned; a new band list
             without ``data.root``; an unknown ``norm``.
     """
-    outside = [k for k in overrides if not k.startswith("data.")]
-    if outside:
-        raise UserError(f"{outside[0]}: only data.* settings can change for a trained run (data.root, data.bands, "
-                        f"data.mean, data.std, ...); the rest is fixed by its recipe")
+    _data_only(overrides)
     if norm is not None and norm not in NORMS:
         raise UserError(f"--norm {norm}: choose {' or '.join(NORMS)}")
     trained = recipe.data.band_specs
@@ -103,7 +100,31 @@ def for_sensor(recipe: Recipe, model: nn.Module, overrides: dict[str, Any],
         normalization = {"source": "given (data.mean, data.std)" if given else "run",
                          "mean": list(cfg.data.mean), "std": list(cfg.data.std)}
     set_bands(model, bands)
-    return cfg, _record(bands, trained, cfg.data.root, normalization)
+    return cfg, sensor_record(bands, trained, cfg.data.root, normalization)
+
+
+def matched_sensor(recipe: Recipe, model: nn.Module, overrides: dict[str, Any]) -> bool:
+    """Whether ``overrides`` give another sensor's bands to a model that reads bands by position: ``eval``
+    then matches them into the run's slots (``train.evaluate``) rather than refusing them (as export does).
+
+    Raises:
+        UserError: ``data.bands`` does not resolve.
+    """
+    _data_only(overrides)
+    if "data.bands" not in overrides or reads_wavelengths(model) or catalog.reads_wavelengths(recipe.model.name):
+        return False
+    try:
+        bands = resolve_bands(overrides["data.bands"])
+    except BandError as e:
+        raise UserError(f"data.bands={overrides['data.bands']}: {e}") from None
+    return not same_bands(bands, recipe.data.source_configs()[0].band_specs)
+
+
+def _data_only(overrides: dict[str, Any]) -> None:
+    outside = [k for k in overrides if not k.startswith("data.")]
+    if outside:
+        raise UserError(f"{outside[0]}: only data.* settings can change for a trained run (data.root, data.bands, "
+                        f"data.mean, data.std, ...); the rest is fixed by its recipe")
 
 
 def _check_can_change(recipe: Recipe, model: nn.Module, trained: list[Band], bands: list[Band]) -> None:
@@ -143,7 +164,7 @@ def _normalise(cfg: Recipe, trained_recipe: Recipe, bands: list[Band], norm: str
     return cfg.model_copy(update={"data": data}), {**record, "mean": list(data.mean), "std": list(data.std)}
 
 
-def _record(bands: list[Band], trained: list[Band], root, normalization: dict) -> dict:
+def sensor_record(bands: list[Band], trained: list[Band], root, normalization: dict) -> dict:
     return {
         "name": sensor_name(bands),
         "preset": preset_name(bands),

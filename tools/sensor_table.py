@@ -1,0 +1,154 @@
+"""One model for several sensors: trained on Sentinel-2, evaluated zero-shot on Landsat-8 and PlanetScope.
+
+    python tools/sensor_table.py [--out runs/sensors] [--data DIR] [--epochs N] [overrides...]
+
+On the built-in spectral data (``edgecnn data synth --format tiff --sensor NAME``: the same scenes as
+each sensor's bands see them; written into ``--data``, by default ``<out>/data``), it trains and
+evaluates, through the edgecnn CLI only:
+
+- with wavelengths: ``cnn_attn_wave`` trained on Sentinel-2, evaluated on each sensor
+  (``edgecnn eval RUN data.root=... data.bands=...``); skipped with a message while this checkout has
+  no such model;
+- without wavelengths: ``cnn_attn_dynconv_mask`` trained on Sentinel-2 over random band subsets; on
+  another sensor each band fills the slot of the Sentinel-2 band with the same name or the nearest
+  centre wavelength, the slots left over zero-filled and masked (``core.sensors.match_bands``);
+- per sensor: ``cnn_attn`` (the plain model a wavelength stem folds into) trained on that sensor itself.
+
+Every run is kept in ``--out`` and reused (or resumed) on a second call. Prints a Markdown table stamped
+with the command, the CPU, the commit and the versions.
+
+Cost: the defaults (6 classes, 100 training and 50 validation images per class, 32 px, the recipe's 10
+epochs; four runs while the wavelength model is missing) took 1,450 CPU-seconds at commit 79d2c67 on a
+2-core AMD EPYC: about 12 minutes of two idle cores, estimated from that CPU time (40 minutes of wall
+time there, the machine shared with another training). Most of it is the band-robust run, which
+validates 21 band subsets every epoch.
+``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (136 s of wall time there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TRAINED_ON = "sentinel2"
+SENSORS = ("sentinel2", "landsat8", "planetscope")
+RECIPE = "cross_sensor"  # the shipped recipe (recipes/cross_sensor.yaml)
+ROWS = {  # column -> (model, trained on, extra overrides)
+    "with wavelengths": ("cnn_attn_wave", TRAINED_ON, ["train.band_subsets=per_sample"]),
+    "without wavelengths": ("cnn_attn_dynconv_mask", TRAINED_ON, ["train.band_subsets=per_sample"]),
+}
+PER_SENSOR = ("cnn_attn", ["train.band_subsets=none"])
+
+
+def edgecnn(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        sys.exit(f"edgecnn {' '.join(args)} failed:\n{proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return (proc.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def make_data(data: Path, args) -> None:
+    """Each sensor's rendering of the same scenes (one seed), unless already there."""
+    for sensor in SENSORS:
+        if not (data / sensor / "val").is_dir():
+            print(f"rendering the scenes as {sensor} sees them ...", flush=True)
+            edgecnn("data", "synth", "--format", "tiff", "--sensor", sensor, "--out", str(data / sensor),
+                    "--classes", str(args.classes), "--train-per-class", str(args.per_class),
+                    "--val-per-class", str(max(1, args.per_class // 2)), "--image-size", str(args.size))
+
+
+def train(run: Path, model: str, sensor: str, data: Path, extra: list[str], args) -> None:
+    """One run: trained, or resumed where it stopped (a finished run: nothing to do)."""
+    print(f"training {model} on {sensor} ...", flush=True)
+    resume = ["--resume"] if (run / "last.pt").exists() else []
+    epochs = [f"train.epochs={args.epochs}"] if args.epochs else []
+    edgecnn("train", RECIPE, f"name={run.name}", f"model.name={model}", f"data.root={data / sensor}",
+            f"data.bands={sensor}", f"data.image_size={args.size}", *epochs, *extra, *args.overrides,
+            "--out", str(run), *resume)
+
+
+def accuracy(run: Path, sensor: str, trained_on: str, data: Path) -> float:
+    """Validation accuracy of a run on one sensor's files (its own: as trained; another: matched or by
+    wavelength, as ``edgecnn eval`` does it for the run's model)."""
+    other = [] if sensor == trained_on else [f"data.root={data / sensor}", f"data.bands={sensor}"]
+    return json.loads(edgecnn("eval", str(run), *other, "--json").stdout)["accuracy"]
+
+
+def available(model: str) -> bool:
+    return edgecnn("validate", RECIPE, f"model.name={model}", check=False).returncode == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/sensors"))
+    ap.add_argument("--data", type=Path, default=None, help="the three sensors' folders (default <out>/data)")
+    ap.add_argument("--classes", type=int, default=6)
+    ap.add_argument("--per-class", type=int, default=100, help="training images per class (val: half)")
+    ap.add_argument("--size", type=int, default=32, help="image side in pixels")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    ap.add_argument("overrides", nargs="*", help="dotted.key=value applied to every run (e.g. train.threads=2)")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    data = args.data or args.out / "data"
+    make_data(data, args)
+
+    table: dict[str, dict[str, float | str]] = {s: {} for s in SENSORS}
+    for column, (model, trained_on, extra) in ROWS.items():
+        if not available(model):
+            print(f"skipping '{column}': this checkout has no model {model} (the wavelength stem, "
+                  f"models/wave_conv.py)", flush=True)
+            for s in SENSORS:
+                table[s][column] = "n/a"
+            continue
+        run = args.out / model
+        train(run, model, trained_on, data, extra, args)
+        for s in SENSORS:
+            table[s][column] = accuracy(run, s, trained_on, data)
+    model, extra = PER_SENSOR
+    for s in SENSORS:
+        run = args.out / f"{model}-{s}"
+        train(run, model, s, data, extra, args)
+        table[s]["per-sensor model"] = accuracy(run, s, s, data)
+
+    env = json.loads((args.out / ROWS["without wavelengths"][0] / "env.json").read_text()) \
+        if (args.out / ROWS["without wavelengths"][0] / "env.json").exists() else {}
+    versions = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if k in ("torch", "edgecnn") and v)
+    command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    epochs = len((args.out / f"{PER_SENSOR[0]}-{TRAINED_ON}" / "metrics.csv").read_text().splitlines()) - 1
+    print(f"\n`{command}`: {args.classes} classes, {args.per_class} training / {max(1, args.per_class // 2)} "
+          f"validation images per class at {args.size} px, {epochs} epochs; {cpu()}, commit {commit()}"
+          + (f", {versions}" if versions else "") + f"; {time.perf_counter() - t0:.0f} s\n")
+    columns = [*ROWS, "per-sensor model"]
+    print("| trained on | evaluated on | " + " | ".join(f"accuracy {c}" for c in columns) + " |")
+    print("|---|---|" + "---:|" * len(columns))
+    for s in SENSORS:
+        cells = [v if isinstance(v, str) else f"{100 * v:.1f}%" for v in (table[s][c] for c in columns)]
+        print(f"| {TRAINED_ON} | {s} | " + " | ".join(cells) + " |")
+    print(f"\nThe per-sensor model ({PER_SENSOR[0]}, the same size as the folded wavelength model) is trained on "
+          f"the sensor it is evaluated on; the other two columns are one run each, trained on {TRAINED_ON}.")
+
+
+if __name__ == "__main__":
+    main()
