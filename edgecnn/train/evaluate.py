@@ -54,11 +54,10 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
         raise UserError(f"{run}: a QAT run; evaluate it with edgecnn eval (it loads the fake-quantized model)")
     # A QAT run: its fake-quantized model, which is what its INT8 export computes.
     recipe, model, classes, state = loaded if loaded is not None else R.load_trained(run, which)
-    matched = matched_sensor(recipe, model, overrides) if overrides else None
-    if matched is not None:  # another sensor for a model that reads bands by position
+    if overrides and matched_sensor(recipe, model, overrides):  # another sensor, a model that reads bands by position
         if channels is not None:
             raise UserError("--channels with another sensor's bands: they are matched to the run's slots; drop one")
-        return _evaluate_matched(run, which, recipe, model, classes, state, qat, matched)
+        return _evaluate_matched(run, which, recipe, model, classes, state, qat, overrides)
     if recipe.data.sources and not overrides:
         return _evaluate_sources(run, which, channels, recipe, model, classes, state, qat)
     if recipe.data.sources:  # another folder for a run over several: its first source's settings, overridden
