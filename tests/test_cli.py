@@ -43,7 +43,7 @@ def test_a_shipped_recipe_is_accepted_by_name_from_any_folder(tmp_path):
     # A file at the path wins over the shipped recipe of that name.
     (tmp_path / "quickstart.yaml").write_text("name: mine\ntrain: {epochs: 7}\n")
     assert "7 epochs" in cli("validate", "quickstart.yaml", cwd=tmp_path, check=True).stdout
-    assert "6 epochs" in cli("validate", "quickstart", cwd=tmp_path, check=True).stdout
+    assert "5 epochs" in cli("validate", "quickstart", cwd=tmp_path, check=True).stdout
     # Neither: one line with the names and a "did you mean".
     proc = cli("validate", "quickstar", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
