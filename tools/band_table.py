@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from stamp import commit, cpu
 
 MODELS = ("resnet34_dynconv_mask", "cnn_attn_dynconv_mask")
 
@@ -29,22 +30,6 @@ def edgecnn(*args: str) -> str:
     if proc.returncode != 0:
         sys.exit(f"edgecnn {' '.join(args)} failed:\n{proc.stderr.strip()[-2000:]}")
     return proc.stdout
-
-
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    return (proc.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def main() -> None:

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from stamp import commit, cpu
 
 TRAINED_ON = "sentinel2"
 SENSORS = ("sentinel2", "landsat8", "planetscope")
@@ -51,22 +52,6 @@ def edgecnn(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         sys.exit(f"edgecnn {' '.join(args)} failed:\n{proc.stderr.strip()[-2000:]}")
     return proc
-
-
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    return (proc.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def make_data(data: Path, args) -> None:

@@ -97,6 +97,21 @@ class _Banded(Section):
         # A run's recipe.yaml keeps the wavelengths (so eval and export know them); a list of names stays names.
         return [b.as_dict() if b.center_nm is not None else b.name for b in self.band_specs]
 
+    # nodata and std, where a section has them (data and each of data.sources).
+    @field_validator("nodata", check_fields=False)
+    @classmethod
+    def _finite_nodata(cls, nodata: float | None) -> float | None:
+        if nodata is not None and nodata != nodata:
+            raise ValueError("NaN is always nodata; give a number, or leave nodata out")
+        return nodata
+
+    @field_validator("std", check_fields=False)
+    @classmethod
+    def _positive_std(cls, std: list[float] | None) -> list[float] | None:
+        if std is not None and any(s <= 0 for s in std):
+            raise ValueError("every std must be > 0")
+        return std
+
     @property
     def band_specs(self) -> list[Band]:
         """``bands`` with their centre wavelengths and widths (``center_nm`` None for a band given by name only)."""
@@ -130,20 +145,6 @@ class SourceConfig(_Banded):
         if name is not None and (not name.strip() or any(c in name for c in ",:@/")):
             raise ValueError(f"name {name!r}: give a short word without , : @ or / (it names columns)")
         return name
-
-    @field_validator("nodata")
-    @classmethod
-    def _finite_nodata(cls, nodata: float | None) -> float | None:
-        if nodata is not None and nodata != nodata:
-            raise ValueError("NaN is always nodata; give a number, or leave nodata out")
-        return nodata
-
-    @field_validator("std")
-    @classmethod
-    def _positive_std(cls, std: list[float] | None) -> list[float] | None:
-        if std is not None and any(s <= 0 for s in std):
-            raise ValueError("every std must be > 0")
-        return std
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceConfig:
@@ -199,20 +200,6 @@ class DataConfig(_Banded):
     def _yaml_off(cls, cache):
         # YAML reads a bare `off` (and `no`) as false: that is what the user meant by it.
         return {False: "off", True: "disk"}.get(cache, cache) if isinstance(cache, bool) else cache
-
-    @field_validator("nodata")
-    @classmethod
-    def _finite_nodata(cls, nodata: float | None) -> float | None:
-        if nodata is not None and nodata != nodata:
-            raise ValueError("NaN is always nodata; give a number, or leave data.nodata out")
-        return nodata
-
-    @field_validator("std")
-    @classmethod
-    def _positive_std(cls, std: list[float] | None) -> list[float] | None:
-        if std is not None and any(s <= 0 for s in std):
-            raise ValueError("every std must be > 0")
-        return std
 
     def _unwritten_specs(self) -> tuple[Band, ...]:
         return tuple(self.sources[0].band_specs) if self.sources else super()._unwritten_specs()
