@@ -26,7 +26,6 @@ For one band list the generated kernel is a constant, so:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -285,13 +284,3 @@ def with_wave_stem(backbone: nn.Module, path: str, context: bool = True, hidden:
     return replace_stem(backbone, path, "WaveConv2D", lambda c: WaveConv2D(
         c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0], bias=c.bias is not None,
         hidden=hidden, context=context))
-
-
-@torch.no_grad()
-def static_wave(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with its WaveConv2D as ``StaticWave`` (for the current band list)."""
-    out = copy.deepcopy(model)
-    path = next(name for name, m in out.named_modules() if isinstance(m, WaveConv2D))
-    stem = out.get_submodule(path)
-    out.set_submodule(path, StaticWave(stem).train(stem.training))
-    return out
