@@ -79,27 +79,11 @@ def evaluate_run(run: Path, which: str = "best", channels: str | None = None, lo
     per_subset = evaluate_subsets(model, val_ds, len(classes), cfg.mean, cfg.std, cfg.bands, subsets, **kw)
     own = _own_subsets(model, val_ds, len(classes), cfg, kw)  # on the device, before the cost moves the model
     cost = _cost(recipe, model.cpu(), len(classes), qat)
-    keys = ("accuracy", "precision", "recall", "f1", "loss", "images")
-    result = {
-        "model": recipe.model.name,
-        "run": str(run),
-        "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
-        "epoch": state[C.CKPT_EPOCH],
-        "split": "val",
-        "fake_quantized": qat,
-        **{k: metrics[k] for k in keys},
-        "params": cost.params,
-        "macs": cost.macs,
-        "input_size": cfg.image_size,
-        "bands": cfg.bands,
-        "sensor": sensor,  # the bands with wavelengths it was measured on, and their normalisation
-        "num_classes": len(classes),
-        "subsets": {name: {k: m[k] for k in keys} for name, m in per_subset.items()},
-        # The images grouped by the bands their own files carry (lost bands in the files), when any lack one.
-        "file_subsets": {name: {k: m[k] for k in keys} for name, m in own.items()},
-        "device": str(device),
-        "torch": torch.__version__,
-    }
+    result = _result(run, which, recipe, state, qat, metrics, cost, cfg, len(classes), device,
+                     sensor=sensor,  # the bands with wavelengths it was measured on, and their normalisation
+                     subsets={name: {k: m[k] for k in _KEYS} for name, m in per_subset.items()},
+                     # The images grouped by the bands their own files carry (lost bands in the files).
+                     file_subsets={name: {k: m[k] for k in _KEYS} for name, m in own.items()})
     if getattr(val_ds, "skipped", None):  # files the split left out (unreadable, over the pixel limit, all nodata)
         result["skipped"] = skip_record(val_ds.skipped, val_ds.skip_reasons)
         result["skipped"]["summary"] = skip_summary(val_ds.skipped, val_ds.skip_reasons, cfg.max_pixels)
@@ -140,17 +124,8 @@ def _evaluate_sources(run: Path, which: str, channels: str | None, recipe, model
             per_source[s.name]["skipped"] = skip_record(s.val.skipped, s.val.skip_reasons) | {
                 "summary": skip_summary(s.val.skipped, s.val.skip_reasons, cfg.max_pixels)}
     cost = _cost(recipe, model.cpu(), len(classes), qat)  # of the first source's band count, as exported
-    result = {
-        "model": recipe.model.name, "run": str(run),
-        "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
-        "epoch": state[C.CKPT_EPOCH], "split": "val", "fake_quantized": qat,
-        **{k: overall[k] for k in _KEYS},  # over every source's val images
-        "params": cost.params, "macs": cost.macs, "input_size": cfg.image_size,
-        "bands": cfg.bands, "num_classes": len(classes),
-        "subsets": {}, "file_subsets": {},  # per source, below
-        "sources": per_source,
-        "device": str(device), "torch": torch.__version__,
-    }
+    result = _result(run, which, recipe, state, qat, overall, cost, cfg, len(classes), device,  # over every source
+                     subsets={}, file_subsets={}, sources=per_source)  # per source: in sources
     atomic_write_text(run / R.EVAL, json.dumps(result, indent=2))
     return result
 
@@ -205,20 +180,27 @@ def _evaluate_matched(run: Path, which: str, recipe, model, classes: list[str], 
         how="without wavelengths: each band in the slot of the run's band with the same name or the nearest centre "
             "(core.sensors.match_bands), the other slots zero-filled and masked; the run's normalisation of each slot",
     )
-    result = {
+    result = _result(run, which, recipe, state, qat, metrics, cost, trained, len(classes), device, sensor=sensor,
+                     subsets={},
+                     # The images grouped by the run's bands they fill (a matched band lost in a file leaves its
+                     # slot empty).
+                     file_subsets={name: {k: m[k] for k in _KEYS} for name, m in own.items()})
+    atomic_write_text(run / C.eval_file(sensor_name(target.band_specs)), json.dumps(result, indent=2))
+    return result
+
+
+def _result(run: Path, which: str, recipe, state: dict, qat: bool, metrics: dict, cost, cfg, num_classes: int,
+            device, **figures) -> dict:
+    """eval.json's record: what was measured and how, ``metrics`` (``_KEYS``) and the other ``figures``."""
+    return {
         "model": recipe.model.name, "run": str(run),
         "checkpoint": "best" if C.checkpoint(run, which).name == C.BEST else "last",
         "epoch": state[C.CKPT_EPOCH], "split": "val", "fake_quantized": qat,
         **{k: metrics[k] for k in _KEYS},
-        "params": cost.params, "macs": cost.macs, "input_size": trained.image_size,
-        "bands": trained.bands, "sensor": sensor, "num_classes": len(classes),
-        "subsets": {},
-        # The images grouped by the run's bands they fill (a matched band lost in a file leaves its slot empty).
-        "file_subsets": {name: {k: m[k] for k in _KEYS} for name, m in own.items()},
+        "params": cost.params, "macs": cost.macs, "input_size": cfg.image_size, "bands": cfg.bands,
+        "num_classes": num_classes, **figures,
         "device": str(device), "torch": torch.__version__,
     }
-    atomic_write_text(run / C.eval_file(sensor_name(target.band_specs)), json.dumps(result, indent=2))
-    return result
 
 
 def _source_subsets(channels: str | None, recipe, model, source) -> list[list[str]]:
