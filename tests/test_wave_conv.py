@@ -16,7 +16,7 @@ from edgecnn.models.deployable import deployable
 from edgecnn.models.dynamic_conv import folded_model, static_model
 from edgecnn.models.registry import build_model, reads_wavelengths, takes_mask
 from edgecnn.models.stats import measure_cost
-from edgecnn.models.wave_conv import StaticWave, WaveConv2D, WaveGains, set_bands, wave_stem
+from edgecnn.models.wave_conv import StaticWave, WaveConv2D, WaveGains, band_weights, set_bands, wave_stem
 
 SENSORS = ["sentinel2", "planetscope", "landsat8", "rgb", "sentinel2_13"]
 
@@ -75,14 +75,29 @@ def test_kernels_depend_on_the_band_list_only_with_context():
     s2 = resolve_bands("sentinel2:B04,B03,B02")
     other = resolve_bands("sentinel2:B04,B11,B12")
     for context in (True, False):
+        torch.manual_seed(0)
         stem = WaveConv2D(s2, out_channels=4, kernel_size=3, context=context)
+        if context:  # zero at initialisation; as if trained
+            torch.nn.init.normal_(stem.mix, std=0.1)
         red = stem.kernel()[:, 0] * 3  # undo the mean over 3 bands
         stem.set_bands(other)
         again = stem.kernel()[:, 0] * 3
-        # Each output channel's RMS is taken over the whole list: compare the slices' directions.
-        unit = lambda w: w / w.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()  # noqa: E731
-        same = torch.allclose(unit(red), unit(again), atol=1e-5)
-        assert same is (not context)
+        assert torch.allclose(red, again, atol=1e-6) is (not context)
+
+
+def test_a_band_kernel_is_the_spectral_kernel_seen_through_the_band():
+    """Far bands start independent (as a plain convolution's input channels do), near bands alike, and an
+    unseen band between two others gets a kernel between theirs."""
+    bands = [Band("blue", 490.0, 65.0), Band("blue2", 500.0, 65.0), Band("swir", 2190.0, 180.0),
+             Band("between", 1300.0, 30.0)]
+    torch.manual_seed(0)
+    w = WaveConv2D(bands, out_channels=64, kernel_size=3, context=False).kernel().transpose(0, 1).flatten(1)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(w[0], w[1], dim=0) > 0.9
+    assert abs(cos(w[0], w[2], dim=0)) < 0.3
+    weights = band_weights(torch.tensor([[b.center_nm, b.fwhm_nm] for b in bands]))
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
+    assert weights[3].argmax() > weights[0].argmax() and weights[3].argmax() < weights[2].argmax()
 
 
 @pytest.mark.parametrize("sensor", SENSORS)
@@ -137,7 +152,7 @@ def test_registry_and_catalog_know_the_wave_models():
         assert takes_mask(model) and reads_wavelengths(model)
         assert catalog.reads_wavelengths(name) and catalog.takes_mask(name)
     assert not reads_wavelengths(build_model("cnn_attn_dynconv_mask", num_classes=3, in_chans=3, heads=2))
-    # The generator is a few tens of thousands of weights at cnn_attn's 3 x 3 stem.
+    # The spectral kernel is a few tens of thousands of weights at cnn_attn's 3 x 3 stem.
     assert sum(p.numel() for p in wave_stem(_model("cnn_attn_wave", "rgb")).parameters()) < 100_000
 
 
