@@ -21,8 +21,10 @@ def cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def commit() -> str:
-    """The short commit of the working tree, ``+dirty`` when tracked files differ from it."""
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+def commit(cwd: str | Path | None = None) -> str:
+    """The short commit of the working tree (of ``cwd``, default the current folder), ``+dirty`` when tracked
+    files differ from it."""
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=cwd)
     return (proc.stdout.strip() or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
