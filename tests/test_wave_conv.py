@@ -16,7 +16,7 @@ from edgecnn.models.deployable import deployable
 from edgecnn.models.dynamic_conv import folded_model, static_model
 from edgecnn.models.registry import build_model, reads_wavelengths, takes_mask
 from edgecnn.models.stats import measure_cost
-from edgecnn.models.wave_conv import StaticWave, WaveConv2D, WaveGains, band_weights, set_bands, wave_stem
+from edgecnn.models.wave_conv import StaticWave, WaveConv2D, WaveGains, band_shares, band_weights, set_bands, wave_stem
 
 SENSORS = ["sentinel2", "planetscope", "landsat8", "rgb", "sentinel2_13"]
 
@@ -51,8 +51,8 @@ def test_shapes_gradients_and_a_lost_band_that_holds_nan():
     out = stem(lost, mask)
     assert torch.isfinite(out).all()
     zeroed = torch.where(mask[None, :, None, None] > 0, x.detach(), torch.zeros(()))
-    # bands / present: the mean over the bands that are there, as DynamicConv2D rescales
-    plain = torch.nn.functional.conv2d(zeroed, stem.kernel(), None, 1, 1) * (len(bands) / 3)
+    # renormalised over the present bands' shares of the spectrum, as DynamicConv2D rescales by bands / present
+    plain = torch.nn.functional.conv2d(zeroed, stem.kernel(), None, 1, 1) / stem.shares[mask > 0].sum()
     torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-5)
     # one mask per image: each image gets its own subset's rescale
     rows = torch.stack([mask, torch.ones(len(bands))])
@@ -79,9 +79,9 @@ def test_kernels_depend_on_the_band_list_only_with_context():
         stem = WaveConv2D(s2, out_channels=4, kernel_size=3, context=context)
         if context:  # zero at initialisation; as if trained
             torch.nn.init.normal_(stem.mix, std=0.1)
-        red = stem.kernel()[:, 0] * 3  # undo the mean over 3 bands
+        red = stem.kernel()[:, 0] / stem.shares[0]  # undo the band's share of the spectrum
         stem.set_bands(other)
-        again = stem.kernel()[:, 0] * 3
+        again = stem.kernel()[:, 0] / stem.shares[0]
         assert torch.allclose(red, again, atol=1e-6) is (not context)
 
 
@@ -98,6 +98,19 @@ def test_a_band_kernel_is_the_spectral_kernel_seen_through_the_band():
     weights = band_weights(torch.tensor([[b.center_nm, b.fwhm_nm] for b in bands]))
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
     assert weights[3].argmax() > weights[0].argmax() and weights[3].argmax() < weights[2].argmax()
+
+
+def test_bands_are_weighted_by_their_share_of_the_spectrum():
+    """A sensor that samples one stretch of the spectrum densely does not weight it more: the shares are
+    cells in log-wavelength, so a smooth spectral kernel over a flat spectrum sums alike for any sampling."""
+    dense = torch.tensor([[500.0, 0], [550, 0], [600, 0], [650, 0], [700, 0], [1600, 0]])
+    shares = band_shares(dense)
+    torch.testing.assert_close(shares.sum(), torch.tensor(1.0))
+    assert shares[-1] > 2 * shares[2] and band_shares(dense[:1]).tolist() == [1.0]
+    # file order does not matter
+    torch.testing.assert_close(band_shares(dense.flip(0)), shares.flip(0))
+    # two bands at one centre share a cell rather than vanish
+    assert (band_shares(torch.tensor([[560.0, 0], [560, 0], [665, 0]])) > 0).all()
 
 
 @pytest.mark.parametrize("sensor", SENSORS)
