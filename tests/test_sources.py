@@ -263,7 +263,8 @@ def s2_run(sensors, tmp_path_factory) -> Path:
     from rich.console import Console
 
     run = tmp_path_factory.mktemp("s2run") / "run"
-    r = load_recipe("recipes/cross_sensor.yaml", [f"data.root={sensors / 's2'}", f"data.bands={S2}",
+    r = load_recipe("recipes/cross_sensor.yaml", ["model.name=cnn_attn_dynconv_mask", "train.band_subsets=per_sample",
+                                                  f"data.root={sensors / 's2'}", f"data.bands={S2}",
                                                   "data.image_size=16", "train.epochs=1", "train.batch_size=6",
                                                   "train.threads=1"])
     loop.train(r, run, console=Console(quiet=True))

@@ -62,7 +62,7 @@ def pt2e_xnnpack(module: torch.nn.Module, example: Sample, calibration: Sequence
         "method": "PT2E post-training (torchao prepare_pt2e / convert_pt2e)",
         "quantizer": "XNNPACKQuantizer(get_symmetric_quantization_config(is_per_channel=True))",
         "weights": "int8 symmetric per-channel",
-        "activations": "int8 (scales from calibration min/max)",
+        "activations": "int8 per tensor (HistogramObserver: the range that least distorts the calibration histogram)",
         "calibration_images": len(calibration),
         "kept_float": [t.__name__ for t in keep_float],
         "float_layers": list(float_layers),
