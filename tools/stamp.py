@@ -11,14 +11,30 @@ from pathlib import Path
 
 
 def cpu() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+    """The CPU's model name (``/proc/cpuinfo``) and the vector units that decide INT8 speed, e.g.
+    ``AMD EPYC (AVX2, no AVX-512)``; what ``platform`` says where there is no ``/proc/cpuinfo``.
+
+    A VM often names only the vendor: the units tell a Zen 3 (AVX2) from a Zen 4 or 5 (AVX-512 VNNI) and a
+    Sapphire Rapids (AMX, which OpenVINO INT8 uses), and those change which runtime is fastest.
+    """
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    if "amx_int8" in flags:
+        units = "AVX-512 VNNI, AMX"
+    elif "avx512_vnni" in flags:
+        units = "AVX-512 VNNI"
+    elif "avx512f" in flags:
+        units = "AVX-512, no VNNI"
+    elif "avx2" in flags:
+        units = "AVX2, no AVX-512"
+    else:
+        units = "no AVX2"
+    return f"{fields.get('model name', 'unknown CPU')} ({units})"
 
 
 def commit(cwd: str | Path | None = None) -> str:
