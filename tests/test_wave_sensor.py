@@ -101,6 +101,13 @@ def test_eval_on_an_unseen_sensor_records_it_beside_the_runs_own_eval(wave):
 
     assert [b["center_nm"] for b in s["bands"]] == [b.center_nm for b in resolve_bands("planetscope")]
     assert s["normalization"]["source"] == "files" and len(s["normalization"]["mean"]) == 4
+    # and the BatchNorms' statistics re-estimated on the same files (AdaBN), unless --norm stats
+    assert s["normalization"]["batchnorm"]["source"] == "files (AdaBN)" and s["normalization"]["batchnorm"]["images"]
+    assert "re-estimated" in proc.stdout
+    stats = cli("eval", str(run), f"data.root={wave['planetscope']}", "data.bands=planetscope", "--norm", "stats",
+                "--json", check=True)
+    only = json.loads(stats.stdout)["sensor"]["normalization"]
+    assert only["source"] == "files" and "batchnorm" not in only
     assert result["bands"] == [b["name"] for b in s["bands"]]
     assert ((run / "eval.json").read_text() if (run / "eval.json").exists() else None) == own
 
@@ -145,6 +152,15 @@ def test_export_for_an_unseen_sensor_folds_to_a_plain_model_predict_and_check_ru
     assert all(b["center_nm"] for b in side["band_specs"]) and side["sensor"]["name"] == "planetscope"
     assert side["normalization"]["source"] == "files" and side["normalization"]["mean"] == \
         side["sensor"]["normalization"]["mean"]
+    # bench --check rebuilds the reference from the sidecar's record: the same BatchNorm statistics again
+    from edgecnn.train import run as R
+    from edgecnn.train.sensor import for_sensor, from_record
+
+    recipe, exported, _, _ = R.load_trained(run)
+    for_sensor(recipe, exported, {"data.root": str(wave["planetscope"]), "data.bands": "planetscope"})
+    recipe, rebuilt, _, _ = R.load_trained(run)
+    from_record(recipe, rebuilt, side["sensor"])
+    assert all(torch.equal(a, b) for a, b in zip(exported.state_dict().values(), rebuilt.state_dict().values()))
     plain = build_model("cnn_attn", num_classes=3, in_chans=4, heads=2)
     with torch.no_grad():
         assert side["macs"] == measure_cost(plain, 32, 4).macs

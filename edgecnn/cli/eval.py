@@ -15,8 +15,9 @@ def eval_run(
              "another sensor (a *_wave model regenerates its stem for it; any other model gets its bands matched "
              "into the run's slots by name or wavelength); the result goes to RUN/eval-<sensor>.json")] = None,
     norm: Annotated[Optional[str], typer.Option(
-        help="another sensor's normalisation for a *_wave model: files (its own training split's statistics, the "
-             "default) or interpolate (the run's, interpolated by wavelength)")] = None,
+        help="another sensor's normalisation for a *_wave model: files (its own training split's band statistics "
+             "and BatchNorm statistics, the default), stats (its band statistics only) or interpolate (the run's, "
+             "interpolated by wavelength)")] = None,
     channels: Annotated[Optional[str], typer.Option(
         help="band subset to evaluate, e.g. RG (missing bands zero-filled), or 'all' for every subset")] = None,
     which: Annotated[str, typer.Option(help="checkpoint: best or last")] = "best",
@@ -69,8 +70,11 @@ def eval_run(
                       f"{', '.join(sensor['zero_filled']) or 'none'}", markup=False, highlight=False)
     elif not sensor.get("seen_in_training", True):
         n = sensor["normalization"]
+        bn = n.get("batchnorm") or {}
         console.print(f"normalisation: {n['source']}" + (f" ({n['folder']}, {n['images']} images)" if "folder" in n
-                                                         else ""), markup=False, highlight=False)
+                                                         else "")
+                      + (f"; BatchNorm statistics re-estimated on {bn['images']} of them (AdaBN)"
+                         if "images" in bn else ""), markup=False, highlight=False)
     written = run / (eval_file(sensor["name"]) if data else EVAL)
     console.print(f"written to {written}", markup=False, highlight=False)
     console.print("MACs are multiply-accumulates (the paper's 'FLOPs' column counts the same thing).")

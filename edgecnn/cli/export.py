@@ -21,8 +21,9 @@ def export(
         "--data-root", help="with --bands: that sensor's folder (train/ and val/ per class) for calibration, parity "
                             "and, by default, its normalisation; needed when the sensor is not the run's")] = None,
     norm: Annotated[Optional[str], typer.Option(
-        help="with --bands: files (the sensor's own training split's statistics, the default) or interpolate "
-             "(the run's statistics, interpolated by wavelength)")] = None,
+        help="with --bands: files (the sensor's own training split's band and BatchNorm statistics, the "
+             "default), stats (its band statistics only) or interpolate (the run's statistics, interpolated by "
+             "wavelength)")] = None,
     mask_input: Annotated[bool, typer.Option(
         "--mask-input", help="with --bands: the unfolded artifact for that sensor (image and presence mask, one "
                              "artifact for every subset of its bands) instead of the fold")] = False,
