@@ -23,14 +23,13 @@ import argparse
 import datetime as dt
 import os
 import re
-import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
+from atomic import write_atomic
 from stamp import commit, cpu
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,20 +207,6 @@ def replace_block(text: str, new: str) -> str:
                       "line, around the session paragraph and its code block")
     i, j = text.index(START) + len(START), text.index(END)
     return text[:i] + "\n" + new.rstrip("\n") + "\n" + text[j:]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """A temporary file in the same folder, then os.replace: never a half-written README; its mode kept."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

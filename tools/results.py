@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- earlier measurements: kept by tools/results.py -->"
@@ -185,21 +185,6 @@ def stages_from_log(text: str) -> list[dict]:
     for m in re.finditer(r"^[│|]\s*(.+?)\s*[│|]\s*(\w+)\s*[│|]\s*([0-9.]+)\s*[│|]\s*$", text, re.M):
         rows.append({"stage": m.group(1), "status": m.group(2), "seconds": float(m.group(3))})
     return rows
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
