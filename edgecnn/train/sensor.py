@@ -128,6 +128,7 @@ def adapt_batchnorm(model: nn.Module, cfg: Recipe) -> dict:
     train_ds = build_datasets(cfg.data, cfg.seed, len(cfg.data.bands))[0]
     device = next(model.parameters()).device
     model.eval()
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the pass
@@ -144,6 +145,8 @@ def adapt_batchnorm(model: nn.Module, cfg: Recipe) -> dict:
             forward(model, prepare(x, device, cfg.data.mean, cfg.data.std), own, takes_mask(model))
             images += len(x)
     model.eval()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     if images == 0:
         raise UserError(f"{cfg.data.root}/train has too few readable images to re-estimate the BatchNorm "
                         "statistics; give more files, or --norm stats to keep the run's")
