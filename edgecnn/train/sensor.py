@@ -99,23 +99,25 @@ def for_sensor(recipe: Recipe, model: nn.Module, overrides: dict[str, Any],
         tree["data"].update(source="folder", mean=None, std=None)
     cfg = validate_recipe(tree, overrides)
     given = "data.mean" in overrides
+    train_ds = None  # the sensor's training split, once read for its statistics
     if new and not given:
-        cfg, normalization = _normalise(cfg, recipe, bands, norm or "files")
+        cfg, normalization, train_ds = _normalise(cfg, recipe, bands, norm or "files")
     else:
         normalization = {"source": "given (data.mean, data.std)" if given else "run",
                          "mean": list(cfg.data.mean), "std": list(cfg.data.std)}
     set_bands(model, bands)
     if new and (norm or "files") == "files":
-        normalization["batchnorm"] = adapt_batchnorm(model, cfg)
+        normalization["batchnorm"] = adapt_batchnorm(model, cfg, train_ds)
     return cfg, sensor_record(bands, trained, cfg.data.root, normalization)
 
 
-def adapt_batchnorm(model: nn.Module, cfg: Recipe) -> dict:
+def adapt_batchnorm(model: nn.Module, cfg: Recipe, train_ds=None) -> dict:
     """Re-estimate every BatchNorm's running statistics on the sensor's training split (AdaBN), in place.
 
     Labels unused, no augmentation, files in their listed order (so ``bench --check`` gets the same model
     again from the record); lost bands masked as evaluation masks them. Only the BatchNorms run in
-    training mode (dropout stays off); each keeps the average over the pass's batches.
+    training mode (dropout stays off); each keeps the average over the pass's batches. ``train_ds``: the
+    split already built for the band statistics (``None``: built here).
     """
     import torch
 
@@ -125,7 +127,8 @@ def adapt_batchnorm(model: nn.Module, cfg: Recipe) -> dict:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return {"source": "run (the model has no BatchNorm)"}
-    train_ds = build_datasets(cfg.data, cfg.seed, len(cfg.data.bands))[0]
+    if train_ds is None:
+        train_ds = build_datasets(cfg.data, cfg.seed, len(cfg.data.bands))[0]
     device = next(model.parameters()).device
     model.eval()
     momenta = [m.momentum for m in norms]
@@ -191,8 +194,10 @@ def _check_can_change(recipe: Recipe, model: nn.Module, trained: list[Band], ban
                     f"model (cnn_attn_wave, resnet34_wave) changes sensor; use the run's data.bands or train one")
 
 
-def _normalise(cfg: Recipe, trained_recipe: Recipe, bands: list[Band], norm: str) -> tuple[Recipe, dict]:
-    """``cfg`` with the new sensor's mean and std, and how they were found."""
+def _normalise(cfg: Recipe, trained_recipe: Recipe, bands: list[Band], norm: str) -> tuple[Recipe, dict, Any]:
+    """``cfg`` with the new sensor's mean and std, how they were found, and the training split read for them
+    (``None`` when interpolated)."""
+    train_ds = None
     if norm == "interpolate":
         run = trained_recipe.data
         mean, std, notes = interpolate_stats(run.band_specs, list(run.mean), list(run.std), bands)
@@ -213,7 +218,8 @@ def _normalise(cfg: Recipe, trained_recipe: Recipe, bands: list[Band], norm: str
                   "why": "the sensor's own training split (labels unused), as training computes it: another "
                          "sensor's files may hold another unit or offset"}
     data = cfg.data.model_copy(update={"mean": [float(v) for v in mean], "std": [float(v) for v in std]})
-    return cfg.model_copy(update={"data": data}), {**record, "mean": list(data.mean), "std": list(data.std)}
+    return (cfg.model_copy(update={"data": data}), {**record, "mean": list(data.mean), "std": list(data.std)},
+            train_ds)
 
 
 def sensor_record(bands: list[Band], trained: list[Band], root, normalization: dict) -> dict:
