@@ -452,7 +452,7 @@ def _fewest_float_layers(probes: _Probes, graph, calibration: list, images: list
     if B.within(plain, max_drop):
         return [], [plain], [], 0.0
     t0 = time.perf_counter()
-    names = B.layers(graph.module, graph.keep_float)
+    names = [n for n in B.layers(graph.module, graph.keep_float) if n != graph.head]  # the head is float already
     # Ranking is PyTorch only (cheap); the probes pay for a target export each.
     ranking = B.rank(graph.module, names, calibration, [graph.inputs_for(x) for x, _ in images[:B.RANK_IMAGES]])
     rank_seconds = time.perf_counter() - t0

@@ -83,8 +83,10 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
         if int8:
             say(f"quantizing (PT2E, calibrating on {len(calibration)} images)")
             try:
+                head = (graph.head,) if graph.head else ()  # the classifier stays float (Deployable.head)
                 module, sections["quantization"] = ptq.pt2e_xnnpack(module, graph.example, calibration,
-                                                                    (*graph.keep_float, *KEEP_FLOAT), float_layers)
+                                                                    (*graph.keep_float, *KEEP_FLOAT),
+                                                                    (*head, *float_layers))
             except Exception as e:
                 raise export_failed("executorch int8", "quantizing with PT2E (XNNPACKQuantizer)", e) from None
     say("torch.export")

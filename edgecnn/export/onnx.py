@@ -80,7 +80,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     Raises:
         UserError: onnx, onnxscript or onnxruntime missing, or the export fails.
     """
-    float_layers = (*graph.float_modules, *float_layers)  # a static stem's mixing gains stay float
+    float_layers = (*graph.float_modules, *float_layers)  # a static stem's mixing gains and the head stay float
     backends.require("onnx", "onnxscript", "onnxruntime", purpose="the onnx target")
     from edgecnn.quantize import ptq
 

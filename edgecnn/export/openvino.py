@@ -89,7 +89,7 @@ def export(graph, path: Path, int8: bool, calibration: list, quantized: tuple | 
     Raises:
         UserError: openvino (or nncf for INT8) missing, or the conversion fails.
     """
-    float_layers = (*graph.float_modules, *float_layers)  # a static stem's mixing gains stay float
+    float_layers = (*graph.float_modules, *float_layers)  # a static stem's mixing gains and the head stay float
     backends.require("openvino", purpose="the openvino target")
     import openvino as ov
 

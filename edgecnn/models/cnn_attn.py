@@ -99,6 +99,8 @@ class CNNAttention(nn.Module):
         dropout: dropout before the head.
     """
 
+    classifier = "head"  # the layer that gives the logits (timm's name for it): INT8 PTQ leaves it float
+
     def __init__(
         self,
         num_classes: int,

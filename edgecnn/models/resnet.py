@@ -43,6 +43,8 @@ class ResNet(nn.Module):
     there (``dynamic_conv.with_dynamic_stem``) it is the band presence mask.
     """
 
+    classifier = "fc"  # the layer that gives the logits (timm's name for it): INT8 PTQ leaves it float
+
     def __init__(
         self,
         layers: tuple[int, ...],

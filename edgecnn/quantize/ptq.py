@@ -158,7 +158,8 @@ def onnxruntime_static(src: Path, dst: Path, input_names: list[str], calibration
 
     pre, pre_error = _pre_processed(src, workdir / "preprocessed.onnx")
     preprocessed = pre_error is None
-    exclude = onnx_nodes(pre, float_layers) if float_layers else []
+    # Node names survive pre-processing but their module scopes (metadata) do not: read them from ``src``.
+    exclude = _present(pre, onnx_nodes(src, float_layers)) if float_layers else []
     # U8 activations with S8 per-channel weights: what onnxruntime's CPU kernels
     # are built for (see quantize_static's docstring). reduce_range (7-bit weights)
     # because x86 CPUs without VNNI saturate int16 intermediates: on such a CPU it
@@ -214,6 +215,14 @@ def _reader(input_names: list[str], calibration: Sequence[Sample]):
             return next(self._feeds, None)
 
     return Reader()
+
+
+def _present(path: Path, names: list[str]) -> list[str]:
+    """Those of ``names`` that are nodes of the ONNX file ``path``."""
+    import onnx
+
+    nodes = {node.name for node in onnx.load(str(path), load_external_data=False).graph.node}
+    return [n for n in names if n in nodes]
 
 
 def onnx_nodes(path: Path, modules: Sequence[str]) -> list[str]:
