@@ -113,7 +113,7 @@ class Deployable:
     def head(self) -> str | None:
         """Name in ``module`` of the classifier (the backbone's ``classifier`` layer), which INT8 PTQ leaves in float.
 
-        Why: its output is the answer. Quantized, six logits share one 8-bit grid, and two classes closer than
+        Why: its output is the answer. Quantized, the logits share one 8-bit grid, and two classes closer than
         a step tie or swap; the backbone's INT8 error is small next to that on images near a decision boundary.
         Measured on a ``cnn_attn_dynconv_mask`` run (runs/bands, ExecuTorch PTQ, 300 validation images on each
         of 15 band subsets): the worst subset's agreement with PyTorch went from 98.0% to 99.3% with the head
