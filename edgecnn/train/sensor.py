@@ -38,6 +38,8 @@ from edgecnn.models.registry import reads_wavelengths, takes_mask
 from edgecnn.models.wave_conv import set_bands
 
 NORMS = ("files", "stats", "interpolate")
+# The sidecar's normalization.batchnorm.source when AdaBN ran; from_record redoes it when it reads this.
+ADABN = "files (AdaBN)"
 
 
 def same_bands(a: list[Band], b: list[Band]) -> bool:
@@ -153,7 +155,7 @@ def adapt_batchnorm(model: nn.Module, cfg: Recipe, train_ds=None) -> dict:
     if images == 0:
         raise UserError(f"{cfg.data.root}/train has too few readable images to re-estimate the BatchNorm "
                         "statistics; give more files, or --norm stats to keep the run's")
-    return {"source": "files (AdaBN)", "images": images, "layers": len(norms),
+    return {"source": ADABN, "images": images, "layers": len(norms),
             "why": "the stem regenerated for other bands feeds the layers after it activations of other "
                    "statistics; re-estimated on the sensor's own training split, labels unused"}
 
@@ -256,6 +258,6 @@ def from_record(recipe: Recipe, model: nn.Module, record: dict) -> Recipe:
     tree["data"].update(source="folder", root=folder, bands=record["bands"], mean=norm["mean"], std=norm["std"])
     set_bands(model, bands)
     cfg = validate_recipe(tree)
-    if (norm.get("batchnorm") or {}).get("source") == "files (AdaBN)":
+    if (norm.get("batchnorm") or {}).get("source") == ADABN:
         adapt_batchnorm(model, cfg)  # as the export did: same files, same order
     return cfg
