@@ -81,6 +81,13 @@ def test_every_target_in_both_precisions(attn_run: Path):
             assert parity["images"] == 3 * 4
             for k in ("accuracy", "precision", "recall", "f1"):
                 assert 0 <= parity["artifact"][k] <= 1
+            # One input per image: every changed answer is one of the images that disagree, and a gap
+            # between PyTorch's top two can only be crossed by moving the two logits that much between them.
+            c = parity["changed"]
+            assert c["pairs"] == parity["images"]
+            assert c["answers"] == round((1 - parity["top1_agreement"]) * parity["images"])
+            assert c["widest_margin"] <= 2 * parity["max_abs_logit_diff"] + 1e-6
+            assert 0 <= c["near_ties"] <= 1
             if int8:
                 assert side["quantization"]["calibration_images"] == 16
                 assert parity["top1_agreement"] >= 0.5 and parity["max_abs_logit_diff"] < 2.0  # sane, not exact
@@ -134,7 +141,11 @@ def test_band_aware_model_takes_the_mask_as_input(dynconv_run: Path):
 
     r = export_run(dynconv_run, "openvino")
     assert [i["name"] for i in r["inputs"]] == ["image", "mask"] and r["inputs"][1]["shape"] == [3]
-    assert r["parity"]["max_abs_logit_diff"] < 1e-3
+    p = r["parity"]
+    assert p["max_abs_logit_diff"] < 1e-3
+    # Every image on all bands, every stride-th one on each other subset too: the pairs "changed" counts.
+    assert p["changed"]["pairs"] == p["images"] + p["per_subset_images"] * (len(p["per_subset"]) - 1)
+    assert p["changed"]["widest_margin"] < 0.01  # fp32 could flip an exact tie, nothing more
     run, _ = load_artifact(r["path"])
     _, model, _, _ = load_trained(dynconv_run)
     x = val_images(dynconv_run)[0]

@@ -50,7 +50,9 @@ def main() -> None:
                     *resume)
             edgecnn("eval", str(run))
         artifact = run / "export" / f"{model}-executorch-int8.pte"
-        if not artifact.exists():
+        side = Path(f"{artifact}.json")
+        if not artifact.exists() or "changed" not in json.loads(side.read_text() if side.exists() else "{}").get(
+                "parity", {}):  # an artifact from before parity's near-tie figures is made again
             print(f"exporting {model} (ExecuTorch INT8, mask input) ...", flush=True)
             edgecnn("export", str(run), "--target", "executorch", "--int8")
         info = json.loads(edgecnn("info", str(run), "--json"))
@@ -73,15 +75,20 @@ def main() -> None:
           f"{cpu()}, commit {commit()}, "
           + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + "\n")
     print("| model | params | MACs (model, per subset) | MACs (INT8 artifact, mask input) | INT8 .pte | INT8 p50 ms "
-          "| floor ms | parity (worst subset) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| floor ms | parity (worst subset) | changed answers (widest gap) | near ties |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for model, r in rows.items():
         b = bench.get(r["artifact"].name, {})
         p = r["sidecar"]["parity"]
+        c = p["changed"]
         print(f"| {model} | {r['info']['params'] / 1e6:.3f} M | {r['info']['macs'] / 1e6:.1f} M | "
               f"{r['sidecar']['macs'] / 1e6:.1f} M | "
               f"{r['artifact'].stat().st_size / 1e6:.2f} MB | {_ms(b.get('latency_ms_p50'))} | "
-              f"{_ms(b.get('latency_ms_floor'))} | {p.get('min_subset_agreement', p['top1_agreement']):.1%} |")
+              f"{_ms(b.get('latency_ms_floor'))} | {p.get('min_subset_agreement', p['top1_agreement']):.1%} | "
+              f"{c['answers']} of {c['pairs']} ({c['widest_margin']:.2f}) | {c['near_ties']:.1%} |")
+    print(f"\nchanged answers: of every judged (image, subset) pair, those whose answer the INT8 artifact changed, and "
+          f"the widest gap between PyTorch's top two logits among them; near ties: the pairs whose gap is under "
+          f"{side['parity']['changed']['near_tie']:g} (an 8-bit grid flips those, whatever the quantizer)")
     print("\nAccuracy (%) per band subset (the subset's bands present, the rest zero-filled and masked):\n")
     print("| model | " + " | ".join(subsets) + " |")
     print("|---|" + "---:|" * len(subsets))

@@ -59,6 +59,11 @@ def export(
         worst = min(p["per_subset"], key=lambda k: p["per_subset"][k]["top1_agreement"])
         print(f"per band subset ({len(p['per_subset'])}): top-1 agreement {p['min_subset_agreement']:.1%} at the "
               f"worst ({worst}); every subset's in the sidecar's parity.per_subset")
+    c = p.get("changed") or {}
+    if c.get("answers"):
+        print(f"changed answers: {c['answers']} of {c['pairs']} judged, the widest PyTorch's top two "
+              f"{c['widest_margin']:.2g} logits apart; {c['near_ties']:.1%} of the judged are near ties "
+              f"(top two within {c['near_tie']:g})")
     groups = p.get("per_file_group") or {}
     if len(groups) > 1:
         print("per lost-band group of the files: " + "; ".join(

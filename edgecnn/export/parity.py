@@ -10,6 +10,12 @@ given per group of files that lost the same bands themselves (``per_file_group``
 Beyond four bands the judged subsets are ``data.bands.judged_subsets``' (all, each band
 lost alone, each band alone).
 ``min_subset_agreement`` is the worst subset's.
+
+``changed`` says how close the answers the artifact changed were: INT8 moves logits by a few
+hundredths, so it flips the answers PyTorch itself barely chose. Its ``widest_margin`` is the largest
+gap between PyTorch's top two logits among the changed answers, and ``near_ties`` the share of every
+judged (image, subset) pair whose gap is below ``NEAR_TIE``: a model with many near ties loses
+agreement under any 8-bit grid, a quantizer fault shows as changed answers with wide margins.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from edgecnn.train.loop import make_loader, prepare
 from edgecnn.train.metrics import confusion, summarize
 
 SUBSET_IMAGES = 500
+NEAR_TIE = 0.1  # logits: PyTorch's top two this close make a near tie (parity's ``changed``)
 
 
 def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std: list[float],
@@ -51,6 +58,7 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
     agree, n, max_diff, sum_diff = 0, 0, 0.0, 0.0
     per_subset: dict[str, list[int]] = {}  # name -> [agree, right, images]
     per_group: dict[str, list[int]] = {}
+    changed, near, pairs, widest = 0, 0, 0, 0.0  # over every judged (image, subset) pair: see ``changed``
     stride = max(1, -(-len(ds) // SUBSET_IMAGES))  # every stride-th image also meets every subset
     for i, (x, y) in enumerate(make_loader(ds, [[i] for i in range(len(ds))], workers, cpu)):
         if i % 50 == 0:
@@ -75,6 +83,10 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
             expected = reference[j : j + 1]
             got = torch.from_numpy(run([t.numpy() for t in graph.inputs_for(x, mask)])).reshape(expected.shape)
             same = int((got.argmax(1) == expected.argmax(1)).sum())
+            gap = _margin(expected)
+            pairs, near = pairs + 1, near + int(gap < NEAR_TIE)
+            if not same:
+                changed, widest = changed + 1, max(widest, gap)
             right = int((got.argmax(1) == y).sum())
             _add(per_subset, "all" if subset is None else subset_name(subset, bands), same, right, len(y))
             if subset is None or len(subset) == len(bands):  # the artifact's own input: the headline figures
@@ -96,12 +108,22 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
         "artifact": summarize(cm_artifact),
         "pytorch": summarize(cm_torch),
         "per_file_group": _figures(per_group),
+        "changed": {"pairs": pairs, "answers": changed, "widest_margin": widest,
+                    "near_ties": near / max(pairs, 1), "near_tie": NEAR_TIE},
     }
     if graph.mask_input:
         record["per_subset_images"] = len(range(0, len(ds), stride))
         record["per_subset"] = _figures(per_subset)
         record["min_subset_agreement"] = min(v["top1_agreement"] for v in record["per_subset"].values())
     return record
+
+
+def _margin(logits: torch.Tensor) -> float:
+    """The gap between the top two logits of one image (``inf`` with a single class)."""
+    if logits.shape[1] < 2:
+        return float("inf")
+    top = logits[0].topk(2).values
+    return float(top[0] - top[1])
 
 
 def _add(table: dict[str, list[int]], key: str, same: int, right: int, images: int) -> None:
