@@ -194,3 +194,57 @@ def test_the_unfolded_artifact_for_another_sensor_takes_its_mask(wave):
     assert [i["name"] for i in side["inputs"]] == ["image", "mask"] and side["inputs"][1]["shape"] == [7]
     assert side["sensor"]["warnings"] and side["parity"]["per_subset"]
     assert side["parity"]["max_abs_logit_diff"] < 1e-3  # fp32: the static form computes what the stem does
+
+
+# -- training over sub-sensors (train.band_subsets=sensors) ---------------------------------------------
+
+
+def test_sub_sensor_training_is_refused_for_a_model_without_wavelengths():
+    proc = cli("validate", "recipes/quickstart.yaml", "train.band_subsets=sensors")
+    _one_line_refusal(proc, "train.band_subsets=sensors", "cnn_attn cannot", "per_sample")
+
+
+def test_a_sub_sensor_batch_carries_its_bands_only_and_the_stem_is_set_to_them():
+    """In-process: each draw slices the images and the files' lost-band mask to one subset, in band order, and
+    sets the stem to exactly those bands (a sensor of its own), so the model runs on it; the whole sensor is
+    drawn about half the time."""
+    import torch
+
+    from edgecnn.core.sensors import resolve_bands
+    from edgecnn.models.wave_conv import wave_stem
+    from edgecnn.train import run as R
+    from edgecnn.train.loop import _as_sub_sensor
+
+    recipe = load_recipe("recipes/quickstart.yaml", ["model.name=cnn_attn_wave", "model.heads=2",
+                                                     "data.bands=sentinel2", "data.mean=null", "data.std=null"])
+    model = R.build_for_recipe(recipe, 3).eval()
+    specs = resolve_bands("sentinel2")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(len(specs), dtype=torch.float32)[None, :, None, None].expand(2, -1, 32, 32)
+    own = torch.ones(2, len(specs))
+    own[1, 0] = 0  # the second file lost B02
+    whole = 0
+    for i in range(24):
+        sub, sub_own = _as_sub_sensor(model, x, own, specs, gen)
+        kept = sub[0, :, 0, 0].long().tolist()  # each plane holds its band's index
+        assert kept == sorted(kept) and len(kept) >= 1
+        assert wave_stem(model).band_names == [specs[i].name for i in kept]
+        assert torch.equal(sub_own, own[:, kept])
+        if i < 4:
+            assert model(sub, sub_own).shape == (2, 3)
+        whole += len(kept) == len(specs)
+    assert 5 <= whole <= 19, whole
+
+
+@pytest.mark.slow
+def test_a_run_trained_over_sub_sensors_validates_and_exports_on_its_own_bands(wave, tmp_path):
+    """Training switches the stem to each batch's sub-sensor; validation after each epoch, the checkpoint
+    and the export must see the run's own bands again (they would fail on a stem left at a subset)."""
+    run = tmp_path / "subs"
+    cli("train", "recipes/quickstart.yaml", *TINY, "model.name=cnn_attn_wave", "model.heads=2", "data.source=folder",
+        f"data.root={wave['sentinel2']}", "data.bands=sentinel2", "data.mean=null", "data.std=null",
+        "data.image_size=32", "train.epochs=1", "train.band_subsets=sensors", "--out", str(run), check=True)
+    cli("export", str(run), "--target", "onnx", "--bands", "planetscope", "--data-root", str(wave["planetscope"]),
+        check=True)
+    side = json.loads((run / "export" / "cnn_attn_wave-onnx-fp32-planetscope.onnx.json").read_text())
+    assert side["inputs"][0]["shape"][1] == 4 and side["parity"]["max_abs_logit_diff"] < 1e-3

@@ -280,10 +280,12 @@ class TrainConfig(Section):
     weight_decay: float = Field(5e-4, ge=0.0)
     step_size: int = Field(30, ge=1, description="StepLR: epochs between decays")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="StepLR: decay factor")
-    band_subsets: Literal["none", "per_batch", "per_sample"] = Field(
+    band_subsets: Literal["none", "per_batch", "per_sample", "sensors"] = Field(
         "none",
         description="train on random band subsets (subset size uniform, then the subset); "
-        "missing bands are zero-filled and band-aware models also get the presence mask",
+        "missing bands are zero-filled and band-aware models also get the presence mask; "
+        "sensors (wavelength models): each batch's subset is a sensor of its own, the images carry only "
+        "its bands and the stem is set to them, as for another satellite",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads per process (default: cores / local processes)")
@@ -385,6 +387,16 @@ class Recipe(Section):
                     f"data.bands: {self.model.name} generates each band's kernel from its wavelength, but "
                     f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} none; give a sensor preset "
                     f"(data.bands=sentinel2), a pick (sentinel2:B04,B03,B02) or {{name, center_nm, fwhm_nm}} items")
+        return self
+
+    @model_validator(mode="after")
+    def _sensors_need_wavelengths(self) -> Recipe:
+        from edgecnn.core.catalog import reads_wavelengths
+
+        if self.train.band_subsets == "sensors" and not reads_wavelengths(self.model.name):
+            raise ValueError(f"train.band_subsets=sensors sets the stem to each batch's bands by wavelength, which "
+                             f"{self.model.name} cannot; use per_sample or per_batch, or a wavelength model "
+                             f"(cnn_attn_wave, resnet34_wave)")
         return self
 
     @model_validator(mode="after")

@@ -208,6 +208,27 @@ def evaluate_sources(model: nn.Module, sources: list[Source], num_classes: int, 
     return _summary(total, loss), per
 
 
+def _as_sub_sensor(model: nn.Module, x: torch.Tensor, own: torch.Tensor | None, specs: list,
+                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch as a random sub-sensor sees it (``band_subsets: sensors``): only a random subset of the bands
+    (its size uniform, then the subset, as ``sample_subset_mask``), and the wavelength stem set to them.
+
+    Why not a presence mask: a wavelength stem weighs each band by its share of the *listed* bands'
+    spectrum and, with context, by the list itself. Masked, a subset keeps the full list's shares and
+    context, so it never looks like a sensor that has only those bands; set as the band list, it looks
+    exactly like one (a four-band camera, or Landsat without its red edge), which is what it meets zero-shot.
+    The files' own lost bands stay masked within the subset.
+    """
+    n = len(specs)
+    if n == 1 or bool(torch.rand((), generator=gen) < 0.5):  # the whole sensor half the time: it is the one trained for
+        keep = torch.arange(n)
+    else:
+        keep = sample_subset_mask(n - 1, gen).nonzero().flatten()
+        keep = torch.randperm(n, generator=gen)[:len(keep)].sort().values  # a subset of that size, of all n bands
+    set_bands(model, [specs[i] for i in keep.tolist()])
+    return x[:, keep], (None if own is None else own[:, keep.to(own.device)])
+
+
 def _keep_some(mask: torch.Tensor | None, own: torch.Tensor | None) -> torch.Tensor | None:
     if mask is None or own is None:
         return mask
@@ -723,6 +744,8 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
             mask = sample_subset_mask(len(src.bands), gen)
         elif tc.band_subsets == "per_sample":
             mask = sample_subset_masks(len(y), len(src.bands), gen)
+        elif tc.band_subsets == "sensors":
+            x, own = _as_sub_sensor(ctx.model, x, own, src.band_specs, gen)
         # Dropping combines with the files' own lost bands; it never brings one back. A sample left
         # with no band at all keeps its own bands (a model cannot learn from nothing).
         mask = _keep_some(combine_masks(mask, own), own)
@@ -740,6 +763,8 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
             shown = float(totals[0] / totals[2])
         progress.update(task, advance=1, loss=shown)
     progress.remove_task(task)
+    if tc.band_subsets == "sensors" or sources:  # validation, checkpoints and export read the run's first bands
+        set_bands(ctx.model, (sources[0].cfg if sources else cfg).band_specs)
     D.all_sum(totals, dist)
     seen = max(float(totals[2]), 1.0)
     return {"loss": float(totals[0]) / seen, "accuracy": float(totals[1]) / seen, "dropped": dropped}
