@@ -237,9 +237,9 @@ def test_a_sub_sensor_batch_carries_its_bands_only_and_the_stem_is_set_to_them()
 
 
 @pytest.mark.slow
-def test_a_run_trained_over_sub_sensors_validates_and_exports_on_its_own_bands(wave, tmp_path):
-    """Training switches the stem to each batch's sub-sensor; validation after each epoch, the checkpoint
-    and the export must see the run's own bands again (they would fail on a stem left at a subset)."""
+def test_a_run_trained_over_sub_sensors_validates_exports_and_qats_on_its_own_bands(wave, tmp_path):
+    """Training switches the stem to each batch's sub-sensor; validation after each epoch, the checkpoint,
+    the export and QAT must see the run's own bands again (they would fail on a stem left at a subset)."""
     run = tmp_path / "subs"
     cli("train", "recipes/quickstart.yaml", *TINY, "model.name=cnn_attn_wave", "model.heads=2", "data.source=folder",
         f"data.root={wave['sentinel2']}", "data.bands=sentinel2", "data.mean=null", "data.std=null",
@@ -248,3 +248,6 @@ def test_a_run_trained_over_sub_sensors_validates_and_exports_on_its_own_bands(w
         check=True)
     side = json.loads((run / "export" / "cnn_attn_wave-onnx-fp32-planetscope.onnx.json").read_text())
     assert side["inputs"][0]["shape"][1] == 4 and side["parity"]["max_abs_logit_diff"] < 1e-3
+    # QAT's graph has one stored stem for the run's own bands: it trains over masked subsets instead.
+    cli("qat", str(run), "--target", "xnnpack", "--epochs", "1", check=True)
+    assert "band_subsets: per_sample" in (run / "qat-xnnpack" / "recipe.yaml").read_text()

@@ -302,9 +302,14 @@ def _check_request(run: Path, target: str, epochs: int | None, out: Path | None,
     if is_qat_run(run):
         raise UserError(f"{run} is a QAT run already; pass the float run it came from "
                         f"({read_qat(run).get('float_run', 'see its qat.json')})")
+    float_recipe = R.read_run_recipe(run)
     if channels is not None:
         overrides = ["train.band_subsets=none", *overrides]  # the folded model sees its subset, always
-    recipe = qat_recipe(R.read_run_recipe(run), target, epochs, overrides)
+    elif float_recipe.train.band_subsets == "sensors":
+        # The QAT graph has one stored stem for the run's own bands: it cannot be set to a sub-sensor, and
+        # its artifact meets subsets as masks, so QAT draws masked subsets.
+        overrides = ["train.band_subsets=per_sample", *overrides]
+    recipe = qat_recipe(float_recipe, target, epochs, overrides)
     out = Path(out) if out is not None else run / f"qat-{target}"
     if resume and is_qat_run(out) and read_qat(out)["target"] != target:
         raise UserError(f"--resume: {out} is a QAT run for --target {read_qat(out)['target']}, not {target}")
