@@ -18,11 +18,10 @@ evaluates, through the edgecnn CLI only:
 Every run is kept in ``--out`` and reused (or resumed) on a second call. Prints a Markdown table stamped
 with the command, the CPU, the commit and the versions.
 
-Cost: the defaults (6 classes, 100 training and 50 validation images per class, 32 px, the recipe's 10
-epochs; four runs while the wavelength model is missing) took 1,450 CPU-seconds at commit 79d2c67 on a
-2-core AMD EPYC: about 12 minutes of two idle cores, estimated from that CPU time (40 minutes of wall
-time there, the machine shared with another training). Most of it is the band-robust run, which
-validates 21 band subsets every epoch.
+Cost: with the recipe's 30 epochs (since ba391b6), about 45 minutes of two idle cores on a 2-core AMD EPYC
+(Zen 3), estimated from the epoch times there: the wavelength run about 15 s an epoch, each per-sensor run
+7-9 s, the band-robust run without wavelengths about 50 s (it validates 21 band subsets every epoch).
+``--epochs 10`` takes about a third of that (the wavelength column then trails: sub-sensors need the epochs).
 ``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (136 s of wall time there).
 """
 
