@@ -210,8 +210,9 @@ def evaluate_sources(model: nn.Module, sources: list[Source], num_classes: int, 
 
 def _as_sub_sensor(model: nn.Module, x: torch.Tensor, own: torch.Tensor | None, specs: list,
                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch as a random sub-sensor sees it (``band_subsets: sensors``): only a random subset of the bands
-    (its size uniform, then the subset, as ``sample_subset_mask``), and the wavelength stem set to them.
+    """A batch as a random sub-sensor sees it (``band_subsets: sensors``): half the time the whole sensor, else
+    a subset (its size uniform in 1..n-1, then the bands uniformly), the images cut to those bands and the
+    wavelength stem set to them.
 
     Why not a presence mask: a wavelength stem weighs each band by its share of the *listed* bands'
     spectrum and, with context, by the list itself. Masked, a subset keeps the full list's shares and
@@ -223,8 +224,8 @@ def _as_sub_sensor(model: nn.Module, x: torch.Tensor, own: torch.Tensor | None, 
     if n == 1 or bool(torch.rand((), generator=gen) < 0.5):  # the whole sensor half the time: it is the one trained for
         keep = torch.arange(n)
     else:
-        keep = sample_subset_mask(n - 1, gen).nonzero().flatten()
-        keep = torch.randperm(n, generator=gen)[:len(keep)].sort().values  # a subset of that size, of all n bands
+        size = int(sample_subset_mask(n - 1, gen).sum())  # uniform in 1..n-1 (the mask's bands are not used)
+        keep = torch.randperm(n, generator=gen)[:size].sort().values  # that many of all n bands, in band order
     set_bands(model, [specs[i] for i in keep.tolist()])
     return x[:, keep], (None if own is None else own[:, keep.to(own.device)])
 
