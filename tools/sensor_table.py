@@ -6,8 +6,8 @@ On the built-in spectral data (``edgecnn data synth --format tiff --sensor NAME`
 each sensor's bands see them; written into ``--data``, by default ``<out>/data``), it trains and
 evaluates, through the edgecnn CLI only:
 
-- with wavelengths: ``cnn_attn_wave`` trained on Sentinel-2's bands and, half the batches, a random sub-sensor
-  of them (``train.band_subsets=sensors``), evaluated on each sensor
+- with wavelengths: ``cnn_attn_wave`` trained on Sentinel-2's bands, evaluated on each sensor; and the same
+  trained with half its batches a random sub-sensor (``train.band_subsets=sensors``)
   (``edgecnn eval RUN data.root=... data.bands=...``); skipped with a message while this checkout has
   no such model;
 - without wavelengths: ``cnn_attn_dynconv_mask`` trained on Sentinel-2 over random band subsets; on
@@ -40,10 +40,13 @@ from stamp import commit, cpu
 TRAINED_ON = "sentinel2"
 SENSORS = ("sentinel2", "landsat8", "planetscope")
 RECIPE = "cross_sensor"  # the shipped recipe (recipes/cross_sensor.yaml)
-ROWS = {  # column -> (model, trained on, extra overrides)
-    # The wave model meets another sensor as a band list, so it trains over sub-sensors (band lists), not masks.
-    "with wavelengths": ("cnn_attn_wave", TRAINED_ON, ["train.band_subsets=sensors"]),
-    "without wavelengths": ("cnn_attn_dynconv_mask", TRAINED_ON, ["train.band_subsets=per_sample"]),
+ROWS = {  # column -> (run folder, model, trained on, extra overrides)
+    "with wavelengths": ("cnn_attn_wave", "cnn_attn_wave", TRAINED_ON, ["train.band_subsets=none"]),
+    # The same over sub-sensors (band lists, not masks): better on fewer bands, worse on the whole sensor.
+    "with wavelengths, sub-sensors": ("cnn_attn_wave-sensors", "cnn_attn_wave", TRAINED_ON,
+                                      ["train.band_subsets=sensors"]),
+    "without wavelengths": ("cnn_attn_dynconv_mask", "cnn_attn_dynconv_mask", TRAINED_ON,
+                            ["train.band_subsets=per_sample"]),
 }
 PER_SENSOR = ("cnn_attn", ["train.band_subsets=none"])
 
@@ -106,14 +109,14 @@ def main() -> None:
         run = args.out / f"{model}-{s}"
         train(run, model, s, data, extra, args)
         table[s]["per-sensor model"] = accuracy(run, s, s, data)
-    for column, (model, trained_on, extra) in ROWS.items():
+    for column, (folder, model, trained_on, extra) in ROWS.items():
         if not available(model, extra):
             print(f"skipping '{column}': this checkout has no model {model} (the wavelength stem, "
                   f"models/wave_conv.py)", flush=True)
             for s in SENSORS:
                 table[s][column] = "n/a"
             continue
-        run = args.out / model
+        run = args.out / folder
         train(run, model, trained_on, data, extra, args)
         for s in SENSORS:
             table[s][column] = accuracy(run, s, trained_on, data)
@@ -133,7 +136,7 @@ def main() -> None:
         cells = [v if isinstance(v, str) else f"{100 * v:.1f}%" for v in (table[s][c] for c in columns)]
         print(f"| {TRAINED_ON} | {s} | " + " | ".join(cells) + " |")
     print(f"\nThe per-sensor model ({PER_SENSOR[0]}, the same size as the folded wavelength model) is trained on "
-          f"the sensor it is evaluated on; the other two columns are one run each, trained on {TRAINED_ON}.")
+          f"the sensor it is evaluated on; the other columns are one run each, trained on {TRAINED_ON}.")
 
 
 if __name__ == "__main__":
