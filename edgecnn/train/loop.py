@@ -764,7 +764,7 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
             shown = float(totals[0] / totals[2])
         progress.update(task, advance=1, loss=shown)
     progress.remove_task(task)
-    if tc.band_subsets == "sensors" or sources:  # validation, checkpoints and export read the run's first bands
+    if tc.band_subsets == "sensors":  # the stem is at the last sub-sensor: validation and export read the run's bands
         set_bands(ctx.model, (sources[0].cfg if sources else cfg).band_specs)
     D.all_sum(totals, dist)
     seen = max(float(totals[2]), 1.0)
