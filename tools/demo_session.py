@@ -8,6 +8,7 @@
 
 Why: the session is what a reader compares a first run with. Written by hand, its figures drifted from the
 commit, machine and versions it named. Here the tool times the run itself (time.monotonic, install included),
+notes its longest stretch without output (what a watching user sees as a hang),
 abridges the log the same way every time (abridge()) and stamps the block with the run folder's commit, this
 machine's CPU and cores, and the torch, executorch and openvino of the run folder's .venv. With --log, run
 the tool on the machine that made the log, and give --run the folder it was made in.
@@ -28,6 +29,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from atomic import write_atomic
 from stamp import commit, cpu
@@ -135,6 +137,15 @@ def timing(lines: list[str], seconds: float) -> str:
     return f"{head} (chain {chain:.0f} s: {parts}; {rest} {max(0.0, seconds - chain):.0f} s)"
 
 
+def quiet(silence: Silence | None) -> str:
+    """`; at most 7 s without output (after `pip install ...`)`; nothing for a saved log (it has no times)."""
+    if silence is None:
+        return ""
+    after = silence.after if len(silence.after) <= 60 else silence.after[:57] + "..."
+    after = after.replace("`", "'")
+    return f"; at most {silence.seconds:.0f} s without output (after `{after}`)"
+
+
 # -- where it ran -----------------------------------------------------------------------------------
 
 def versions(run: Path) -> dict[str, str]:
@@ -153,31 +164,40 @@ def versions(run: Path) -> dict[str, str]:
     return {p: found.get(p, "unknown") for p in PACKAGES}
 
 
-def stamp(run: Path, lines: list[str], seconds: float, when: dt.datetime) -> str:
+def stamp(run: Path, lines: list[str], seconds: float, when: dt.datetime, silence: Silence | None = None) -> str:
     fresh = any(re.search(r" -m venv ", line) for line in lines) and not any(
         line.startswith("skipped:") for line in lines)  # a new .venv and every stage run: a fresh clone
     v = versions(run)
     text = (f"`make demo`{' from a fresh clone' if fresh else ''} at commit {commit(cwd=run)} "
             f"({when:%Y-%m-%d %H:%M} UTC) on {cpu()}, {os.cpu_count()} cores, torch {v['torch']}, "
-            f"executorch {v['executorch']}, openvino {v['openvino']}: {timing(lines, seconds)}. "
+            f"executorch {v['executorch']}, openvino {v['openvino']}: {timing(lines, seconds)}"
+            f"{quiet(silence)}. "
             "Written by `python tools/demo_session.py`; abridged:")
     # wrapped like the README's paragraphs, never inside a `code span`
     text = re.sub(r"`[^`]*`", lambda m: m[0].replace(" ", "\0"), text)
     return textwrap.fill(text, width=110, break_long_words=False, break_on_hyphens=False).replace("\0", " ")
 
 
-def block(run: Path, lines: list[str], seconds: float, when: dt.datetime, source: str) -> str:
+def block(run: Path, lines: list[str], seconds: float, when: dt.datetime, source: str,
+          silence: Silence | None = None) -> str:
     short = abridge(lines)
     if not any(line.startswith(" name ") for line in short):
         raise Problem(f"{source}: no bench table in the log (the run stopped before the bench, or skipped it in a "
                       "folder benched before): run `make demo` to the end in a fresh clone, then this again")
-    return stamp(run, lines, seconds, when) + "\n\n```\n" + "\n".join(short) + "\n```"
+    return stamp(run, lines, seconds, when, silence) + "\n\n```\n" + "\n".join(short) + "\n```"
 
 
 # -- running it and the README ----------------------------------------------------------------------
 
-def run_demo(folder: Path) -> tuple[list[str], float]:
-    """`make demo` in ``folder``: its output (stdout and stderr merged) echoed live and kept, and its wall time."""
+class Silence(NamedTuple):
+    """The longest stretch without a line of output, and the line it followed."""
+    seconds: float
+    after: str
+
+
+def run_demo(folder: Path) -> tuple[list[str], float, Silence]:
+    """`make demo` in ``folder``: its output (stdout and stderr merged) echoed live and kept, its wall time and
+    its longest silence (a user watching the screen sees nothing move for that long)."""
     env = dict(os.environ)
     env.setdefault("COLUMNS", "140")        # rich's width off a terminal: rules and tables the same every time
     env.setdefault("PYTHONUNBUFFERED", "1")  # stdout and stderr in the order they were written
@@ -187,17 +207,23 @@ def run_demo(folder: Path) -> tuple[list[str], float]:
                                 env=env)
     except OSError as e:
         raise Problem(f"cannot run make in {folder} ({e}): install make, or give --log a saved log") from None
-    lines = []
+    lines, last, silence = [], t0, Silence(0.0, "the start")
     for raw in proc.stdout:
+        now = time.monotonic()
         sys.stdout.buffer.write(raw)
         sys.stdout.buffer.flush()
+        if now - last > silence.seconds:
+            silence = Silence(now - last, lines[-1].strip() if lines else "the start")
+        last = now
         lines.append(raw.decode("utf-8", "replace"))
     rc = proc.wait()
     seconds = time.monotonic() - t0
+    if seconds - (last - t0) > silence.seconds:
+        silence = Silence(seconds - (last - t0), lines[-1].strip() if lines else "the start")
     if rc != 0:
         raise Problem(f"`make demo` failed in {folder} (exit {rc}): fix what its output above says, "
                       "then run this again")
-    return lines, seconds
+    return lines, seconds, silence
 
 
 def replace_block(text: str, new: str) -> str:
@@ -234,12 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                 lines = args.log.read_text(encoding="utf-8", errors="replace").splitlines()
             except OSError as e:
                 raise Problem(f"cannot read {args.log} ({e}): give --log a saved `make demo` log") from None
-            seconds, source = args.seconds, str(args.log)
+            seconds, source, silence = args.seconds, str(args.log), None
             when = dt.datetime.fromtimestamp(args.log.stat().st_mtime, dt.timezone.utc)
         else:
-            lines, seconds = run_demo(args.run)
+            lines, seconds, silence = run_demo(args.run)
             source, when = f"`make demo` in {args.run}", dt.datetime.now(dt.timezone.utc)
-        new = block(args.run.resolve(), lines, seconds, when, source)
+        new = block(args.run.resolve(), lines, seconds, when, source, silence)
         result = replace_block(text, new)
     except Problem as e:
         print(f"error: {e}", file=sys.stderr)
