@@ -19,16 +19,26 @@ $(BIN)/python:
 # The stamp files make a second `make` skip pip entirely (it is slow even when satisfied).
 # --no-compile: pip would byte-compile every module of torch, executorch and openvino (about 50 s of CPU on
 # 2 cores); Python compiles the few it imports on first use instead.
+# pip -q says nothing for the half minute to minutes an install takes: a line every 5 s while it runs shows
+# the install is alive (no step of `make demo` silent for more than 10 s).
+FULL := .[export,report]
+DEV  := .[dev,export,report,geo]
+define pip_install
+	@echo '$(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e "$(1)"'
+	@( s=0; while sleep 5; do s=$$((s + 5)); echo "  pip: still installing ($$s s)"; done ) & \
+	  $(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e "$(1)"; rc=$$?; kill $$! 2>/dev/null; exit $$rc
+endef
+
 $(VENV)/.core: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e .
+	$(call pip_install,.)
 	touch $@
 
 $(VENV)/.full: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e ".[export,report]"
+	$(call pip_install,$(FULL))
 	touch $@ $(VENV)/.core
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --no-compile $(PIP_LOCAL) -e ".[dev,export,report,geo]"
+	$(call pip_install,$(DEV))
 	touch $@ $(VENV)/.core $(VENV)/.full
 
 install: $(VENV)/.core

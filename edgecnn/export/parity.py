@@ -1,7 +1,8 @@
 """Parity: run an artifact with its real runtime on the validation split and compare with PyTorch.
 
-Images go through one at a time (artifacts have a static batch of one), each
-prepared as training evaluates them: un-augmented, scaled to 0..1, normalised.
+Images go through the artifact one at a time (artifacts have a static batch of one), each
+prepared as training evaluates them: un-augmented, scaled to 0..1, normalised; PyTorch
+takes them in batches (``_with_reference``).
 
 Band features are judged per band subset, never on all bands alone: a
 mask-input artifact (one file for every subset) is run on every subset of the
@@ -32,6 +33,7 @@ from edgecnn.train.loop import make_loader, prepare
 from edgecnn.train.metrics import confusion, summarize
 
 SUBSET_IMAGES = 500
+REFERENCE_PAIRS = 64  # (image, subset) pairs per PyTorch call (``_with_reference``)
 NEAR_TIE = 0.1  # logits: PyTorch's top two this close make a near tie (parity's ``changed``)
 
 
@@ -60,25 +62,25 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
     per_group: dict[str, list[int]] = {}
     changed, near, pairs, widest = 0, 0, 0, 0.0  # over every judged (image, subset) pair: see ``changed``
     stride = max(1, -(-len(ds) // SUBSET_IMAGES))  # every stride-th image also meets every subset
-    for i, (x, y) in enumerate(make_loader(ds, [[i] for i in range(len(ds))], workers, cpu)):
-        if i % 50 == 0:
-            say(f"parity: {i}/{len(ds)} validation images through the artifact and PyTorch"
-                + (f", each on {len(subsets)} band subsets" if len(subsets) > 1 else ""))
-        if len(y) == 0:  # an unreadable image
-            continue
-        own = file_mask(x)  # a band lost in this file is masked, as eval and predict mask it
-        group = ",".join(bands if own is None else [b for b, m in zip(bands, own[0].tolist()) if m])
-        x = prepare(x, cpu, mean, std)
-        masks = [None if own is None else own[0]]
-        chosen = subsets if i % stride == 0 else subsets[:1]  # subsets[0] is all bands
-        if graph.mask_input:  # each subset, never bringing back a band the file lost
-            masks = [combine_masks(presence_mask(s, bands), own).reshape(len(bands)) for s in chosen]
-        # PyTorch once per image for every subset (eval mode: a batch changes nothing); the artifact
-        # has a static batch of one.
-        if graph.mask_input:
-            reference = graph.reference(x.expand(len(masks), *x.shape[1:]), torch.stack(masks))
-        else:
-            reference = graph.reference(x, masks[0])
+
+    def images():
+        """Each image prepared, with its file group, the subsets it meets and their masks."""
+        for i, (x, y) in enumerate(make_loader(ds, [[i] for i in range(len(ds))], workers, cpu)):
+            if i % 50 == 0:
+                say(f"parity: {i}/{len(ds)} validation images through the artifact and PyTorch"
+                    + (f", each on {len(subsets)} band subsets" if len(subsets) > 1 else ""))
+            if len(y) == 0:  # an unreadable image
+                continue
+            own = file_mask(x)  # a band lost in this file is masked, as eval and predict mask it
+            group = ",".join(bands if own is None else [b for b, m in zip(bands, own[0].tolist()) if m])
+            x = prepare(x, cpu, mean, std)
+            masks = [None if own is None else own[0]]
+            chosen = subsets if i % stride == 0 else subsets[:1]  # subsets[0] is all bands
+            if graph.mask_input:  # each subset, never bringing back a band the file lost
+                masks = [combine_masks(presence_mask(s, bands), own).reshape(len(bands)) for s in chosen]
+            yield x, y, group, chosen, masks
+
+    for x, y, group, chosen, masks, reference in _with_reference(graph, images()):
         for j, (subset, mask) in enumerate(zip(chosen, masks)):
             expected = reference[j : j + 1]
             got = torch.from_numpy(run([t.numpy() for t in graph.inputs_for(x, mask)])).reshape(expected.shape)
@@ -116,6 +118,38 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
         record["per_subset"] = _figures(per_subset)
         record["min_subset_agreement"] = min(v["top1_agreement"] for v in record["per_subset"].values())
     return record
+
+
+def _with_reference(graph: Deployable, items):
+    """``items`` (x, y, group, chosen, masks per image) with PyTorch's logits for each of the image's masks.
+
+    PyTorch runs on ``REFERENCE_PAIRS`` (image, subset) pairs at once: one image at a time, a QAT run's
+    fake-quantized graph (interpreted op by op) took longer than the artifact and the export together.
+    Eval mode: a batch changes no image's logits. Images with a lost-band mask and images without one are
+    batched apart (``None`` and a mask are different calls for a model that takes one).
+    """
+    chunk: list[tuple] = []
+    for item in items:
+        chunk.append(item)
+        if sum(len(masks) for *_, masks in chunk) >= REFERENCE_PAIRS:
+            yield from _references(graph, chunk)
+            chunk = []
+    yield from _references(graph, chunk)
+
+
+def _references(graph: Deployable, chunk: list[tuple]):
+    rows: list[torch.Tensor | None] = [None] * len(chunk)
+    for masked in (False, True):
+        picked = [i for i, (*_, masks) in enumerate(chunk) if (masks[0] is not None) == masked]
+        if not picked:
+            continue
+        x = torch.cat([chunk[i][0].expand(len(chunk[i][4]), *chunk[i][0].shape[1:]) for i in picked])
+        mask = torch.stack([m for i in picked for m in chunk[i][4]]) if masked else None
+        logits, start = graph.reference(x, mask), 0
+        for i in picked:
+            rows[i], start = logits[start : start + len(chunk[i][4])], start + len(chunk[i][4])
+    for item, reference in zip(chunk, rows):
+        yield (*item, reference)
 
 
 def _margin(logits: torch.Tensor) -> float:
