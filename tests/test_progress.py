@@ -78,3 +78,27 @@ def test_a_counted_pass_says_its_rate_and_time_left_and_ends_on_its_total():
         p.count(3, 3)
     assert short.getvalue() == ""
 
+
+
+def test_training_off_a_terminal_prints_plain_lines(monkeypatch, capsys):
+    """rich's epoch bars print nothing off a terminal (a CI log, a piped `make demo`), where an epoch took 13-27 s
+    of silence; training's bars there are plain lines instead: the pass's batches and loss, then validating."""
+    from rich.console import Console
+
+    from edgecnn.train import loop
+    from edgecnn.train.dist import Dist
+
+    monkeypatch.setattr(P, "EVERY_S", 0.1)
+    bars = loop._progress(Console(file=io.StringIO()), Dist())
+    assert isinstance(bars, loop._Lines)
+    with bars:
+        task = bars.add_task("epoch 2/5", total=47, loss=0.0)
+        for _ in range(30):
+            bars.update(task, advance=1, loss=0.671)
+        time.sleep(0.25)
+        bars.remove_task(task)
+        time.sleep(0.25)
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("train: epoch 2/5: 30/47 batches, loss 0.671 (") for line in err), err
+    assert err[-1].startswith("train: epoch 2/5: validating (")
+    assert isinstance(loop._progress(Console(file=io.StringIO(), force_terminal=True), Dist()), loop.Progress)

@@ -437,10 +437,50 @@ def _run_epochs(ctx: EpochLoop, out: Path, steps: Steps, console: Console) -> fl
     return best
 
 
-def _progress(console: Console, dist: D.Dist) -> Progress:
+def _progress(console: Console, dist: D.Dist) -> Progress | _Lines:
+    """The epochs' bars: rich's on a terminal; plain lines elsewhere (rich's print nothing off a terminal, and
+    an epoch can take half a minute: a CI log or a piped `make demo` would see nothing move)."""
+    if not console.is_terminal:
+        return _Lines(show=dist.main)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn()]
     return Progress(*columns, console=console, transient=True, disable=not dist.main)
+
+
+class _Lines:
+    """The bars' calls (``add_task``, ``update``, ``advance``, ``remove_task``) as ``core.progress`` lines:
+    ``train: epoch 2/5: 30/47 batches, loss 0.671 (35 s)`` at most every ``EVERY_S`` seconds, then
+    ``validating`` once the pass is over."""
+
+    def __init__(self, show: bool):
+        self.line = P.Progress("train", show=show)
+        self.title, self.done, self.total, self.loss = "", 0, 0, 0.0
+
+    def __enter__(self) -> _Lines:
+        self.line.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.line.__exit__(*exc)
+
+    def add_task(self, title: str, total: int, loss: float = 0.0) -> int:
+        self.title, self.done, self.total, self.loss = title, 0, total, loss
+        self._say()
+        return 0
+
+    def update(self, task: int, advance: int = 0, loss: float | None = None) -> None:
+        self.done += advance
+        self.loss = self.loss if loss is None else loss
+        self._say()
+
+    def advance(self, task: int, advance: int = 1) -> None:
+        self.update(task, advance)
+
+    def remove_task(self, task: int) -> None:
+        self.line.update(f"{self.title}: validating")
+
+    def _say(self) -> None:
+        self.line.update(f"{self.title}: {self.done}/{self.total} batches, loss {self.loss:.3f}")
 
 
 def _close_log(log: logging.Logger | None) -> None:
@@ -489,7 +529,7 @@ class EpochLoop:
     aug: Callable | None
     device: torch.device
     dist: D.Dist
-    progress: Progress
+    progress: Progress | _Lines
     robust: bool  # band-robust: validated on every band subset
     log: logging.Logger | None  # rank 0 only
 
