@@ -1,4 +1,5 @@
-"""A progress line for a step that can take more than a few seconds (bench rows, export, sweep candidates).
+"""A progress line for a step that can take more than a few seconds (bench rows, export, sweep candidates,
+and training's epochs off a terminal, where rich's bars print nothing: ``train.loop._Lines``).
 
 Always on stderr: stdout stays the command's own output (its table, or JSON that must parse).
 
