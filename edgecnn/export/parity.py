@@ -123,9 +123,9 @@ def measure(run: Runner, graph: Deployable, ds: Dataset, mean: list[float], std:
 def _with_reference(graph: Deployable, items):
     """``items`` (x, y, group, chosen, masks per image) with PyTorch's logits for each of the image's masks.
 
-    PyTorch runs on ``REFERENCE_PAIRS`` (image, subset) pairs at once: one image at a time, a QAT run's
-    fake-quantized graph (interpreted op by op) took longer than the artifact and the export together.
-    Eval mode: a batch changes no image's logits. Images with a lost-band mask and images without one are
+    PyTorch runs on ``REFERENCE_PAIRS`` (image, subset) pairs at once: a QAT run's fake-quantized graph is
+    interpreted op by op, and one image at a time it cost the quickstart's QAT ExecuTorch export about 9 of
+    its 45-50 s (docs/results.md). Eval mode: a batch changes no image's logits. Images with a lost-band mask and images without one are
     batched apart (``None`` and a mask are different calls for a model that takes one).
     """
     chunk: list[tuple] = []
@@ -138,6 +138,7 @@ def _with_reference(graph: Deployable, items):
 
 
 def _references(graph: Deployable, chunk: list[tuple]):
+    """``chunk``'s items, each with its rows of one batched PyTorch call (two: with and without a mask)."""
     rows: list[torch.Tensor | None] = [None] * len(chunk)
     for masked in (False, True):
         picked = [i for i, (*_, masks) in enumerate(chunk) if (masks[0] is not None) == masked]
