@@ -106,3 +106,18 @@ def test_rounds_by_duration_and_warm_up():
     # A stand-in, not a runtime: a loose bound. One pass reads 5-7% on a machine at load 5 (the noise the host's
     # repeated passes average out, bench/api._overhead), so the best of three is what is bounded here.
     assert min(abs(runner.harness_overhead_pct(call, 2000, per=2)) for _ in range(3)) < 5
+
+
+def test_two_adaptive_rounds_get_an_interval_over_calls_and_say_so():
+    """A time budget that stops adaptive rounds after two: Student's t on one degree of freedom at a look's
+    level made the demo print "±3244729"; the interval is over calls instead, with a note saying what it misses."""
+    from edgecnn.core.stats import half_width_pct, summarize
+
+    rng = np.random.default_rng(0)
+    rounds = [2.11 * np.exp(rng.normal(0, 0.03, 400)), 2.78 * np.exp(rng.normal(0, 0.03, 400))]
+    row = summarize(rounds, n_looks=10)
+    assert row["latency_ms_p50_ci_low"] <= row["latency_ms_p50"] <= row["latency_ms_p50_ci_high"]
+    assert half_width_pct(row) < 50
+    assert any("2 rounds" in note and "over calls" in note for note in row["stat_notes"])
+    three = summarize([*rounds, 2.4 * np.exp(rng.normal(0, 0.03, 400))], n_looks=10)  # 3 rounds: sequential
+    assert three["ci_method"].startswith("sequential")
