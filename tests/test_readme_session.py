@@ -216,9 +216,11 @@ def test_run_times_make_demo_and_stops_on_its_failure(tmp_path, capsys, ok):
         assert err.count("\n") == 1 and "`make demo` failed" in err and "(exit 2)" in err  # make says 2 whatever the recipe said
 
 
-def test_a_run_notes_its_longest_silence(tmp_path):
+def test_a_run_notes_its_longest_silence(tmp_path, monkeypatch):
     """run_demo times the stretches between lines as they arrive: a real `make demo` (a Makefile of ours) that
     says one line, is silent a second, then says another."""
+    for var in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):  # under `make test` the inner make would add its own lines
+        monkeypatch.delenv(var, raising=False)
     (tmp_path / "Makefile").write_text("demo:\n\t@echo first\n\t@sleep 1.2\n\t@echo second\n")
     lines, seconds, silence = demo_session.run_demo(tmp_path)
     assert [line.strip() for line in lines] == ["first", "second"]
