@@ -141,7 +141,8 @@ def quiet(silence: Silence | None) -> str:
     """`; at most 7 s without output (after `pip install ...`)`; nothing for a saved log (it has no times)."""
     if silence is None:
         return ""
-    after = silence.after if len(silence.after) <= 60 else silence.after[:57] + "..."
+    after = m[1] if (m := RULE.search(silence.after)) else silence.after  # a stage's rule: its title
+    after = after if len(after) <= 60 else after[:57] + "..."
     after = after.replace("`", "'")
     return f"; at most {silence.seconds:.0f} s without output (after `{after}`)"
 
