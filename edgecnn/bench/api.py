@@ -611,21 +611,14 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress,
     # On this machine every row's process starts at once: their loads (imports, reading the artifact) overlap
     # on the cores, and five rows took 20 s one after another out of the demo's 35 s budget. On a device
     # (ssh://, adb://) one at a time: a small board's memory and a link's sessions are not ours to crowd.
-    failed: list[Job] = []
-    if req.device == "local":
-        progress.update(f"loading {len(jobs)} rows")
-        for job in jobs:
-            try:
-                job.worker, job.transport = job.start()
-            except RunnerFailed as e:  # its row says so; the others load on
-                job.fail(_pip_hint(job.transport, str(e)))
-                failed.append(job)
+    together = req.device == "local"
+    started = [_start(job) for job in jobs] if together else [True] * len(jobs)
     for i, job in enumerate(jobs):
-        if any(job is f for f in failed):
+        if not started[i]:  # its start failed, and its row says so
             continue
         progress.update(f"loading {i + 1}/{len(jobs)}: {job.row['name']}")
         try:
-            if job.worker is None:
+            if not together:
                 job.worker, job.transport = job.start()
             ready = job.worker.receive(load_limit, "loading")
         except RunnerFailed as e:
@@ -647,6 +640,16 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress,
         progress.update("\n".join([f"finishing {i + 1}/{len(alive)}: {job.row['name']} (memory, harness overhead)",
                                    *_row_lines(jobs, plan)]))
         _finish(job, req, deadline, later=len(alive) - i - 1)
+
+
+def _start(job: Job) -> bool:
+    """Start ``job``'s worker; False (the row says why) where it failed to start."""
+    try:
+        job.worker, job.transport = job.start()
+        return True
+    except RunnerFailed as e:
+        job.fail(_pip_hint(job.transport, str(e)))
+        return False
 
 
 def _alive(jobs: list[Job]) -> list[Job]:
