@@ -320,8 +320,8 @@ def _median_ci(rounds: list[np.ndarray], s: np.ndarray, n_looks: int | None, not
         # A limit stopped the rows before the first look: nothing was chosen by its interval, so no alpha was
         # spent and the fixed-sample interval holds (at a look's alpha, 3 rounds of a slow host gave "±25" on 2.7).
         _, low, high = sequential_ci(rounds, 1)
-        return low, high, (f"{len(rounds)} adaptive rounds, stopped by a limit before the first look (round "
-                           f"{MIN_ROUNDS}): two-stage bootstrap SE of the log median, Student's t on rounds-1")
+        return low, high, (f"adaptive rounds stopped by a limit before the first look (round {MIN_ROUNDS}): "
+                           "two-stage bootstrap SE of the log median, Student's t on rounds-1 at the full level")
     elif n_looks is not None and len(rounds) >= 3:
         _, low, high = sequential_ci(rounds, n_looks)
         return low, high, (f"sequential over adaptive rounds (looks at rounds 5, 8, 11, 17, ..., each of the "
