@@ -612,14 +612,12 @@ def _measure(jobs: list[Job], plan: Plan, req: BenchRequest, progress: Progress,
     # on the cores, and five rows took 20 s one after another out of the demo's 35 s budget. On a device
     # (ssh://, adb://) one at a time: a small board's memory and a link's sessions are not ours to crowd.
     together = req.device == "local"
-    started = [_start(job) for job in jobs] if together else [True] * len(jobs)
+    started = [_start(job) for job in jobs] if together else []
     for i, job in enumerate(jobs):
-        if not started[i]:  # its start failed, and its row says so
-            continue
         progress.update(f"loading {i + 1}/{len(jobs)}: {job.row['name']}")
+        if not (started[i] if together else _start(job)):  # its start failed, and its row says so
+            continue
         try:
-            if not together:
-                job.worker, job.transport = job.start()
             ready = job.worker.receive(load_limit, "loading")
         except RunnerFailed as e:
             job.fail(_pip_hint(job.transport, str(e)))

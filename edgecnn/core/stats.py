@@ -316,14 +316,14 @@ def _median_ci(rounds: list[np.ndarray], s: np.ndarray, n_looks: int | None, not
         # stopped gave "±3244729" in the demo. Over calls instead, said to be narrower than the truth.
         notes.append("median from 2 rounds (a limit stopped them): interval over calls, blind to round-to-round "
                      "drift")
-    elif n_looks is not None and MIN_ROUNDS > len(rounds) >= 3:
-        # A limit stopped the rows before the first look: nothing was chosen by its interval, so no alpha was
-        # spent and the fixed-sample interval holds (at a look's alpha, 3 rounds of a slow host gave "±25" on 2.7).
-        _, low, high = sequential_ci(rounds, 1)
-        return low, high, (f"adaptive rounds stopped by a limit before the first look (round {MIN_ROUNDS}): "
-                           "two-stage bootstrap SE of the log median, Student's t on rounds-1 at the full level")
     elif n_looks is not None and len(rounds) >= 3:
-        _, low, high = sequential_ci(rounds, n_looks)
+        # A limit that stopped the rows before the first look: nothing was chosen by its interval, so no alpha
+        # was spent and the fixed-sample level holds (at a look's, 3 rounds of a slow host gave "±25" on 2.7).
+        early = len(rounds) < MIN_ROUNDS
+        _, low, high = sequential_ci(rounds, 1 if early else n_looks)
+        if early:
+            return low, high, (f"adaptive rounds stopped by a limit before the first look (round {MIN_ROUNDS}): "
+                               "two-stage bootstrap SE of the log median, Student's t on rounds-1 at the full level")
         return low, high, (f"sequential over adaptive rounds (looks at rounds 5, 8, 11, 17, ..., each of the "
                            f"{n_looks} spends alpha/{n_looks}): two-stage bootstrap SE of the log median, "
                            "Student's t on rounds-1")
