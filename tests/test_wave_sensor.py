@@ -236,6 +236,49 @@ def test_a_sub_sensor_batch_carries_its_bands_only_and_the_stem_is_set_to_them()
     assert 5 <= whole <= 19, whole
 
 
+def test_named_sub_sensors_are_the_run_bands_nearest_to_theirs():
+    """train.sub_sensors: each preset becomes the Sentinel-2 bands its own bands would fill (match_bands: the
+    RGB camera's red, 600 nm, is too far from B04's 665 to fill it); a layout named twice is drawn as one, and
+    the run's own sensor, which fills every band, is no sub-sensor."""
+    from edgecnn.core.sensors import resolve_bands, sub_sensor_layouts
+
+    s2 = resolve_bands("sentinel2")
+    names = [b.name for b in s2]
+    layouts = sub_sensor_layouts(["planetscope", "planetscope_ps2", "rgb", "sentinel2", "landsat8", "landsat9"], s2)
+    assert [[names[i] for i in k] for k in layouts] == [
+        ["B02", "B03", "B04", "B8A"], ["B02", "B03", "B04", "B08"], ["B02", "B03"],
+        ["B02", "B03", "B04", "B8A", "B11", "B12"]]
+    every = sub_sensor_layouts(["all"], s2)
+    assert all(k in every for k in layouts) and all(0 < len(k) < len(s2) for k in every)
+
+
+def test_named_sub_sensors_are_drawn_in_a_quarter_of_the_batches():
+    import torch
+
+    from edgecnn.core.sensors import resolve_bands
+    from edgecnn.train import run as R
+    from edgecnn.train.loop import _as_sub_sensor
+
+    recipe = load_recipe("recipes/quickstart.yaml", ["model.name=cnn_attn_wave", "model.heads=2",
+                                                     "data.bands=sentinel2", "data.mean=null", "data.std=null"])
+    model = R.build_for_recipe(recipe, 3).eval()
+    specs = resolve_bands("sentinel2")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(len(specs), dtype=torch.float32)[None, :, None, None].expand(2, -1, 8, 8)
+    drawn = [_as_sub_sensor(model, x, None, specs, gen, [[0, 1, 2, 7]])[0][0, :, 0, 0].long().tolist()
+             for _ in range(400)]
+    named = sum(k == [0, 1, 2, 7] for k in drawn)
+    assert 70 <= named <= 140, named  # a quarter of 400, and a random subset rarely is exactly these four
+    assert 160 <= sum(len(k) == len(specs) for k in drawn) <= 240
+
+
+def test_sub_sensors_need_band_subsets_sensors_and_known_presets():
+    proc = cli("validate", "recipes/cross_sensor.yaml", "train.sub_sensors=[planetscope]")
+    _one_line_refusal(proc, "train.sub_sensors", "band_subsets=sensors")
+    proc = cli("validate", "recipes/cross_sensor.yaml", "train.band_subsets=sensors", "train.sub_sensors=[landsat88]")
+    _one_line_refusal(proc, "landsat88", "did you mean")
+
+
 @pytest.mark.slow
 def test_a_run_trained_over_sub_sensors_validates_exports_and_qats_on_its_own_bands(wave, tmp_path):
     """Training switches the stem to each batch's sub-sensor; validation after each epoch, the checkpoint,
@@ -243,11 +286,13 @@ def test_a_run_trained_over_sub_sensors_validates_exports_and_qats_on_its_own_ba
     run = tmp_path / "subs"
     cli("train", "recipes/quickstart.yaml", *TINY, "model.name=cnn_attn_wave", "model.heads=2", "data.source=folder",
         f"data.root={wave['sentinel2']}", "data.bands=sentinel2", "data.mean=null", "data.std=null",
-        "data.image_size=32", "train.epochs=1", "train.band_subsets=sensors", "--out", str(run), check=True)
+        "data.image_size=32", "train.epochs=1", "train.band_subsets=sensors", "train.sub_sensors=[planetscope]",
+        "--out", str(run), check=True)
     cli("export", str(run), "--target", "onnx", "--bands", "planetscope", "--data-root", str(wave["planetscope"]),
         check=True)
     side = json.loads((run / "export" / "cnn_attn_wave-onnx-fp32-planetscope.onnx.json").read_text())
     assert side["inputs"][0]["shape"][1] == 4 and side["parity"]["max_abs_logit_diff"] < 1e-3
     # QAT's graph has one stored stem for the run's own bands: it trains over masked subsets instead.
     cli("qat", str(run), "--target", "xnnpack", "--epochs", "1", check=True)
-    assert "band_subsets: per_sample" in (run / "qat-xnnpack" / "recipe.yaml").read_text()
+    qat = (run / "qat-xnnpack" / "recipe.yaml").read_text()
+    assert "band_subsets: per_sample" in qat and "sub_sensors: []" in qat

@@ -287,6 +287,12 @@ class TrainConfig(Section):
         "sensors (wavelength models): each batch's subset is a sensor of its own, the images carry only "
         "its bands and the stem is set to them, as for another satellite",
     )
+    sub_sensors: list[str] = Field(
+        default_factory=list,
+        description="with band_subsets=sensors: sensor presets whose band layouts (the run's bands nearest to "
+        "theirs) are drawn for a quarter of the batches, e.g. [landsat8, planetscope]; all = every preset. "
+        "The model sees those sensors' bands as the run's files render them, never their files",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads per process (default: cores / local processes)")
     amp: bool = Field(False, description="bf16 autocast for the forward pass (GPU fast path)")
@@ -397,6 +403,12 @@ class Recipe(Section):
             raise ValueError(f"train.band_subsets=sensors sets the stem to each batch's bands by wavelength, which "
                              f"{self.model.name} cannot; use per_sample or per_batch, or a wavelength model "
                              f"(cnn_attn_wave, resnet34_wave)")
+        if self.train.sub_sensors and self.train.band_subsets != "sensors":
+            raise ValueError("train.sub_sensors names the sensors that band_subsets=sensors draws; set "
+                             "train.band_subsets=sensors, or drop train.sub_sensors")
+        for name in self.train.sub_sensors:
+            if name != "all":
+                resolve_bands(name)  # an unknown preset: one line with "did you mean"
         return self
 
     @model_validator(mode="after")

@@ -323,3 +323,23 @@ def match_bands(target: list[Band], trained: list[Band], max_gap_nm: float = MAT
             out[i] = j
             taken.add(j)
     return out
+
+
+def sub_sensor_layouts(sensors: list[str], trained: list[Band]) -> list[list[int]]:
+    """``train.sub_sensors``: which of the trained bands each named sensor's bands would fill (``match_bands``),
+    as sorted index lists, one per distinct layout that fills some but not all of them (``all``: every preset).
+
+    Why: a sub-sensor drawn at random rarely is the one a model meets (four bands out of ten, the blue,
+    green, red and NIR of nearly every satellite). Drawing the layout of a sensor the user names trains
+    the model on its bands as the run's own files render them; it never sees that sensor's files.
+
+    Raises:
+        BandError: an unknown preset (with "did you mean").
+    """
+    names = list(presets()) if "all" in sensors else sensors
+    out: list[list[int]] = []
+    for name in names:
+        keep = sorted({j for j in match_bands(resolve_bands(name), trained) if j is not None})
+        if 0 < len(keep) < len(trained) and keep not in out:
+            out.append(keep)
+    return out

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from edgecnn.config import Recipe, dump_recipe
 from edgecnn.core import contracts as C
 from edgecnn.core import progress as P
+from edgecnn.core.sensors import sub_sensor_layouts
 from edgecnn.errors import UserError
 from edgecnn.models.deployable import forward  # noqa: F401 (the masked call; used below and by bench.training)
 from edgecnn.train import run as R
@@ -209,7 +210,7 @@ def evaluate_sources(model: nn.Module, sources: list[Source], num_classes: int, 
 
 
 def _as_sub_sensor(model: nn.Module, x: torch.Tensor, own: torch.Tensor | None, specs: list,
-                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   gen: torch.Generator, layouts: list[list[int]] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A batch as a random sub-sensor sees it (``band_subsets: sensors``): half the time the whole sensor, else
     a subset (its size uniform in 1..n-1, then the bands uniformly), the images cut to those bands and the
     wavelength stem set to them.
@@ -219,10 +220,16 @@ def _as_sub_sensor(model: nn.Module, x: torch.Tensor, own: torch.Tensor | None, 
     context, so it never looks like a sensor that has only those bands; set as the band list, it looks
     exactly like one (a four-band camera, or Landsat without its red edge), which is what it meets zero-shot.
     The files' own lost bands stay masked within the subset.
+
+    ``layouts`` (``train.sub_sensors``, ``core.sensors.sub_sensor_layouts``): named sensors' band layouts,
+    one of them drawn in half of the sub-sensor batches (a quarter of all). No layouts, no extra draw: a run
+    without ``sub_sensors`` takes the random stream it always took.
     """
     n = len(specs)
     if n == 1 or bool(torch.rand((), generator=gen) < 0.5):  # the whole sensor half the time: it is the one trained for
         keep = torch.arange(n)
+    elif layouts and bool(torch.rand((), generator=gen) < 0.5):
+        keep = torch.tensor(layouts[int(torch.randint(len(layouts), (), generator=gen))])
     else:
         size = int(sample_subset_mask(n - 1, gen).sum())  # uniform in 1..n-1 (the mask's bands are not used)
         keep = torch.randperm(n, generator=gen)[:size].sort().values  # that many of all n bands, in band order
@@ -786,7 +793,8 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
         elif tc.band_subsets == "per_sample":
             mask = sample_subset_masks(len(y), len(src.bands), gen)
         elif tc.band_subsets == "sensors":
-            x, own = _as_sub_sensor(ctx.model, x, own, src.band_specs, gen)
+            x, own = _as_sub_sensor(ctx.model, x, own, src.band_specs, gen,
+                                    sub_sensor_layouts(tc.sub_sensors, src.band_specs))
         # Dropping combines with the files' own lost bands; it never brings one back. A sample left
         # with no band at all keeps its own bands (a model cannot learn from nothing).
         mask = _keep_some(combine_masks(mask, own), own)
