@@ -155,8 +155,15 @@ def test_adaptive_rounds_stop_on_precision_and_limits(monkeypatch):
     plan = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=5.0, max_time=600)
     quiet, noisy = _jobs((1.0, 0.002), (1.0, 0.3))
     api._rounds([quiet, noisy], plan, 30)
-    assert quiet.stopped_by == "precision" and len(quiet.rounds) == 5 and quiet.look == 1
+    # The quiet row stopped at the first look and was timed on beside the noisy one (one stretch of the host's
+    # time for both floors), keeping its look and its stop.
+    assert quiet.stopped_by == "precision" and len(quiet.rounds) == 40 and quiet.look == 1
     assert noisy.stopped_by == "max rounds" and len(noisy.rounds) == 40
+    # With a time budget a stopped row leaves the rounds: the budget is for the rows still going.
+    budget = api.Plan(None, None, 40, 0.01, 0.0, adaptive=True, precision=5.0, max_time=600, time_left=600)
+    quiet, noisy = _jobs((1.0, 0.002), (1.0, 0.3))
+    api._rounds([quiet, noisy], budget, 30)
+    assert quiet.stopped_by == "precision" and len(quiet.rounds) == 5 and len(noisy.rounds) == 40
     # The last look is at max rounds: the limit's interval is the schedule's last look, alpha not spent twice.
     assert noisy.look == len(stats.looks(40))
     # Stopped by max time between looks: the interval spends the next planned look's share.
@@ -203,7 +210,9 @@ def test_progress_shows_each_rows_current_plus_minus(monkeypatch):
     looks = stats.looks(40)
     for text in lines.texts:
         head, q, n = text.splitlines()
-        done = int(n.split()[1])  # the noisy row's rounds: it goes on to the limit
+        # Rounds every row has finished (both are timed to the limit, the quiet one past its stop): a line drawn
+        # between two rows' turns in a round comes before that round's look.
+        done = min(int(q.split()[1]), int(n.split()[1]))
         if done >= looks[0]:  # once a look has passed, both rows show a ± at the latest look reached
             latest = max(x for x in looks if x <= done)
             assert "±" in q and "at round 5" in q and f"at round {latest}," in n + ",", text
@@ -316,6 +325,8 @@ NOISE = {  # name: (chance a round starts a burst, chance a burst goes on into t
     "quiet": (0.0, 0.0),
     "bursts in 1 round of 4": (0.25, 0.0),
     "episodes of ~3 rounds": (0.15, 0.6),
+    # What the pairs of 7 December 2026 showed (docs/precision.md): slow spells of about 20 rounds, half the time.
+    "spells of ~20 rounds": (0.05, 0.95),
 }
 
 
@@ -342,68 +353,66 @@ def _quiet_plus_noise(level: float, start: float, stay: float, rng: np.random.Ge
 
 
 def floor_simulation(seed: int = 0) -> dict[str, dict]:
-    """Per noise model: how often the floor's interval (at the stopping look, adaptive rounds stopping on the
-    median at +-3%) covers the quiet process's floor, and how often two runs' floors agree within 5%."""
+    """Per noise model, over pairs of runs (adaptive rounds stopping on the median at +-3%): how often two runs'
+    floors (the lowest round median) agree within 5%, and where the floor lies against the quiet process's
+    median (its 5th and 95th percentiles over the runs)."""
     level = float(np.median([np.median(r) for r in next(iter(json.loads(RECORDED.read_text())["rows"].values()))]))
     schedule = stats.looks(MAX_ROUNDS)
-    level_at_look = 1 - stats.look_alpha(len(schedule))
     out = {}
     for name, (start, stay) in NOISE.items():
         rng = np.random.default_rng(seed)
         draw = _quiet_plus_noise(level, start, stay, rng)
-        quiet = draw(20_000, CALLS, noise=False)
-        truth = float(np.quantile(np.median(quiet, axis=1), stats.FLOOR_Q))  # the quiet machine's floor
-        hits, agree, rounds, medians_apart = 0, 0, [], 0
+        quiet_median = float(np.median(np.median(draw(20_000, CALLS, noise=False), axis=1)))
+        agree, q25_agree, medians_apart, rounds, vs_quiet = 0, 0, 0, [], []
         for _ in range(FLOOR_SIMS):
-            floors, p50s = [], []
-            for run in range(2):
+            floors, q25s, p50s = [], [], []
+            for _run in range(2):
                 data = draw(MAX_ROUNDS, CALLS)
-                low, high, r = _one_bench(lambda n, c, d=data: d, schedule, 3.0)
-                value, f_low, f_high = stats.floor_ci(np.median(data[:r], axis=1), level_at_look)
-                floors.append(value)
+                _, _, r = _one_bench(lambda n, c, d=data: d, schedule, 3.0)
+                floors.append(float(np.median(data[:r], axis=1).min()))  # summarize's floor (tested below)
+                q25s.append(float(np.quantile(np.median(data[:r], axis=1), 0.25)))
                 p50s.append(float(np.median(data[:r])))
-                if run == 0:
-                    hits += f_low <= truth <= f_high
-                    rounds.append(r)
+                rounds.append(r)
+                vs_quiet.append(floors[-1] / quiet_median)
             agree += abs(floors[1] / floors[0] - 1) <= 0.05
+            q25_agree += abs(q25s[1] / q25s[0] - 1) <= 0.05
             medians_apart += abs(p50s[1] / p50s[0] - 1) > 0.05
-        out[name] = {"coverage": hits / FLOOR_SIMS, "agree_5pct": agree / FLOOR_SIMS,
+        low, high = np.quantile(vs_quiet, [0.05, 0.95])
+        out[name] = {"agree_5pct": agree / FLOOR_SIMS, "q25_agree_5pct": q25_agree / FLOOR_SIMS,
                      "median_apart_5pct": medians_apart / FLOOR_SIMS, "rounds": float(np.mean(rounds)),
-                     "floor_vs_quiet_median": truth / float(np.median(quiet))}
+                     "vs_quiet_median": (float(low), float(high))}
     return out
 
 
-def test_floor_covers_the_quiet_machine_and_two_runs_agree():
-    """The floor's interval covers the quiet process's floor under additive noise, and two runs' floors agree
-    within 5% (the issue's criterion), where the pooled medians often do not."""
+def test_floor_agrees_between_runs_and_lies_just_below_the_quiet_machine():
+    """Two runs' floors agree within 5% (the issue's criterion) under every noise model, long spells included,
+    where the pooled medians often do not; and the floor lies below the quiet machine's median by a few
+    round-to-round deviations at most (what it estimates)."""
     result = floor_simulation()
     for name, r in result.items():
-        print(f"{name}: floor interval covers the quiet floor in {r['coverage']:.0%}, two runs' floors within 5% in "
-              f"{r['agree_5pct']:.0%} (medians more than 5% apart in {r['median_apart_5pct']:.0%}), "
-              f"{r['rounds']:.1f} rounds; quiet floor = {r['floor_vs_quiet_median']:.3f} x quiet median")
-        assert r["coverage"] >= 0.95, (name, r)
+        print(f"{name}: two runs' floors within 5% in {r['agree_5pct']:.0%} (lower quartiles {r['q25_agree_5pct']:.0%}; "
+              f"medians more than 5% apart in {r['median_apart_5pct']:.0%}), {r['rounds']:.1f} rounds; floor = "
+              f"{r['vs_quiet_median'][0]:.3f}-{r['vs_quiet_median'][1]:.3f} x quiet median (5th-95th percentile)")
         assert r["agree_5pct"] >= 0.95, (name, r)
-        assert 0.95 < r["floor_vs_quiet_median"] < 1.0  # what it estimates: just below the quiet median
-    # The noise is strong enough to matter: without it the medians agree, with it they often do not.
+        assert 0.92 < r["vs_quiet_median"][0] and r["vs_quiet_median"][1] < 1.01, (name, r)
+    # The noise is strong enough to matter: without it the medians agree, with it they often do not; and long
+    # spells defeat the lower quartile (the floor before December 2026), not the minimum.
     assert result["quiet"]["median_apart_5pct"] < 0.05
     assert max(r["median_apart_5pct"] for r in result.values()) > 0.1
+    assert result["spells of ~20 rounds"]["q25_agree_5pct"] < 0.9
 
 
-def test_floor_interval_closes_with_rounds_and_never_excludes_the_floor():
+def test_the_floor_is_the_lowest_round_and_slow_rounds_do_not_move_it():
     rng = np.random.default_rng(3)
-    few = np.exp(rng.normal(0, 0.02, 5))
     many = np.exp(rng.normal(0, 0.02, 60))
-    for medians in (few, many):
-        value, low, high = stats.floor_ci(medians)
-        assert low <= value <= high
-        assert value == pytest.approx(np.quantile(medians, 0.25))
-    # More rounds, narrower interval; noise only raises values, so slowing 40% of the rounds by 40% moves the
-    # floor less than the median, and by less than 2%.
-    assert np.subtract(*stats.floor_ci(many)[2:0:-1]) < np.subtract(*stats.floor_ci(few)[2:0:-1])
-    slowed = many.copy()
-    slowed[rng.permutation(60)[:24]] *= 1.4
-    moved = stats.floor_ci(slowed)[0] / stats.floor_ci(many)[0] - 1
-    assert 0 <= moved < 0.02 and moved < np.median(slowed) / np.median(many) - 1
+    rounds = [[m * 0.99, m, m * 1.01] for m in many]
+    assert stats.summarize(rounds)["latency_ms_floor"] == pytest.approx(many.min())
+    # Noise only raises values: slowing 60% of the rounds by 40% leaves the floor where it was while one fast
+    # round is left, where the pooled median moves by far more.
+    slow = set(rng.permutation(60)[:36].tolist()) - {int(np.argmin(many))}
+    slowed = [[x * (1.4 if i in slow else 1.0) for x in r] for i, r in enumerate(rounds)]
+    assert stats.summarize(slowed)["latency_ms_floor"] == pytest.approx(many.min())
+    assert stats.summarize(slowed)["latency_ms_p50"] > 1.05 * stats.summarize(rounds)["latency_ms_p50"]
 
 
 def test_time_budget_stops_rows_and_says_so(monkeypatch):

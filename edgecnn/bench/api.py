@@ -658,15 +658,25 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
     """The interleaved rounds, who goes first rotating; adaptive: each row stops once its look decides it.
 
     A row a limit stops says which: ``max rounds``, ``max time``, or ``time budget`` (the smaller of
-    ``max_time`` and the budget's ``time_left`` is the one that applies)."""
+    ``max_time`` and the budget's ``time_left`` is the one that applies).
+
+    Without a budget (no time budget, no latency budget), a row its look stopped stays in the rounds until
+    the last row stops: every row's figures then come from the same stretch of the host's time. Why: a
+    shared host has slow spells of tens of seconds (measured: OpenVINO INT8 rounds at 0.87 ms and at 1.03
+    ms, in runs of 5 to 20 rounds); a row that stopped within one spell after 17 rounds had a floor 14%
+    above the same row's in the bench before it, while the eager row beside it went on to 38 rounds and
+    met the fast spell. It costs the rows' own rounds (each a fraction of a second), not a longer bench.
+    With a budget, a stopped row leaves the rounds at once: the budget is for the rows still going."""
     schedule = looks(plan.rounds) if plan.adaptive else []
     t0 = time.monotonic()
     by_budget = plan.time_left is not None and plan.time_left < plan.max_time
     max_time = min(plan.max_time, plan.time_left) if plan.time_left is not None else plan.max_time
+    together = plan.time_left is None and plan.budget_ms is None
     for r in range(plan.rounds):
         order = [j for j in _alive(jobs) if j.stopped_by is None]
         if not order:
             return
+        order = _alive(jobs) if together else order
         order = order[r % len(order):] + order[: r % len(order)]
         for job in order:
             if progress is not None:
@@ -675,7 +685,8 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
             _round(job, plan, r, step_timeout)
         if not plan.adaptive:
             continue
-        going = [j for j in order if j.worker is not None]
+        # A row timed on after its stop keeps the look and the stop it had.
+        going = [j for j in order if j.worker is not None and j.stopped_by is None]
         if r + 1 in schedule:
             for job in going:
                 _look(job, schedule.index(r + 1) + 1, len(schedule))
@@ -685,7 +696,7 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
         if limit is None and time.monotonic() - t0 >= max_time:
             limit = "time budget" if by_budget else "max time"
         if limit:
-            for job in (j for j in going if j.stopped_by is None):
+            for job in going:
                 # The last interval is one more look unless this round was one: it spends the share of the
                 # next planned look, which never comes (the last look is at max rounds, so one is left).
                 job.look = job.look if r + 1 in schedule else (job.look or 0) + 1

@@ -33,10 +33,9 @@ def _pm(value: float | None, low: float | None, high: float | None, ratio: bool 
 
 # Which figure is which: the table shows two, and only one of them is the one to compare across runs on a
 # shared machine.
-FLOOR_LEGEND = ("p50: the median of every timed call ± its 95% interval (what this run saw); floor: the lower "
-                "quartile of "
-                "the round medians (interval in --json), the figure the host's noise moves least: compare runs "
-                "with it (docs/precision.md); GMAC/s with its share of the peak below")
+FLOOR_LEGEND = ("p50: the median of every timed call ± its 95% interval (what this run saw); floor: the lowest "
+                "of the round medians, the figure the host's noise moves least: compare runs with it "
+                "(docs/precision.md); GMAC/s with its share of the peak below")
 
 
 def print_rows(console, rows: list[dict]) -> None:
@@ -107,7 +106,7 @@ def _latency_table(rows: list[dict]):
         same = r.get("distinguishable_from_ref") is False
         table.add_row(
             r["name"], _pm(r["latency_ms_p50"], r.get("latency_ms_p50_ci_low"), r.get("latency_ms_p50_ci_high")),
-            _ms(r.get("latency_ms_floor")),  # its interval is in the JSON: the table keeps to 100 columns
+            _ms(r.get("latency_ms_floor")),
             _ms(r["latency_ms_p99"]),
             _pm(r["ratio_vs_ref"], r.get("ratio_ci_low"), r.get("ratio_ci_high"), ratio=True) + (" ≈" if same else ""),
             # GMAC/s with its share of the CPU's peak (the line under the table says which peak): one column, so

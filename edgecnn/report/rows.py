@@ -31,7 +31,7 @@ COLUMNS = [
     "top1_agreement", "max_abs_logit_diff",
     "macs", "params", "input_size",
     "latency_ms_p50", "latency_ms_p50_ci_low", "latency_ms_p50_ci_high",
-    "latency_ms_floor", "latency_ms_floor_ci_low", "latency_ms_floor_ci_high", "latency_ms_p90", "latency_ms_p99",
+    "latency_ms_floor", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_mean", "cv", "throughput_ips", "gmacs_per_s", "peak_fraction",
     "peak_rss_mb", "size_bytes", "size_mb", "ratio_vs_ref", "ratio_ci_low", "ratio_ci_high", "threads", "batch",
     "warning", "error",
@@ -41,7 +41,7 @@ COLUMNS = [
 ]
 ROLES = ("gpu-reference", "reference", "edge")
 BENCH_FIELDS = ("device_desc", "runtime", "runtime_version", "runtime_note", "latency_ms_p50", "latency_ms_p50_ci_low",
-                "latency_ms_p50_ci_high", "latency_ms_floor", "latency_ms_floor_ci_low", "latency_ms_floor_ci_high",
+                "latency_ms_p50_ci_high", "latency_ms_floor",
                 "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "cv",
                 "throughput_ips", "gmacs_per_s", "peak_fraction", "peak_rss_mb", "ratio_vs_ref", "ratio_ci_low",
                 "ratio_ci_high", "threads", "batch", "warning", "error",
