@@ -204,23 +204,31 @@ def test_sub_sensor_training_is_refused_for_a_model_without_wavelengths():
     _one_line_refusal(proc, "train.band_subsets=sensors", "cnn_attn cannot", "per_sample")
 
 
+def _sentinel2_wave(size: int):
+    """A small cnn_attn_wave on Sentinel-2's bands, a seeded generator, and two images whose every plane holds
+    its band's index (so a sub-sensor's planes say which bands it kept)."""
+    import torch
+
+    from edgecnn.core.sensors import resolve_bands
+    from edgecnn.train import run as R
+
+    recipe = load_recipe("recipes/quickstart.yaml", ["model.name=cnn_attn_wave", "model.heads=2",
+                                                     "data.bands=sentinel2", "data.mean=null", "data.std=null"])
+    specs = resolve_bands("sentinel2")
+    x = torch.arange(len(specs), dtype=torch.float32)[None, :, None, None].expand(2, -1, size, size)
+    return R.build_for_recipe(recipe, 3).eval(), specs, torch.Generator().manual_seed(0), x
+
+
 def test_a_sub_sensor_batch_carries_its_bands_only_and_the_stem_is_set_to_them():
     """In-process: each draw slices the images and the files' lost-band mask to one subset, in band order, and
     sets the stem to exactly those bands (a sensor of its own), so the model runs on it; the whole sensor is
     drawn about half the time."""
     import torch
 
-    from edgecnn.core.sensors import resolve_bands
     from edgecnn.models.wave_conv import wave_stem
-    from edgecnn.train import run as R
     from edgecnn.train.loop import _as_sub_sensor
 
-    recipe = load_recipe("recipes/quickstart.yaml", ["model.name=cnn_attn_wave", "model.heads=2",
-                                                     "data.bands=sentinel2", "data.mean=null", "data.std=null"])
-    model = R.build_for_recipe(recipe, 3).eval()
-    specs = resolve_bands("sentinel2")
-    gen = torch.Generator().manual_seed(0)
-    x = torch.arange(len(specs), dtype=torch.float32)[None, :, None, None].expand(2, -1, 32, 32)
+    model, specs, gen, x = _sentinel2_wave(32)
     own = torch.ones(2, len(specs))
     own[1, 0] = 0  # the second file lost B02
     whole = 0
@@ -252,24 +260,15 @@ def test_named_sub_sensors_are_the_run_bands_nearest_to_theirs():
     assert all(k in every for k in layouts) and all(0 < len(k) < len(s2) for k in every)
 
 
-def test_named_sub_sensors_are_drawn_in_a_quarter_of_the_batches():
-    import torch
-
-    from edgecnn.core.sensors import resolve_bands
-    from edgecnn.train import run as R
+def test_named_sub_sensors_make_every_sub_sensor_batch():
     from edgecnn.train.loop import _as_sub_sensor
 
-    recipe = load_recipe("recipes/quickstart.yaml", ["model.name=cnn_attn_wave", "model.heads=2",
-                                                     "data.bands=sentinel2", "data.mean=null", "data.std=null"])
-    model = R.build_for_recipe(recipe, 3).eval()
-    specs = resolve_bands("sentinel2")
-    gen = torch.Generator().manual_seed(0)
-    x = torch.arange(len(specs), dtype=torch.float32)[None, :, None, None].expand(2, -1, 8, 8)
+    model, specs, gen, x = _sentinel2_wave(8)
     drawn = [_as_sub_sensor(model, x, None, specs, gen, [[0, 1, 2, 7]])[0][0, :, 0, 0].long().tolist()
              for _ in range(400)]
-    named = sum(k == [0, 1, 2, 7] for k in drawn)
-    assert 70 <= named <= 140, named  # a quarter of 400, and a random subset rarely is exactly these four
-    assert 160 <= sum(len(k) == len(specs) for k in drawn) <= 240
+    # Half the batches the whole sensor, the other half the one named layout, never a random subset.
+    assert {tuple(k) for k in drawn} == {(0, 1, 2, 7), tuple(range(len(specs)))}
+    assert 160 <= sum(k == [0, 1, 2, 7] for k in drawn) <= 240
 
 
 def test_sub_sensors_need_band_subsets_sensors_and_known_presets():

@@ -148,9 +148,10 @@ def _num(v, fmt: str) -> str:
 def section(name: str, got: dict, commit: str, date: str, note: str | None) -> list[str]:
     out = [f"## {name}", "", *stamp(got, commit, date, note), ""]
     if got["bench"]:
-        out += ["Latency, batch 1 (p50 ms with its 95% interval; floor: the lower quartile of the round medians, "
+        out += ["Latency, batch 1 (p50 ms with its 95% interval; floor: the lowest of the round medians (bench files "
+                "before commit 3c69070: their lower quartile, with its interval), "
                 "the figure host noise moves least; x ref: median over the reference row's):", "",
-                "| name | runtime | threads | p50 ms [95% CI] | floor ms [95% CI] | p99 ms | x ref | GMAC/s | size MB | note |",
+                "| name | runtime | threads | p50 ms [95% CI] | floor ms | p99 ms | x ref | GMAC/s | size MB | note |",
                 "|---|---|---:|---|---|---:|---:|---:|---:|---|"]
         for r in got["bench"]:
             ratio = r.get("ratio_vs_ref")

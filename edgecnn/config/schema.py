@@ -289,9 +289,10 @@ class TrainConfig(Section):
     )
     sub_sensors: list[str] = Field(
         default_factory=list,
-        description="with band_subsets=sensors: sensor presets whose band layouts (the run's bands nearest to "
-        "theirs) are drawn for a quarter of the batches, e.g. [landsat8, planetscope]; all = every preset. "
-        "The model sees those sensors' bands as the run's files render them, never their files",
+        description="with band_subsets=sensors: the sensor presets the model is for, e.g. [landsat8, planetscope] "
+        "(all = every preset); every sub-sensor batch is then one of their band layouts (the run's bands nearest to "
+        "theirs) instead of a random subset. The model sees those sensors' bands as the run's files render them, "
+        "never their files",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads per process (default: cores / local processes)")

@@ -330,8 +330,9 @@ def sub_sensor_layouts(sensors: list[str], trained: list[Band]) -> list[list[int
     as sorted index lists, one per distinct layout that fills some but not all of them (``all``: every preset).
 
     Why: a sub-sensor drawn at random rarely is the one a model meets (four bands out of ten, the blue,
-    green, red and NIR of nearly every satellite). Drawing the layout of a sensor the user names trains
-    the model on its bands as the run's own files render them; it never sees that sensor's files.
+    green, red and NIR of nearly every satellite: about 1 draw in 950). Drawing the layouts of the sensors
+    the user names trains the model on their bands as the run's own files render them; it never sees
+    those sensors' files.
 
     Raises:
         BandError: an unknown preset (with "did you mean").
