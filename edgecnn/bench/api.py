@@ -676,7 +676,8 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
         order = [j for j in _alive(jobs) if j.stopped_by is None]
         if not order:
             return
-        order = _alive(jobs) if together else order
+        if together:  # a row stopped on its precision is timed on; one that gives a single mean is not
+            order = [j for j in _alive(jobs) if j.stopped_by in (None, "precision")]
         order = order[r % len(order):] + order[: r % len(order)]
         for job in order:
             if progress is not None:
