@@ -304,7 +304,8 @@ def _check_request(run: Path, target: str, epochs: int | None, out: Path | None,
                         f"({read_qat(run).get('float_run', 'see its qat.json')})")
     float_recipe = R.read_run_recipe(run)
     if channels is not None:
-        overrides = ["train.band_subsets=none", "train.sub_sensors=[]", *overrides]  # the folded model sees its subset, always
+        # The folded model sees its subset, always.
+        overrides = ["train.band_subsets=none", "train.sub_sensors=[]", *overrides]
     elif float_recipe.train.band_subsets == "sensors":
         # The QAT graph has one stored stem for the run's own bands: it cannot be set to a sub-sensor, and
         # its artifact meets subsets as masks, so QAT draws masked subsets.

@@ -768,6 +768,9 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
         # Every rank drew the same global batches; each takes every world-th image of each.
         # A global batch too small to give each rank two images (BatchNorm needs two) is dropped.
         batches = [b[dist.rank :: dist.world] for b in batches if len(b) >= 2 * dist.world]
+    configs = [s.cfg for s in sources] if sources else [cfg]  # each source's bands and normalisation
+    # The named sensors' band layouts in each source's bands (train.sub_sensors): once an epoch, not a batch.
+    layouts = [sub_sensor_layouts(tc.sub_sensors, c.band_specs) for c in configs] if tc.sub_sensors else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp)
     task = progress.add_task(title, total=len(batches), loss=0.0)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
@@ -780,7 +783,8 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
             progress.advance(task)
             continue
         own = file_mask(x)
-        src = sources[ds.source_of(idx[0])].cfg if sources else cfg  # this batch's bands and normalisation
+        k = ds.source_of(idx[0]) if sources else 0
+        src = configs[k]  # this batch's bands and normalisation
         if sources:
             set_bands(ctx.model, src.band_specs)
         x = prepare(x, device, src.mean, src.std, aug, gen)
@@ -793,8 +797,7 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
         elif tc.band_subsets == "per_sample":
             mask = sample_subset_masks(len(y), len(src.bands), gen)
         elif tc.band_subsets == "sensors":
-            x, own = _as_sub_sensor(ctx.model, x, own, src.band_specs, gen,
-                                    sub_sensor_layouts(tc.sub_sensors, src.band_specs))
+            x, own = _as_sub_sensor(ctx.model, x, own, src.band_specs, gen, layouts[k] if layouts else ())
         # Dropping combines with the files' own lost bands; it never brings one back. A sample left
         # with no band at all keeps its own bands (a model cannot learn from nothing).
         mask = _keep_some(combine_masks(mask, own), own)
