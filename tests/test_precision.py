@@ -1,7 +1,7 @@
 """Adaptive rounds (``edgecnn bench --precision``): the sequential interval keeps its coverage when the
 number of rounds depends on the data, checked by simulation from per-round data recorded on a 2-core VM.
 
-Pure numpy and about a second: the CI suite runs it on every push.
+Pure numpy and about ten seconds: the CI suite runs it on every push.
 """
 
 from __future__ import annotations
@@ -218,6 +218,10 @@ def test_progress_shows_each_rows_current_plus_minus(monkeypatch):
             assert "±" in q and "at round 5" in q and f"at round {latest}," in n + ",", text
         else:
             assert "± at the first look" in q and "± at the first look" in n
+        # A row stopped on its precision while another goes on is still timed: it says so, not "stopped".
+        assert "stopped: precision" not in q or "stopped:" in n, text
+    assert any(t.splitlines()[1].endswith("precise: timed on for the floor") for t in lines.texts)
+    assert lines.texts[-1].splitlines()[1].endswith("stopped: precision")
     half = (noisy.ci[2] - noisy.ci[1]) / 2 / noisy.ci[0] * 100
     assert lines.texts[-1].splitlines()[2].endswith(f"40 rounds, ±{half:.1f}% at round 40, stopped: max rounds")
     # A row a limit stops before its first look has no ± to show, and says so.
@@ -317,20 +321,30 @@ def test_overhead_check_respects_the_time_budget(monkeypatch):
 # The recorded rounds above come from a busy VM: their spread is mostly the host's noise, so they cannot stand for a
 # quiet machine. The quiet process here is stated instead: the recorded row's level, round-to-round drift of
 # QUIET_SD (AR(1), phi 0.5, as above; about what the quiet Zen 3 benches showed: round medians 4-6% apart over 5-8
-# rounds), calls lognormal 3% around their round's level with one in 100 3x slow. The host's noise is then added on
-# top, never subtracted (Chen and Revels 2016): bursts that slow every call of a round by 5-60% of the level.
+# rounds), calls around their round's level with the shape of the quietest rounds recorded on 7 December 2026 (a
+# sharp lower edge about 5% below the round's median, a tail to the right: 0.95 + 0.05 * Gamma(2, 0.6), 5th
+# percentile 0.96, 95th 1.14; a deterministic computation has a fastest time, noise only adds) and one in 100 3x
+# slow. The host's noise is then added on top, never subtracted (Chen and Revels 2016): bursts that slow the
+# calls of a round by 5-60% of the level.
 QUIET_SD = 0.02
 FLOOR_SIMS = 100
-NOISE = {  # name: (chance a round starts a burst, chance a burst goes on into the next round)
-    "quiet": (0.0, 0.0),
-    "bursts in 1 round of 4": (0.25, 0.0),
-    "episodes of ~3 rounds": (0.15, 0.6),
-    # What the pairs of 7 December 2026 showed (docs/precision.md): slow spells of about 20 rounds, half the time.
-    "spells of ~20 rounds": (0.05, 0.95),
+CALLS_FLOOR = 240  # samples per simulated round: what a real round of the eager row holds (250-1100 in the INT8 rows)
+NOISE = {  # name: (chance a round starts a burst, chance a burst goes on into the next round, share of its calls spared)
+    "quiet": (0.0, 0.0, 0.0),
+    "bursts in 1 round of 4": (0.25, 0.0, 0.0),
+    "episodes of ~3 rounds": (0.15, 0.6, 0.0),
+    # The pairs of 7 December 2026 (docs/precision.md): slow spells of about 20 rounds, half the time. A run that
+    # begins in one and stops before it ends meets no quiet call: no figure of that run alone can tell.
+    "spells of ~20 rounds, every call slowed": (0.05, 0.95, 0.0),
+    # What the raw calls of that afternoon showed: spells spare a few calls (3 of 60 rounds of one run held one).
+    "spells of ~20 rounds, a few calls spared": (0.05, 0.95, 0.01),
+    # ... and spells that outlast a bench (three quarters of the time slow, ~60 rounds at a stretch).
+    "long spells, a few calls spared": (0.05, 0.983, 0.01),
 }
+UNTELLABLE = "spells of ~20 rounds, every call slowed"
 
 
-def _quiet_plus_noise(level: float, start: float, stay: float, rng: np.random.Generator):
+def _quiet_plus_noise(level: float, start: float, stay: float, spared: float, rng: np.random.Generator):
     phi = 0.5
 
     def draw(n_rounds: int, calls: int, noise: bool = True) -> np.ndarray:
@@ -338,15 +352,16 @@ def _quiet_plus_noise(level: float, start: float, stay: float, rng: np.random.Ge
         z[0] = rng.normal(0, QUIET_SD)
         for i in range(1, n_rounds):
             z[i] = phi * z[i - 1] + rng.normal(0, QUIET_SD * np.sqrt(1 - phi * phi))
-        x = level * np.exp(z)[:, None] * rng.lognormal(0, 0.03, (n_rounds, calls))
+        x = level * np.exp(z)[:, None] * (0.95 + 0.05 * rng.gamma(2.0, 0.6, (n_rounds, calls)))
         x = np.where(rng.random(x.shape) < 0.01, 3 * x, x)
         if noise:
-            burst, on = np.zeros(n_rounds, bool), False
+            burst, on = np.zeros(n_rounds, bool), rng.random() < start / (start + 1 - stay + 1e-12)
             for i in range(n_rounds):
                 on = rng.random() < (stay if on else start)
                 burst[i] = on
             slow = np.where(burst, rng.uniform(0.05, 0.6, n_rounds), 0.0)
-            x = x + level * slow[:, None] * rng.uniform(0.5, 1.5, x.shape)
+            hit = rng.random(x.shape) >= spared
+            x = x + level * slow[:, None] * rng.uniform(0.5, 1.5, x.shape) * hit
         return x
 
     return draw
@@ -354,64 +369,70 @@ def _quiet_plus_noise(level: float, start: float, stay: float, rng: np.random.Ge
 
 def floor_simulation(seed: int = 0) -> dict[str, dict]:
     """Per noise model, over pairs of runs (adaptive rounds stopping on the median at +-3%): how often two runs'
-    floors (the lowest round median) agree within 5%, and where the floor lies against the quiet process's
-    median (its 5th and 95th percentiles over the runs)."""
+    floors (the fastest sample) agree within 5%, against the lowest round median and the lower quartile of the
+    round medians (the floors before), and where the floor lies against the quiet process's median (its 5th and
+    95th percentiles over the runs)."""
     level = float(np.median([np.median(r) for r in next(iter(json.loads(RECORDED.read_text())["rows"].values()))]))
     schedule = stats.looks(MAX_ROUNDS)
     out = {}
-    for name, (start, stay) in NOISE.items():
+    for name, (start, stay, spared) in NOISE.items():
         rng = np.random.default_rng(seed)
-        draw = _quiet_plus_noise(level, start, stay, rng)
-        quiet_median = float(np.median(np.median(draw(20_000, CALLS, noise=False), axis=1)))
-        agree, q25_agree, medians_apart, rounds, vs_quiet = 0, 0, 0, [], []
+        draw = _quiet_plus_noise(level, start, stay, spared, rng)
+        quiet_median = float(np.median(draw(5_000, CALLS_FLOOR, noise=False)))
+        agree = {"floor": 0, "lowest round": 0, "q25": 0, "median": 0}
+        rounds, vs_quiet = [], []
         for _ in range(FLOOR_SIMS):
-            floors, q25s, p50s = [], [], []
+            figs: dict[str, list[float]] = {k: [] for k in agree}
             for _run in range(2):
-                data = draw(MAX_ROUNDS, CALLS)
-                _, _, r = _one_bench(lambda n, c, d=data: d, schedule, 3.0)
-                floors.append(float(np.median(data[:r], axis=1).min()))  # summarize's floor (tested below)
-                q25s.append(float(np.quantile(np.median(data[:r], axis=1), 0.25)))
-                p50s.append(float(np.median(data[:r])))
+                data = draw(MAX_ROUNDS, CALLS_FLOOR)
+                _, _, r = _one_bench(lambda n, c, d=data: d[:, ::16], schedule, 3.0)  # looks on every 16th, for speed
+                medians = np.median(data[:r], axis=1)
+                figs["floor"].append(float(data[:r].min()))  # summarize's floor (tested below)
+                figs["lowest round"].append(float(medians.min()))
+                figs["q25"].append(float(np.quantile(medians, 0.25)))
+                figs["median"].append(float(np.median(data[:r])))
                 rounds.append(r)
-                vs_quiet.append(floors[-1] / quiet_median)
-            agree += abs(floors[1] / floors[0] - 1) <= 0.05
-            q25_agree += abs(q25s[1] / q25s[0] - 1) <= 0.05
-            medians_apart += abs(p50s[1] / p50s[0] - 1) > 0.05
+                vs_quiet.append(figs["floor"][-1] / quiet_median)
+            for k, (a, b) in figs.items():
+                agree[k] += abs(b / a - 1) <= 0.05
         low, high = np.quantile(vs_quiet, [0.05, 0.95])
-        out[name] = {"agree_5pct": agree / FLOOR_SIMS, "q25_agree_5pct": q25_agree / FLOOR_SIMS,
-                     "median_apart_5pct": medians_apart / FLOOR_SIMS, "rounds": float(np.mean(rounds)),
+        out[name] = {"agree_5pct": {k: v / FLOOR_SIMS for k, v in agree.items()}, "rounds": float(np.mean(rounds)),
                      "vs_quiet_median": (float(low), float(high))}
     return out
 
 
-def test_floor_agrees_between_runs_and_lies_just_below_the_quiet_machine():
-    """Two runs' floors agree within 5% (the issue's criterion) under every noise model, long spells included,
-    where the pooled medians often do not; and the floor lies below the quiet machine's median by a few
-    round-to-round deviations at most (what it estimates)."""
+def test_floor_agrees_between_runs_and_lies_below_the_quiet_machine():
+    """Two runs' floors agree within 5% (the issue's criterion) under every noise model, spells that outlast a
+    bench included, where the pooled medians often do not; and the floor lies below the quiet machine's median
+    by about the spread of its quiet calls (what it costs)."""
     result = floor_simulation()
     for name, r in result.items():
-        print(f"{name}: two runs' floors within 5% in {r['agree_5pct']:.0%} (lower quartiles {r['q25_agree_5pct']:.0%}; "
-              f"medians more than 5% apart in {r['median_apart_5pct']:.0%}), {r['rounds']:.1f} rounds; floor = "
+        a = r["agree_5pct"]
+        print(f"{name}: two runs within 5%: floor {a['floor']:.0%}, lowest round {a['lowest round']:.0%}, lower "
+              f"quartile {a['q25']:.0%}, median {a['median']:.0%}; {r['rounds']:.1f} rounds; floor = "
               f"{r['vs_quiet_median'][0]:.3f}-{r['vs_quiet_median'][1]:.3f} x quiet median (5th-95th percentile)")
-        assert r["agree_5pct"] >= 0.95, (name, r)
-        assert 0.92 < r["vs_quiet_median"][0] and r["vs_quiet_median"][1] < 1.01, (name, r)
-    # The noise is strong enough to matter: without it the medians agree, with it they often do not; and long
-    # spells defeat the lower quartile (the floor before December 2026), not the minimum.
-    assert result["quiet"]["median_apart_5pct"] < 0.05
-    assert max(r["median_apart_5pct"] for r in result.values()) > 0.1
-    assert result["spells of ~20 rounds"]["q25_agree_5pct"] < 0.9
+        assert a["floor"] >= max(a.values()) - 0.03, (name, r)  # no other figure does better
+        if name != UNTELLABLE:
+            assert a["floor"] >= 0.95, (name, r)
+            assert 0.85 < r["vs_quiet_median"][0] and r["vs_quiet_median"][1] < 0.97, (name, r)
+    # The noise is strong enough to matter: without it the medians agree, with it they often do not; spells
+    # defeat the lower quartile, and spells that outlast a bench the lowest round median, not the fastest sample.
+    assert result["quiet"]["agree_5pct"]["median"] > 0.95
+    assert min(r["agree_5pct"]["median"] for r in result.values()) < 0.9
+    assert result["spells of ~20 rounds, a few calls spared"]["agree_5pct"]["q25"] < 0.9
+    assert result["long spells, a few calls spared"]["agree_5pct"]["lowest round"] < 0.9
 
 
-def test_the_floor_is_the_lowest_round_and_slow_rounds_do_not_move_it():
+def test_the_floor_is_the_fastest_sample_and_slow_calls_do_not_move_it():
     rng = np.random.default_rng(3)
     many = np.exp(rng.normal(0, 0.02, 60))
     rounds = [[m * 0.99, m, m * 1.01] for m in many]
-    assert stats.summarize(rounds)["latency_ms_floor"] == pytest.approx(many.min())
-    # Noise only raises values: slowing 60% of the rounds by 40% leaves the floor where it was while one fast
-    # round is left, where the pooled median moves by far more.
-    slow = set(rng.permutation(60)[:36].tolist()) - {int(np.argmin(many))}
-    slowed = [[x * (1.4 if i in slow else 1.0) for x in r] for i, r in enumerate(rounds)]
-    assert stats.summarize(slowed)["latency_ms_floor"] == pytest.approx(many.min())
+    assert stats.summarize(rounds)["latency_ms_floor"] == pytest.approx(many.min() * 0.99)
+    # Noise only raises values: slowing every call but one by 40% leaves the floor where it was, where the
+    # pooled median moves by far more.
+    fastest = int(np.argmin(many))
+    slowed = [[x * (1.4 if (i, j) != (fastest, 0) else 1.0) for j, x in enumerate(r)] for i, r in enumerate(rounds)]
+    assert stats.summarize(slowed)["latency_ms_floor"] == pytest.approx(many.min() * 0.99)
     assert stats.summarize(slowed)["latency_ms_p50"] > 1.05 * stats.summarize(rounds)["latency_ms_p50"]
 
 

@@ -271,6 +271,19 @@ def test_named_sub_sensors_make_every_sub_sensor_batch():
     assert 160 <= sum(k == [0, 1, 2, 7] for k in drawn) <= 240
 
 
+def test_sub_sensors_that_give_no_sub_sensor_are_said():
+    """Naming only sensors with every band of the run (its own) or none of them would silently leave the
+    sub-sensors random: training says so, naming the source, and stays quiet when one layout exists."""
+    from edgecnn.train.loop import Data, _no_sub_sensor
+
+    def said(names):
+        recipe = load_recipe("recipes/cross_sensor.yaml", ["train.band_subsets=sensors", f"train.sub_sensors=[{names}]"])
+        return _no_sub_sensor(recipe, Data(None, None, [], recipe, None))
+
+    assert "drawn at random" in said("sentinel2") and "the run" in said("sentinel2")
+    assert said("sentinel2,planetscope") is None
+
+
 def test_sub_sensors_need_band_subsets_sensors_and_known_presets():
     proc = cli("validate", "recipes/cross_sensor.yaml", "train.sub_sensors=[planetscope]")
     _one_line_refusal(proc, "train.sub_sensors", "band_subsets=sensors")

@@ -148,8 +148,9 @@ def _num(v, fmt: str) -> str:
 def section(name: str, got: dict, commit: str, date: str, note: str | None) -> list[str]:
     out = [f"## {name}", "", *stamp(got, commit, date, note), ""]
     if got["bench"]:
-        out += ["Latency, batch 1 (p50 ms with its 95% interval; floor: the lowest of the round medians (bench files "
-                "before commit 3c69070: their lower quartile, with its interval), "
+        out += ["Latency, batch 1 (p50 ms with its 95% interval; floor: the fastest call (bench files "
+                "before commit 3c69070: the lower quartile of the round medians, with its interval; "
+                "from 3c69070 to c053ed4: the lowest round median), "
                 "the figure host noise moves least; x ref: median over the reference row's):", "",
                 "| name | runtime | threads | p50 ms [95% CI] | floor ms | p99 ms | x ref | GMAC/s | size MB | note |",
                 "|---|---|---:|---|---|---:|---:|---:|---:|---|"]

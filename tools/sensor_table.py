@@ -7,9 +7,10 @@ each sensor's bands see them; written into ``--data``, by default ``<out>/data``
 evaluates, through the edgecnn CLI only:
 
 - with wavelengths: ``cnn_attn_wave`` trained on Sentinel-2's bands, evaluated on each sensor; and the same
-  trained with half its batches a random sub-sensor (``train.band_subsets=sensors``)
-  (``edgecnn eval RUN data.root=... data.bands=...``); skipped with a message while this checkout has
-  no such model;
+  trained with half its batches a random sub-sensor (``train.band_subsets=sensors``), and with those
+  sub-sensors the layouts of Landsat-8 and PlanetScope (``train.sub_sensors``: their band lists, not
+  their files) (``edgecnn eval RUN data.root=... data.bands=...``); skipped with a message while this
+  checkout has no such model;
 - without wavelengths: ``cnn_attn_dynconv_mask`` trained on Sentinel-2 over random band subsets; on
   another sensor each band fills the slot of the Sentinel-2 band with the same name or the nearest
   centre wavelength, the slots left over zero-filled and masked (``core.sensors.match_bands``);
@@ -18,8 +19,8 @@ evaluates, through the edgecnn CLI only:
 Every run is kept in ``--out`` and reused (or resumed) on a second call. Prints a Markdown table stamped
 with the command, the CPU, the commit and the versions.
 
-Cost: with the recipe's 30 epochs (since ba391b6), about 45 minutes of two idle cores on a 2-core AMD EPYC
-(Zen 3), estimated from the epoch times there: the wavelength run about 15 s an epoch, each per-sensor run
+Cost: with the recipe's 30 epochs (since ba391b6), about 53 minutes of two idle cores on a 2-core AMD EPYC
+(Zen 3), estimated from the epoch times there: each of the three wavelength runs about 15 s an epoch, each per-sensor run
 7-9 s, the band-robust run without wavelengths about 50 s (it validates 21 band subsets every epoch).
 ``--epochs 10`` takes about a third of that (the wavelength column then trails: sub-sensors need the epochs).
 ``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (136 s of wall time there).
@@ -45,6 +46,9 @@ ROWS = {  # column -> (run folder, model, trained on, extra overrides)
     # The same over sub-sensors (band lists, not masks): better on fewer bands, worse on the whole sensor.
     "with wavelengths, sub-sensors": ("cnn_attn_wave-sensors", "cnn_attn_wave", TRAINED_ON,
                                       ["train.band_subsets=sensors"]),
+    # The sub-sensors drawn from the layouts of the sensors it is for (their band lists, never their files).
+    "with wavelengths, named sub-sensors": ("cnn_attn_wave-named", "cnn_attn_wave", TRAINED_ON,
+                                            ["train.band_subsets=sensors", "train.sub_sensors=[landsat8,planetscope]"]),
     "without wavelengths": ("cnn_attn_dynconv_mask", "cnn_attn_dynconv_mask", TRAINED_ON,
                             ["train.band_subsets=per_sample"]),
 }

@@ -671,7 +671,7 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
     t0 = time.monotonic()
     by_budget = plan.time_left is not None and plan.time_left < plan.max_time
     max_time = min(plan.max_time, plan.time_left) if plan.time_left is not None else plan.max_time
-    together = plan.time_left is None and plan.budget_ms is None
+    together = _together(plan)
     for r in range(plan.rounds):
         order = [j for j in _alive(jobs) if j.stopped_by is None]
         if not order:
@@ -710,6 +710,11 @@ def _rounds(jobs: list[Job], plan: Plan, step_timeout: float, progress: Progress
             return
 
 
+def _together(plan: Plan) -> bool:
+    """Without a budget, rows stopped on their precision are timed on until the last row stops (``_rounds``)."""
+    return plan.time_left is None and plan.budget_ms is None
+
+
 def _round_progress(jobs: list[Job], plan: Plan, r: int, spent: float, max_time: float) -> str:
     """The bench's progress at round ``r`` (0-based; ``r`` rounds done): the round, the time left, and per row its
     rounds, its current ± and whether it is still going."""
@@ -738,7 +743,10 @@ def _row_lines(jobs: list[Job], plan: Plan) -> list[str]:
                 pm = f"±{(j.ci[2] - j.ci[1]) / 2 / j.ci[0] * 100:.1f}% at round {j.ci_rounds}" if j.ci else \
                     "no ±" if j.stopped_by else "± at the first look"
             state = f"{len(j.rounds)} rounds, {pm}".rstrip(", ")
-            state += f", stopped: {j.stopped_by}" if j.stopped_by else ""
+            if j.stopped_by == "precision" and _together(plan) and any(k.stopped_by is None for k in _alive(jobs)):
+                state += ", precise: timed on for the floor"  # it stopped, yet its rounds still grow
+            elif j.stopped_by:
+                state += f", stopped: {j.stopped_by}"
         lines.append(f"  {j.row['name']:<{width}}  {state}")
     return lines
 

@@ -33,8 +33,8 @@ def _pm(value: float | None, low: float | None, high: float | None, ratio: bool 
 
 # Which figure is which: the table shows two, and only one of them is the one to compare across runs on a
 # shared machine.
-FLOOR_LEGEND = ("p50: the median of every timed call ± its 95% interval (what this run saw); floor: the lowest "
-                "of the round medians, the figure the host's noise moves least: compare runs with it "
+FLOOR_LEGEND = ("p50: the median of every timed call ± its 95% interval (what this run saw); floor: the fastest "
+                "call, the figure the host's noise moves least: compare runs with it "
                 "(docs/precision.md); GMAC/s with its share of the peak below")
 
 

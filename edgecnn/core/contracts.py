@@ -133,7 +133,7 @@ EXTRA_FIELDS = ("import_rss_mb", "rounds", "round_medians_ms", "round_p50_spread
 # heat of each round, and how much of the CPU's arithmetic peak the row reached.
 STAT_FIELDS = (
     "latency_ms_p50_ci_low", "latency_ms_p50_ci_high",
-    # The floor: the lowest of the round medians, the figure the host's noise moves least (stats.py).
+    # The floor: the fastest sample (call) of the run, the figure the host's noise moves least (stats.py).
     "latency_ms_floor", "latency_ms_p90_ci_low", "latency_ms_p90_ci_high",
     "latency_ms_p99_ci_low", "latency_ms_p99_ci_high", "ratio_ci_low", "ratio_ci_high", "distinguishable_from_ref",
     "indistinguishable_from", "calls", "samples", "calls_per_sample", "ci_method", "percentile_basis", "stat_notes",

@@ -118,8 +118,8 @@ def subset_tables(runs) -> list[tuple[str, str, list[str], list[list[str]]]]:
 HEADLINE_COLUMNS = ["Model", "Role", "Device", "Accuracy", "F1-score", "p50 (ms)", "Floor (ms)", "Size (MB)",
                     "vs ref"]
 # What the two latency columns are (a note of every report with a floor): only one survives host noise.
-FLOOR_NOTE = ("p50: the median of every timed call ± its 95% interval; Floor: the lowest of the round "
-              "medians, the figure the host's noise moves least: compare runs on a shared machine with it "
+FLOOR_NOTE = ("p50: the median of every timed call ± its 95% interval; Floor: the fastest call, "
+              "the figure the host's noise moves least: compare runs on a shared machine with it "
               "(docs/precision.md)")
 SHORT_ROLES = {"gpu-reference": "GPU ref", "reference": "ref", "edge": "edge"}  # fits an 80-column terminal
 

@@ -713,7 +713,25 @@ def _setup_run_folder(out: Path, recipe: Recipe, steps: Steps, device: torch.dev
         console.print(f"[yellow]{summary} (listed in {out / C.SKIPPED})[/]", markup=True, highlight=False)
     else:
         (out / C.SKIPPED).unlink(missing_ok=True)  # a resumed run's data may have been fixed since
+    if (said := _no_sub_sensor(recipe, data)) is not None:
+        log.warning("%s", said)
+        console.print(f"[yellow]{said}[/]", markup=True, highlight=False)
     return log
+
+
+def _no_sub_sensor(recipe: Recipe, data: Data) -> str | None:
+    """The warning when ``train.sub_sensors`` names no sensor that is a sub-sensor of a source's bands
+    (every one of them has all of the run's bands, or none): that source's sub-sensors are then drawn at random."""
+    tc = recipe.train
+    if not tc.sub_sensors:
+        return None
+    configs = [s.cfg for s in data.sources] if data.sources else [recipe.data]
+    names = [s.name for s in data.sources] if data.sources else ["the run"]
+    empty = [n for n, c in zip(names, configs) if not sub_sensor_layouts(tc.sub_sensors, c.band_specs)]
+    if not empty:
+        return None
+    return (f"train.sub_sensors={','.join(tc.sub_sensors)}: none of them has some but not all of the bands of "
+            f"{', '.join(empty)}, so its sub-sensor batches are drawn at random; name sensors with fewer bands")
 
 
 def _images(ds: Dataset) -> int:
