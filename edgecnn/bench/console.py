@@ -41,7 +41,7 @@ FLOOR_LEGEND = ("p50: the median of every timed call ± its 95% interval (what t
 def print_rows(console, rows: list[dict]) -> None:
     """The table (fits 100 columns), then the device, the notes and the instrument's own figures.
 
-    Two latencies with their intervals: the median of every call and the floor (``FLOOR_LEGEND``); ``x ref`` is the
+    Two latencies: the median of every call with its interval and the floor (``FLOOR_LEGEND``); ``x ref`` is the
     ratio to the reference row with its interval, marked ``≈`` where the two
     medians' intervals overlap (the rows cannot be told apart).
     """
