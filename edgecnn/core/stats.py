@@ -54,7 +54,8 @@ What a row says and why it can be trusted:
   median was 7.7% above that run's while its fastest call was 2.6% above. The lowest round median (the
   floor earlier on 7 December 2026) needs a whole quiet second; the fastest call a quiet few milliseconds. Over six benches back to back the
   fastest call of each row stayed within 2.6% (eager fp32), 1.8% and 0.6% (the INT8 rows); the lowest
-  round within 7.7%, 3.4% and 2.3% (docs/precision.md). The cost: it lies below the quiet machine's
+  round within 7.7%, 3.4% and 2.3%; in the next six, on a busier host, the fastest call agreed on 6 of 9
+  pairs and the lowest round on 2 (docs/precision.md). The cost: it lies below the quiet machine's
   median by the spread of quiet calls (5-10% for the eager row here, a few % in the simulation), it drifts
   down slowly with the number of calls, and it carries no interval. A run that never meets a quiet
   moment still reads slow, and no estimator over that run can tell. tests/test_precision.py simulates
