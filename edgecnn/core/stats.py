@@ -52,15 +52,16 @@ What a row says and why it can be trusted:
   minutes, yet leave a few fast calls now and then: in one bench of 7 December 2026 only 3 of 60 eager
   rounds held any call under 3.25 ms (the median of the next run's quietest round), and its lowest round
   median was 7.7% above that run's while its fastest call was 2.6% above. The lowest round median (the
-  floor earlier on 7 December 2026) needs a whole quiet second; the fastest call a quiet few milliseconds. Over six benches back to back the
-  fastest call of each row stayed within 2.6% (eager fp32), 1.8% and 0.6% (the INT8 rows); the lowest
-  round within 7.7%, 3.4% and 2.3%; in the next six, on a busier host, the fastest call agreed on 6 of 9
-  pairs and the lowest round on 2 (docs/precision.md). The cost: it lies below the quiet machine's
-  median by the spread of quiet calls (5-10% for the eager row here, a few % in the simulation), it drifts
-  down slowly with the number of calls, and it carries no interval. A run that never meets a quiet
-  moment still reads slow, and no estimator over that run can tell. tests/test_precision.py simulates
-  it. The bench keeps every row in the rounds until the last one stops (bench/api.py ``_rounds``), so a
-  row's floor is taken over the same stretch of the host's time as the slowest row's.
+  floor earlier that day) needs a whole quiet second; the fastest call a quiet few milliseconds. Over six
+  benches back to back the fastest call of each row stayed within 2.6% (eager fp32), 1.8% and 0.6% (the
+  INT8 rows), the lowest round within 7.7%, 3.4% and 2.3%; in the next six, on a busier host, the fastest
+  call agreed on 6 of 9 pairs and the lowest round on 2 (docs/precision.md). The cost: it lies below the
+  quiet machine's median by the spread of quiet calls (about 8% for the eager row there, 3-5% for the
+  INT8 rows, 5-10% in the simulation), it drifts down slowly with the number of calls, and it carries no
+  interval. A run that never meets a quiet moment still reads slow, and no figure over that run alone can
+  tell. tests/test_precision.py simulates it. The bench keeps every row in the rounds until the last one
+  stops (bench/api.py ``_rounds``), so a row's floor is taken over the same stretch of the host's time as
+  the slowest row's.
 """
 
 from __future__ import annotations
