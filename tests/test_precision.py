@@ -329,7 +329,7 @@ def test_overhead_check_respects_the_time_budget(monkeypatch):
 QUIET_SD = 0.02
 FLOOR_SIMS = 100
 CALLS_FLOOR = 240  # samples per simulated round: what a real round of the eager row holds (250-1100 in the INT8 rows)
-NOISE = {  # name: (chance a round starts a burst, chance a burst goes on into the next round, share of its calls spared)
+NOISE = {  # name: (chance a round starts a burst, chance it goes on into the next round, share of its calls spared)
     "quiet": (0.0, 0.0, 0.0),
     "bursts in 1 round of 4": (0.25, 0.0, 0.0),
     "episodes of ~3 rounds": (0.15, 0.6, 0.0),

@@ -277,7 +277,8 @@ def test_sub_sensors_that_give_no_sub_sensor_are_said():
     from edgecnn.train.loop import Data, _no_sub_sensor
 
     def said(names):
-        recipe = load_recipe("recipes/cross_sensor.yaml", ["train.band_subsets=sensors", f"train.sub_sensors=[{names}]"])
+        recipe = load_recipe("recipes/cross_sensor.yaml",
+                             ["train.band_subsets=sensors", f"train.sub_sensors=[{names}]"])
         return _no_sub_sensor(recipe, Data(None, None, [], recipe, None))
 
     assert "drawn at random" in said("sentinel2") and "the run" in said("sentinel2")

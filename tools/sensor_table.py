@@ -20,8 +20,8 @@ Every run is kept in ``--out`` and reused (or resumed) on a second call. Prints 
 with the command, the CPU, the commit and the versions.
 
 Cost: with the recipe's 30 epochs (since ba391b6), about 53 minutes of two idle cores on a 2-core AMD EPYC
-(Zen 3), estimated from the epoch times there: each of the three wavelength runs about 15 s an epoch, each per-sensor run
-7-9 s, the band-robust run without wavelengths about 50 s (it validates 21 band subsets every epoch).
+(Zen 3), estimated from the epoch times there: each of the three wavelength runs about 15 s an epoch, each
+per-sensor run 7-9 s, the band-robust run without wavelengths about 50 s (it validates 21 band subsets every epoch).
 ``--epochs 10`` takes about a third of that (the wavelength column then trails: sub-sensors need the epochs).
 ``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (136 s of wall time there).
 """
