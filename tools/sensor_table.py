@@ -23,7 +23,7 @@ Cost: with the recipe's 30 epochs (since ba391b6), about 53 minutes of two idle 
 (Zen 3), estimated from the epoch times there: each of the three wavelength runs about 15 s an epoch, each
 per-sensor run 7-9 s, the band-robust run without wavelengths about 50 s (it validates 21 band subsets every epoch).
 ``--epochs 10`` takes about a third of that (the wavelength column then trails: sub-sensors need the epochs).
-``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (136 s of wall time there).
+``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (242 s of wall time there at 5bbc833, seven runs).
 """
 
 from __future__ import annotations
