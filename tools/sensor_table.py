@@ -19,9 +19,10 @@ evaluates, through the edgecnn CLI only:
 Every run is kept in ``--out`` and reused (or resumed) on a second call. Prints a Markdown table stamped
 with the command, the CPU, the commit and the versions.
 
-Cost: with the recipe's 30 epochs (since ba391b6), about 53 minutes of two idle cores on a 2-core AMD EPYC
-(Zen 3), estimated from the epoch times there: each of the three wavelength runs about 15 s an epoch, each
-per-sensor run 7-9 s, the band-robust run without wavelengths about 50 s (it validates 21 band subsets every epoch).
+Cost: with the recipe's 30 epochs (since ba391b6), 2228 s (37 minutes) of two otherwise idle cores on a 2-core
+AMD EPYC (Zen 3), measured at 1fbb5aa: the three per-sensor runs about 10 minutes together, the three
+wavelength runs about 6 minutes each, the band-robust run without wavelengths about 8 minutes (14 s an epoch:
+it validates 21 band subsets every epoch).
 ``--epochs 10`` takes about a third of that (the wavelength column then trails: sub-sensors need the epochs).
 ``--epochs 1 --per-class 10 --size 16 --classes 3`` is a smoke run (242 s of wall time there at 5bbc833, seven runs).
 """
