@@ -725,13 +725,18 @@ def _no_sub_sensor(recipe: Recipe, data: Data) -> str | None:
     tc = recipe.train
     if not tc.sub_sensors:
         return None
-    configs = [s.cfg for s in data.sources] if data.sources else [recipe.data]
     names = [s.name for s in data.sources] if data.sources else ["the run"]
+    configs = _source_configs(data.sources, recipe.data)
     empty = [n for n, c in zip(names, configs) if not sub_sensor_layouts(tc.sub_sensors, c.band_specs)]
     if not empty:
         return None
     return (f"train.sub_sensors={','.join(tc.sub_sensors)}: none of them has some but not all of the bands of "
             f"{', '.join(empty)}, so its sub-sensor batches are drawn at random; name sensors with fewer bands")
+
+
+def _source_configs(sources: list[Source] | None, cfg) -> list:
+    """Each source's data section (its bands and normalisation), or the run's one when it has no sources."""
+    return [s.cfg for s in sources] if sources else [cfg]
 
 
 def _images(ds: Dataset) -> int:
@@ -786,7 +791,7 @@ def _train_epoch(ctx: EpochLoop, title: str) -> dict[str, float]:
         # Every rank drew the same global batches; each takes every world-th image of each.
         # A global batch too small to give each rank two images (BatchNorm needs two) is dropped.
         batches = [b[dist.rank :: dist.world] for b in batches if len(b) >= 2 * dist.world]
-    configs = [s.cfg for s in sources] if sources else [cfg]  # each source's bands and normalisation
+    configs = _source_configs(sources, cfg)
     # The named sensors' band layouts in each source's bands (train.sub_sensors): once an epoch, not a batch.
     layouts = [sub_sensor_layouts(tc.sub_sensors, c.band_specs) for c in configs] if tc.sub_sensors else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp)
